@@ -1,0 +1,162 @@
+"""From scalar functions to vector fields: Hamilton's and the Euler-Lagrange equations.
+
+States are laid out as ``x = (q, p)`` (canonical) or ``x = (q, q_dot)`` (Lagrangian), shape
+``(..., 2 * dof)``, coordinates first. These functions are shared by the analytic systems and by the
+learned models so that both obey exactly the same equations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from hnnlab.errors import InvalidArgumentError
+
+ScalarFn = Callable[[Tensor], Tensor]  # (..., 2 * dof) -> (...,)
+
+
+def split_state(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Split ``(..., 2 * dof)`` into coordinates and momenta (or velocities), each ``(..., dof)``."""
+    dof = x.shape[-1] // 2
+    return x[..., :dof], x[..., dof:]
+
+
+def symplectic_gradient(dH: Tensor) -> Tensor:
+    """Apply ``Omega^-1``: ``(dH/dq, dH/dp) -> (dH/dp, -dH/dq)``."""
+    dH_dq, dH_dp = split_state(dH)
+    return torch.cat([dH_dp, -dH_dq], dim=-1)
+
+
+def input_gradient(fn: ScalarFn, x: Tensor, *, create_graph: bool | None = None) -> Tensor:
+    """``d fn(x).sum() / dx`` for a batch of independent samples, shape of ``x``.
+
+    Works under ``torch.no_grad`` (gradient mode is enabled locally). With ``create_graph=None`` the
+    graph is kept when gradients are enabled by the caller and ``x`` or the parameters of ``fn`` need
+    it (training), and dropped otherwise (rollouts, evaluation).
+    """
+    grad_enabled_outside = torch.is_grad_enabled()
+    with torch.enable_grad():
+        x_in = x if x.requires_grad else x.detach().requires_grad_(True)
+        value = fn(x_in)
+        if create_graph is None:
+            create_graph = grad_enabled_outside and (x.requires_grad or _has_parameters_graph(value, x_in))
+        (grad,) = torch.autograd.grad(value.sum(), x_in, create_graph=create_graph)
+    return grad if create_graph else grad.detach()
+
+
+def hamiltonian_vector_field(
+    hamiltonian: ScalarFn, x: Tensor, *, create_graph: bool | None = None
+) -> Tensor:
+    """``dx/dt = (dH/dp, -dH/dq)`` by automatic differentiation of ``hamiltonian``."""
+    return symplectic_gradient(input_gradient(hamiltonian, x, create_graph=create_graph))
+
+
+def _has_parameters_graph(value: Tensor, x_in: Tensor) -> bool:
+    """Whether ``value`` depends on leaves other than ``x_in`` (i.e. trainable parameters)."""
+    stack = [value.grad_fn]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if type(node).__name__ == "AccumulateGrad":
+            if node.variable is not x_in:
+                return True
+            continue
+        stack.extend(n for n, _ in node.next_functions)
+    return False
+
+
+def euler_lagrange_accelerations(
+    lagrangian: ScalarFn,
+    x: Tensor,
+    *,
+    create_graph: bool | None = None,
+    solve_dtype: torch.dtype | None = None,
+    regularization: float = 0.0,
+) -> Tensor:
+    """Accelerations ``q_dd`` from the Euler-Lagrange equations of ``L(q, q_dot)``.
+
+    ``q_dd = (d2L/dq_dot2)^-1 (dL/dq - d2L/(dq_dot dq) q_dot)``, batched: the Hessian blocks are built
+    row by row with autograd over the whole batch (``dof`` backward passes, never a per-sample loop),
+    and the linear system is solved (never inverted), optionally in ``solve_dtype`` (e.g. float64) and
+    with ``regularization * I`` added to the mass matrix.
+
+    Raises:
+        InvalidArgumentError: if the mass matrix ``d2L/dq_dot2`` is singular for some sample.
+    """
+    grad_enabled_outside = torch.is_grad_enabled()
+    dof = x.shape[-1] // 2
+    with torch.enable_grad():
+        x_in = x if x.requires_grad else x.detach().requires_grad_(True)
+        L = lagrangian(x_in)
+        if create_graph is None:
+            create_graph = grad_enabled_outside and (x.requires_grad or _has_parameters_graph(L, x_in))
+        (dL,) = torch.autograd.grad(L.sum(), x_in, create_graph=True)
+        dL_dq = dL[..., :dof]
+        # Row i of the Hessian of L with respect to x, restricted to the rows of q_dot.
+        rows = [
+            torch.autograd.grad(dL[..., dof + i].sum(), x_in, create_graph=create_graph, retain_graph=True)[0]
+            for i in range(dof)
+        ]
+    hess = torch.stack(rows, dim=-2)  # (..., dof, 2 * dof): d/dx of dL/dq_dot_i
+    mixed = hess[..., :dof]  # (..., dof, dof): d2L / (dq_dot_i dq_j)
+    mass = hess[..., dof:]  # (..., dof, dof): d2L / (dq_dot_i dq_dot_j)
+    q_dot = x[..., dof:]
+    rhs = dL_dq - (mixed @ q_dot.unsqueeze(-1)).squeeze(-1)
+    out_dtype = rhs.dtype
+    if solve_dtype is not None:
+        mass, rhs = mass.to(solve_dtype), rhs.to(solve_dtype)
+    if regularization:
+        mass = mass + regularization * torch.eye(dof, dtype=mass.dtype, device=mass.device)
+    q_dd, info = torch.linalg.solve_ex(mass, rhs.unsqueeze(-1))
+    if bool((info != 0).any()):
+        bad = int(torch.nonzero(info.reshape(-1))[0])
+        raise InvalidArgumentError(
+            f"the mass matrix d2L/dq_dot2 is singular for sample {bad} of the batch; the Lagrangian must be "
+            "strictly convex in the velocities (use regularization > 0 or solve_dtype=torch.float64)"
+        )
+    q_dd = q_dd.squeeze(-1).to(out_dtype)
+    if not create_graph:
+        q_dd = q_dd.detach()
+    return q_dd
+
+
+def lagrangian_vector_field(lagrangian: ScalarFn, x: Tensor, **kwargs) -> Tensor:
+    """``dx/dt = (q_dot, q_dd)`` for a Lagrangian state ``x = (q, q_dot)``."""
+    q_dd = euler_lagrange_accelerations(lagrangian, x, **kwargs)
+    return torch.cat([x[..., x.shape[-1] // 2 :], q_dd], dim=-1)
+
+
+def lagrangian_energy(lagrangian: ScalarFn, x: Tensor) -> Tensor:
+    """Energy ``E = q_dot . dL/dq_dot - L``, shape ``(...,)``."""
+    dof = x.shape[-1] // 2
+    with torch.enable_grad():
+        x_in = x if x.requires_grad else x.detach().requires_grad_(True)
+        L = lagrangian(x_in)
+        (dL,) = torch.autograd.grad(L.sum(), x_in, create_graph=x.requires_grad)
+    E = (x_in[..., dof:] * dL[..., dof:]).sum(-1) - L
+    return E if x.requires_grad else E.detach()
+
+
+def check_state(x: Tensor, *, name: str = "x0", dof: int | None = None) -> None:
+    """Raise a clear error if ``x`` is not a finite floating state of shape ``(..., 2 * dof)``."""
+    if not isinstance(x, Tensor):
+        raise InvalidArgumentError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise InvalidArgumentError(f"{name} must have a floating dtype (float32 or float64), got {x.dtype}")
+    if x.ndim == 0 or x.shape[-1] % 2:
+        raise InvalidArgumentError(
+            f"{name} must have shape (..., 2 * dof) with coordinates then momenta, got shape {tuple(x.shape)}"
+        )
+    if dof is not None and x.shape[-1] != 2 * dof:
+        raise InvalidArgumentError(
+            f"{name} must have last dimension 2 * dof = {2 * dof}, got shape {tuple(x.shape)}"
+        )
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite)[0].tolist()
+        raise InvalidArgumentError(f"{name} contains a non-finite value (NaN or inf) at index {tuple(bad)}")

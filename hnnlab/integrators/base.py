@@ -51,8 +51,13 @@ class AbstractIntegrator(abc.ABC):
         """One step without argument checks (rollouts check once, then call this)."""
 
     def step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
-        """Advance ``x`` (``(..., 2 * dof)``) from time ``t`` by ``dt > 0``; returns the new state."""
+        """Advance ``x`` (``(..., 2 * dof)``) from time ``t`` by ``dt > 0``; returns the new state.
+
+        ``dt`` is a Python number (a one-element tensor is converted to one); the step is differentiable
+        with respect to ``x`` and anything ``f`` depends on.
+        """
         check_dt(dt)
+        dt = float(dt)
         if not isinstance(x, Tensor) or x.ndim == 0 or x.shape[-1] % 2 or not x.is_floating_point():
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise InvalidArgumentError(
@@ -89,6 +94,7 @@ class AbstractIntegrator(abc.ABC):
             "explicit": self.explicit,
             "symmetric": self.symmetric,
             "requires_separable": self.requires_separable,
+            "adaptive": self.adaptive,
             **self.options(),
         }
 
@@ -154,7 +160,8 @@ def split_field(f: VectorField) -> tuple[HalfField, HalfField]:
 def nonseparable_names() -> list[str]:
     from hnnlab.integrators.registry import INTEGRATORS
 
-    return [n for n in INTEGRATORS.names() if INTEGRATORS.get(n).symplectic and not INTEGRATORS.get(n).requires_separable]
+    classes = {name: INTEGRATORS.get(name) for name in INTEGRATORS.names()}
+    return [name for name, cls in classes.items() if cls.symplectic and not cls.requires_separable]
 
 
 def join_state(q: Tensor, p: Tensor) -> Tensor:

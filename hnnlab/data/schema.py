@@ -1,0 +1,275 @@
+"""The hnnlab dataset format, version 1: constants and a validator that lists every problem.
+
+The written spec is ``docs/data_format.md``; this module is its executable form. A file is::
+
+    /                      root attributes (ROOT_ATTRS): schema, schema_version, system (JSON), ...
+    /train, /val, /test    one group per non-empty split (SPLITS), each with
+        t            (n_times,)                  saved times
+        state        (n_traj, n_times, 2 * dof)  states as observed (noisy when noise_std > 0)
+        dxdt         (n_traj, n_times, 2 * dof)  exact time derivatives at the clean states
+        energy       (n_traj, n_times)           the system's energy of the clean states
+        clean_state  (n_traj, n_times, 2 * dof)  only when noise_std > 0
+
+:func:`validate` never raises for a bad file: it returns one line per problem, each naming the file
+and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from hnnlab.errors import HnnlabError
+
+SCHEMA_NAME = "hnnlab.dataset"
+SCHEMA_VERSION = 1
+SPLITS = ("train", "val", "test")
+FLOAT_DTYPES = ("float32", "float64")
+
+# name -> (python types allowed, whether the value is a JSON string)
+ROOT_ATTRS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "schema": ((str,), False),
+    "schema_version": ((int,), False),
+    "system": ((dict,), True),  # system.describe(): name, class, params, coordinates, dof, ...
+    "coordinates": ((str,), False),  # "canonical" (q, p) or "lagrangian" (q, q_dot)
+    "state_names": ((list,), True),
+    "dof": ((int,), False),
+    "dt": ((float, int), False),  # time between saved states
+    "integrator": ((dict,), True),  # integrator.describe() plus substeps
+    "seed": ((int,), False),
+    "noise_std": ((float, int), False),
+    "dtype": ((str,), False),
+    "recipe": ((dict,), True),  # {} when made from a system, else the recipe's description
+    "hnnlab_version": ((str,), False),
+    "created": ((str,), False),  # ISO 8601, UTC
+    "command": ((str,), False),  # the command line (or API call) that made the file
+}
+SPLIT_ATTRS = ("n_traj", "n_times", "dt")
+FIELDS = ("t", "state", "dxdt", "energy")
+NOISY_FIELD = "clean_state"
+
+ENERGY_RTOL = {"float64": 1e-8, "float32": 1e-4}
+_BLOCK_ELEMENTS = 2**21  # read at most about this many numbers at once when checking values
+
+
+class DatasetError(HnnlabError, ValueError):
+    """A dataset file that is missing, unreadable, or does not follow the spec (names file and field)."""
+
+
+def validate(path: str | os.PathLike, *, energy_rtol: float | None = None, check_values: bool = True) -> list[str]:
+    """Check a file against the spec; return the problems found (empty when the file is valid).
+
+    Args:
+        path: the file.
+        energy_rtol: tolerance of ``|E_stored - E(clean_state)| <= energy_rtol * max(1, |E|)`` (and the
+            same for ``dxdt`` against the system's vector field); defaults by dtype (``ENERGY_RTOL``).
+        check_values: also read the arrays (finite values, energy and derivatives against the
+            system); ``False`` checks only the structure.
+    """
+    from hnnlab.data.io import open_file
+
+    try:
+        file = open_file(path)
+    except DatasetError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    with file:
+        try:
+            problems.extend(_validate_open(file, str(path), energy_rtol, check_values))
+        except (OSError, RuntimeError, KeyError) as exc:  # h5py's errors on damaged files
+            problems.append(f"{path}: the file is corrupted or truncated (HDF5 read failed: {_short(exc)})")
+    return problems
+
+
+def _validate_open(file: Any, name: str, energy_rtol: float | None, check_values: bool) -> Iterator[str]:
+    attrs = file.attrs
+    schema = _attr(attrs, "schema")
+    if schema != SCHEMA_NAME:
+        yield f"{name}: root attribute 'schema' is {schema!r}, expected {SCHEMA_NAME!r} (not an hnnlab dataset)"
+        return
+    version = _attr(attrs, "schema_version")
+    if version != SCHEMA_VERSION:
+        yield (
+            f"{name}: root attribute 'schema_version' is {version!r}; this hnnlab reads version "
+            f"{SCHEMA_VERSION} only"
+        )
+        return
+    meta: dict[str, Any] = {}
+    for key, (types, is_json) in ROOT_ATTRS.items():
+        if key not in attrs:
+            yield f"{name}: missing root attribute {key!r}"
+            continue
+        value = _attr(attrs, key)
+        if is_json:
+            try:
+                value = json.loads(value) if isinstance(value, str) else value
+            except json.JSONDecodeError as exc:
+                yield f"{name}: root attribute {key!r} is not valid JSON ({exc.msg})"
+                continue
+        if not isinstance(value, types) or isinstance(value, bool):
+            allowed = " or ".join(t.__name__ for t in types)
+            yield f"{name}: root attribute {key!r} must be {allowed}, got {type(value).__name__} {value!r}"
+            continue
+        meta[key] = value
+    if "dtype" in meta and meta["dtype"] not in FLOAT_DTYPES:
+        yield f"{name}: root attribute 'dtype' is {meta['dtype']!r}; allowed: {', '.join(FLOAT_DTYPES)}"
+    if "coordinates" in meta and meta["coordinates"] not in ("canonical", "lagrangian"):
+        yield f"{name}: root attribute 'coordinates' is {meta['coordinates']!r}; allowed: canonical, lagrangian"
+    dof = meta.get("dof")
+    if isinstance(dof, int) and dof < 1:
+        yield f"{name}: root attribute 'dof' must be >= 1, got {dof}"
+        dof = None
+    if dof is not None and "state_names" in meta and len(meta["state_names"]) != 2 * dof:
+        yield f"{name}: root attribute 'state_names' has {len(meta['state_names'])} names, expected 2 * dof = {2 * dof}"
+    noise = meta.get("noise_std")
+    if isinstance(noise, float | int) and (not math.isfinite(noise) or noise < 0):
+        yield f"{name}: root attribute 'noise_std' must be finite and >= 0, got {noise!r}"
+    system = None
+    if check_values and "system" in meta:
+        from hnnlab.data.io import rebuild_system
+
+        try:
+            system = rebuild_system(meta)
+        except HnnlabError as exc:
+            yield f"{name}: root attribute 'system' cannot be rebuilt: {exc}"
+    present = [s for s in SPLITS if s in file]
+    if not present:
+        yield f"{name}: no split group; expected at least one of {', '.join('/' + s for s in SPLITS)}"
+    for split in present:
+        yield from _validate_split(file[split], f"{name}: /{split}", meta, dof, noise, system, energy_rtol, check_values)
+
+
+def _validate_split(group, where, meta, dof, noise, system, energy_rtol, check_values) -> Iterator[str]:
+    import h5py
+
+    if not isinstance(group, h5py.Group):
+        yield f"{where} must be a group, found a {type(group).__name__}"
+        return
+    for key in SPLIT_ATTRS:
+        if key not in group.attrs:
+            yield f"{where}: missing attribute {key!r}"
+    needs_clean = isinstance(noise, float | int) and noise > 0
+    fields = FIELDS + ((NOISY_FIELD,) if needs_clean else ())
+    ok = True
+    for field in fields:
+        if field not in group:
+            reason = " (required because noise_std > 0)" if field == NOISY_FIELD else ""
+            yield f"{where}/{field}: missing dataset{reason}"
+            ok = False
+        elif not isinstance(group[field], h5py.Dataset):
+            yield f"{where}/{field}: must be a dataset, found a group"
+            ok = False
+        elif group[field].dtype.name not in FLOAT_DTYPES:
+            yield f"{where}/{field}: dtype {group[field].dtype} is not allowed; allowed: {', '.join(FLOAT_DTYPES)}"
+            ok = False
+        elif meta.get("dtype") in FLOAT_DTYPES and field != "t" and group[field].dtype.name != meta["dtype"]:
+            yield f"{where}/{field}: dtype {group[field].dtype} differs from the root attribute dtype {meta['dtype']!r}"
+    if not ok:
+        return
+    state = group["state"]
+    if state.ndim != 3:
+        yield f"{where}/state: shape {state.shape} must be (n_traj, n_times, 2 * dof)"
+        return
+    n_traj, n_times, width = state.shape
+    if dof is not None and width != 2 * dof:
+        yield f"{where}/state: last dimension is {width}, expected 2 * dof = {2 * dof}"
+        return
+    expected = {
+        "t": (n_times,),
+        "dxdt": (n_traj, n_times, width),
+        "energy": (n_traj, n_times),
+        NOISY_FIELD: (n_traj, n_times, width),
+    }
+    shapes_ok = True
+    for field, shape in expected.items():
+        if field in group and group[field].shape != shape:
+            yield f"{where}/{field}: shape {group[field].shape} does not match state {state.shape}; expected {shape}"
+            shapes_ok = False
+    for key, value in (("n_traj", n_traj), ("n_times", n_times)):
+        if key in group.attrs and int(group.attrs[key]) != value:
+            yield f"{where}: attribute {key!r} is {int(group.attrs[key])} but state has {value}"
+    if n_traj == 0 or n_times == 0:
+        yield f"{where}/state: empty split (shape {state.shape}); omit the group instead"
+        return
+    if not shapes_ok:
+        return
+    t = np.asarray(group["t"][()], dtype=np.float64)
+    if not np.isfinite(t).all():
+        yield f"{where}/t: contains NaN or inf"
+    elif n_times > 1 and not (np.diff(t) > 0).all():
+        yield f"{where}/t: times must be strictly increasing"
+    elif n_times > 1 and "dt" in group.attrs:
+        dt = float(group.attrs["dt"])
+        if not np.allclose(np.diff(t), dt, rtol=1e-6, atol=1e-12):
+            yield f"{where}/t: spacing does not match the split attribute dt = {dt!r}"
+    if not check_values:
+        return
+    yield from _check_values(group, where, meta, system, energy_rtol, t, needs_clean)
+
+
+def _check_values(group, where, meta, system, energy_rtol, t, needs_clean) -> Iterator[str]:
+    import torch
+
+    dtype = group["state"].dtype.name
+    rtol = energy_rtol if energy_rtol is not None else ENERGY_RTOL.get(dtype, 1e-4)
+    n_traj, n_times, width = group["state"].shape
+    block = max(1, _BLOCK_ELEMENTS // max(1, n_times * width))
+    clean_name = NOISY_FIELD if needs_clean else "state"
+    reported: set[str] = set()
+    worst_e, worst_f = 0.0, 0.0
+    for start in range(0, n_traj, block):
+        stop = min(n_traj, start + block)
+        arrays = {f: group[f][start:stop] for f in ("state", "dxdt", "energy") + ((NOISY_FIELD,) if needs_clean else ())}
+        for field, array in arrays.items():
+            if field not in reported and not np.isfinite(array).all():
+                bad = np.argwhere(~np.isfinite(array))[0]
+                bad[0] += start
+                yield f"{where}/{field}: non-finite value (NaN or inf) at index {tuple(int(i) for i in bad)}"
+                reported.add(field)
+        if system is None or reported:
+            continue
+        clean = torch.from_numpy(np.asarray(arrays[clean_name], dtype=np.float64))
+        with torch.no_grad():
+            energy = system.energy(clean).numpy()  # (block, n_times)
+            flat = clean.reshape(-1, width)
+            times = torch.from_numpy(np.broadcast_to(t, (stop - start, n_times)).reshape(-1).copy())
+            field = system.vector_field(times, flat).reshape(clean.shape).numpy()
+        scale_e = np.maximum(1.0, np.abs(energy))
+        worst_e = max(worst_e, float((np.abs(arrays["energy"] - energy) / scale_e).max()))
+        scale_f = np.maximum(1.0, np.abs(field))
+        worst_f = max(worst_f, float((np.abs(arrays["dxdt"] - field) / scale_f).max()))
+    if worst_e > rtol:
+        yield (
+            f"{where}/energy: does not match the system's energy of {clean_name}: max relative error "
+            f"{worst_e:.3g} > tolerance {rtol:g}"
+        )
+    if worst_f > rtol:
+        yield (
+            f"{where}/dxdt: does not match the system's vector field at {clean_name}: max relative error "
+            f"{worst_f:.3g} > tolerance {rtol:g}"
+        )
+
+
+def _attr(attrs: Any, key: str) -> Any:
+    """An attribute as a plain Python value (``None`` when absent)."""
+    if key not in attrs:
+        return None
+    value = attrs[key]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+

@@ -1,0 +1,122 @@
+"""The interface shared by every model: a learned vector field ``f(t, x)`` with optional energy.
+
+A model is itself a vector field: ``model(t, x) == model.vector_field(t, x)``, so it goes anywhere
+a system does, e.g. ``rollout(model, "leapfrog", x0, dt, n_steps)`` or any integrator's ``step``.
+Capabilities are class attributes that integrators and the training loop read before they start:
+``coordinates`` (``"canonical"`` for ``(q, p)``, ``"lagrangian"`` for ``(q, q_dot)``) and
+``is_separable`` (``H = T(p) + V(q)``, so explicit symplectic methods are symplectic for it).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from hnnlab.errors import InvalidArgumentError
+from hnnlab.models.mlp import check_positive_int, module_path
+
+COORDINATES: tuple[str, ...] = ("canonical", "lagrangian")
+
+
+class AbstractModel(nn.Module, abc.ABC):
+    """A learned dynamical system ``dx/dt = f(t, x)`` on states of shape ``(..., 2 * dof)``.
+
+    Class attributes:
+        name: the registry name (``get_model(name)``).
+        coordinates: ``"canonical"`` or ``"lagrangian"``.
+        is_separable: ``True`` only for ``H = T(p) + V(q)``; such models also provide ``dq_dt(t, x)``
+            and ``dp_dt(t, x)`` so that split methods evaluate only the half they need.
+        differentiates_state: whether the vector field differentiates a network with respect to the
+            state (then it cannot run under ``torch.inference_mode``).
+
+    Subclasses call ``super().__init__(dof, **hyperparameters)`` (the hyper-parameters are recorded for
+    :meth:`describe`) and implement :meth:`vector_field`; models with an energy override :meth:`energy`.
+    """
+
+    name: ClassVar[str] = ""
+    coordinates: ClassVar[str] = "canonical"
+    is_separable: ClassVar[bool] = False
+    differentiates_state: ClassVar[bool] = True
+
+    def __init__(self, dof: int, **hyperparameters: Any) -> None:
+        super().__init__()
+        self.dof = check_positive_int("dof", dof)
+        self._hyperparameters = {"dof": dof, **hyperparameters}
+
+    @abc.abstractmethod
+    def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
+        """``dx/dt`` at states ``x`` of shape ``(..., 2 * dof)``, same shape, dtype and device.
+
+        Works under ``torch.no_grad`` (rollouts: the result carries no graph) and keeps the graph to
+        the parameters when gradients are enabled (training: ``loss.backward()`` reaches them).
+        """
+
+    def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
+        return self.vector_field(t, x)
+
+    def energy(self, x: Tensor) -> Tensor | None:
+        """The model's energy of states ``(..., 2 * dof)``, shape ``(...,)``; ``None`` if it has none."""
+        return None
+
+    @property
+    def has_energy(self) -> bool:
+        """Whether :meth:`energy` returns a tensor (the class overrides it)."""
+        return type(self).energy is not AbstractModel.energy
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable self-description for checkpoint and rollout metadata."""
+        cls = type(self)
+        return {
+            "name": self.name or None,
+            "class_path": f"{cls.__module__}:{cls.__qualname__}",
+            "init_args": {key: _jsonable(value) for key, value in self._hyperparameters.items()},
+            "coordinates": self.coordinates,
+            "dof": self.dof,
+            "is_separable": self.is_separable,
+            "has_energy": self.has_energy,
+            "n_parameters": sum(p.numel() for p in self.parameters()),
+        }
+
+    def check_state(self, x: Tensor) -> Tensor:
+        """Return ``x`` if it is a floating tensor ``(..., 2 * dof)``, else raise a clear error.
+
+        Inference tensors (made under ``torch.inference_mode``) are cloned into normal tensors, since
+        the models differentiate with respect to the state; inside ``inference_mode`` that is
+        impossible, and the error says what to use instead.
+        """
+        if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim == 0 or x.shape[-1] != 2 * self.dof:
+            got = f"shape {tuple(x.shape)} and dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
+            raise InvalidArgumentError(
+                f"x must be a floating tensor of shape (..., 2 * dof) = (..., {2 * self.dof}) for "
+                f"{type(self).__name__}(dof={self.dof}), got {got}"
+            )
+        if torch.is_inference_mode_enabled() and self.differentiates_state:
+            raise InvalidArgumentError(
+                f"{type(self).__name__} differentiates with respect to the state, which torch.inference_mode "
+                "forbids; use torch.no_grad() instead (and Trainer(inference_mode=False) in Lightning)"
+            )
+        if x.is_inference():
+            x = x.clone()
+        return x
+
+
+def check_coordinates(value: object) -> str:
+    """``value`` if it names a coordinate system, else a clear error."""
+    if value not in COORDINATES:
+        raise InvalidArgumentError(f"coordinates must be one of {', '.join(map(repr, COORDINATES))}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, nn.Module):
+        return module_path(value)
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.dtype):
+        return str(value).removeprefix("torch.")
+    if isinstance(value, Tensor):
+        return value.tolist()
+    return value

@@ -1,0 +1,590 @@
+"""The rollout file: a written HDF5 spec (``docs/rollout_format.md``), a streaming writer and a reader.
+
+A rollout file holds long-horizon predictions of a model (or of any vector field) on a uniform time
+grid, the reference trajectories of the true system where it is known, and the metadata needed to
+reproduce and audit them::
+
+    /                      attrs: schema = "hnnlab.rollout", schema_version = 1, system, model,
+                                  checkpoint, integrator, reference_integrator (JSON), dt, save_every,
+                                  t0, n_traj, n_times, dof, dtype, created, hnnlab_version, command, extra
+    /t                     (n_times,)                 float64
+    /state                 (n_traj, n_times, 2 * dof) float32 | float64, chunked along time
+    /reference             (n_traj, n_times, 2 * dof) optional, same dtype and chunks
+    /energy_model          (n_traj, n_times)          optional
+    /first_nonfinite_step  (n_traj,)                  int64, -1 when the trajectory stayed finite
+
+:class:`RolloutWriter` streams chunks from :func:`hnnlab.rollout.iter_rollout` to disk, so memory does not
+grow with the number of steps, and writes atomically. :func:`read_rollout` validates a file and loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hnnlab import __version__
+from hnnlab.errors import HnnlabError, InvalidArgumentError
+
+SCHEMA = "hnnlab.rollout"
+SCHEMA_VERSION = 1
+DEFAULT_TIME_CHUNK = 256
+_CHUNK_CACHE_BYTES = 64 * 2**20
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class RolloutFileError(HnnlabError, ValueError):
+    """A rollout (or other hnnlab HDF5) file that is missing, unreadable or does not follow its spec."""
+
+
+@dataclass
+class RolloutMetadata:
+    """What produced a rollout: enough to rebuild the system and integrator and to reproduce the run.
+
+    Attributes:
+        integrator: ``integrator.describe()`` of the method that produced ``state``.
+        dt: integrator step size.
+        save_every: one saved state every ``save_every`` steps (``t[k] = t0 + k * save_every * dt``).
+        t0: initial time.
+        system: ``system.describe()`` (contains ``"class"`` and ``"params"``), ``None`` when unknown.
+        model: ``model.describe()`` of the learned model, ``None`` for a rollout of the true system.
+        checkpoint: path of the checkpoint the model came from.
+        reference_integrator: ``describe()`` of the method that produced ``reference``.
+        command: the command line that made the file.
+        extra: anything else (JSON-serialisable).
+    """
+
+    integrator: dict[str, Any]
+    dt: float
+    save_every: int = 1
+    t0: float = 0.0
+    system: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+    checkpoint: str | None = None
+    reference_integrator: dict[str, Any] | None = None
+    command: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.integrator, Mapping) or "name" not in self.integrator:
+            raise InvalidArgumentError(
+                f"metadata.integrator must be integrator.describe() (a dict with a 'name'), got {self.integrator!r}"
+            )
+        dt = self.dt
+        if isinstance(dt, bool) or not isinstance(dt, int | float) or not np.isfinite(dt) or dt <= 0:
+            raise InvalidArgumentError(f"metadata.dt must be a finite number > 0, got {dt!r}")
+        if isinstance(self.save_every, bool) or not isinstance(self.save_every, int) or self.save_every < 1:
+            raise InvalidArgumentError(f"metadata.save_every must be an integer >= 1, got {self.save_every!r}")
+        for name in ("system", "model", "reference_integrator"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Mapping):
+                raise InvalidArgumentError(f"metadata.{name} must be a dict (describe()) or None, got {value!r}")
+        if self.system is not None and not {"class", "params"} <= set(self.system):
+            raise InvalidArgumentError(
+                "metadata.system must be system.describe() with keys 'class' and 'params', got keys "
+                f"{sorted(self.system)}"
+            )
+
+    def time_grid(self, n_times: int) -> Tensor:
+        """``t0 + k * save_every * dt`` for ``k = 0 .. n_times - 1``, float64."""
+        return self.t0 + torch.arange(n_times, dtype=torch.float64) * (self.save_every * self.dt)
+
+
+@dataclass
+class Rollout:
+    """A rollout file loaded into memory (see the module docstring for the layout)."""
+
+    path: str
+    t: Tensor  # (n_times,) float64
+    state: Tensor  # (n_traj, n_times, 2 * dof)
+    reference: Tensor | None  # (n_traj, n_times, 2 * dof)
+    energy_model: Tensor | None  # (n_traj, n_times)
+    first_nonfinite_step: Tensor  # (n_traj,) int64, -1 = finite
+    metadata: RolloutMetadata
+    schema_version: int = SCHEMA_VERSION
+    created: str = ""
+    hnnlab_version: str = ""
+
+    @property
+    def n_traj(self) -> int:
+        return self.state.shape[0]
+
+    @property
+    def n_times(self) -> int:
+        return self.state.shape[1]
+
+    @property
+    def dof(self) -> int:
+        return self.state.shape[2] // 2
+
+    def system(self):
+        """The analytic system rebuilt from the metadata, or ``None`` when the file names none."""
+        return rebuild_system(self.metadata.system, source=self.path)
+
+    def integrator(self):
+        """The integrator rebuilt from the metadata (``allow_nonseparable=True``: it already ran)."""
+        return rebuild_integrator(self.metadata.integrator, source=self.path)
+
+
+class RolloutWriter:
+    """Streams a batched rollout to an HDF5 file, atomically.
+
+    The file is written under a temporary name in the target's directory and renamed to ``path`` only
+    when the ``with`` block ends without an exception; on failure nothing is left at ``path`` (and an
+    existing file there is untouched). An existing ``path`` is refused unless ``overwrite=True``.
+
+    Usage::
+
+        meta = RolloutMetadata(integrator=integrator.describe(), dt=dt, save_every=k, system=system.describe())
+        with RolloutWriter(path, n_traj, dof, torch.float64, meta, with_reference=True) as writer:
+            for chunk, ref in zip(iter_rollout(model, integrator, x0, dt, n, k),
+                                  iter_rollout(system, "dopri8", x0, dt, n, k)):
+                writer.append(chunk, reference=ref)  # (batch, chunk_len, 2 * dof)
+
+    Trajectories may be written in several batches (``append(..., start=i)``). Each trajectory receives
+    its saved states in time order; the time grid ``t`` is written at the end from the metadata.
+    A trajectory with a non-finite state (found in the data, or reported with :meth:`mark_nonfinite`,
+    e.g. from a :class:`~hnnlab.errors.NonFiniteStateError`) may stop early: its remaining states are
+    NaN. Any other trajectory with fewer saved states than the longest is an error at the end.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        n_traj: int,
+        dof: int,
+        dtype: torch.dtype = torch.float64,
+        metadata: RolloutMetadata | Mapping[str, Any] | None = None,
+        with_reference: bool = False,
+        overwrite: bool = False,
+        *,
+        with_energy_model: bool = False,
+        time_chunk: int = DEFAULT_TIME_CHUNK,
+    ) -> None:
+        for name, value in (("n_traj", n_traj), ("dof", dof), ("time_chunk", time_chunk)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise InvalidArgumentError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if metadata is None:
+            raise InvalidArgumentError("metadata is required: RolloutMetadata(integrator=..., dt=..., ...)")
+        if isinstance(metadata, Mapping):
+            try:
+                metadata = RolloutMetadata(**metadata)
+            except TypeError as exc:
+                raise InvalidArgumentError(f"metadata: {exc}") from None
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise InvalidArgumentError(f"cannot write rollout {str(self.path)!r}: directory does not exist")
+        if self.path.exists() and not overwrite:
+            raise InvalidArgumentError(
+                f"rollout file {str(self.path)!r} already exists; pass overwrite=True (--overwrite) to replace it"
+            )
+        self.n_traj, self.dof, self.dtype = n_traj, dof, dtype
+        self.metadata = metadata
+        self.with_reference, self.with_energy_model = with_reference, with_energy_model
+        self.overwrite = overwrite
+        self.time_chunk = time_chunk
+        self._tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp"
+        self._file = None
+        self._cursor = np.zeros(n_traj, dtype=np.int64)  # saved states written per trajectory
+        self._first_bad = np.full(n_traj, -1, dtype=np.int64)  # integrator step, -1 = finite
+
+    # -- context manager -------------------------------------------------------------------------
+
+    def __enter__(self) -> RolloutWriter:
+        import h5py
+
+        np_dtype = _np_dtype(self.dtype)
+        width = 2 * self.dof
+        self._file = h5py.File(self._tmp, "w", rdcc_nbytes=_CHUNK_CACHE_BYTES)
+        chunks = (1, self.time_chunk, width)
+        names = ["state"] + (["reference"] if self.with_reference else [])
+        for name in names:
+            self._file.create_dataset(
+                name, shape=(self.n_traj, 0, width), maxshape=(self.n_traj, None, width), dtype=np_dtype,
+                chunks=chunks, fillvalue=np.nan,
+            )
+        if self.with_energy_model:
+            self._file.create_dataset(
+                "energy_model", shape=(self.n_traj, 0), maxshape=(self.n_traj, None), dtype=np_dtype,
+                chunks=(1, self.time_chunk), fillvalue=np.nan,
+            )
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def append(
+        self,
+        states: Tensor,
+        *,
+        reference: Tensor | None = None,
+        energy_model: Tensor | None = None,
+        start: int = 0,
+    ) -> None:
+        """Append the next saved states ``(batch, chunk_len, 2 * dof)`` of trajectories ``start .. start + batch``.
+
+        ``reference`` has the same shape (required when the writer was made ``with_reference``);
+        ``energy_model`` is ``(batch, chunk_len)``.
+        """
+        if self._file is None:
+            raise InvalidArgumentError("RolloutWriter.append called outside its 'with' block")
+        states = self._check_chunk("states", states, start)
+        batch, length = states.shape[:2]
+        rows = slice(start, start + batch)
+        begin = int(self._cursor[start])
+        if not bool((self._cursor[rows] == begin).all()):
+            raise InvalidArgumentError(
+                f"trajectories {start}..{start + batch - 1} have different numbers of saved states "
+                f"({sorted(set(self._cursor[rows].tolist()))}); append each batch of trajectories in time order"
+            )
+        if self.with_reference and reference is None:
+            raise InvalidArgumentError("this writer was made with_reference=True: pass reference= with each chunk")
+        if not self.with_reference and reference is not None:
+            raise InvalidArgumentError("reference given, but the writer was made with_reference=False")
+        if self.with_energy_model and energy_model is None:
+            raise InvalidArgumentError("this writer was made with_energy_model=True: pass energy_model= with each chunk")
+        end = begin + length
+        self._grow(end)
+        self._file["state"][rows, begin:end] = _to_numpy(states, self.dtype)
+        if reference is not None:
+            reference = self._check_chunk("reference", reference, start)
+            if reference.shape != states.shape:
+                raise InvalidArgumentError(
+                    f"reference must have the shape of states {tuple(states.shape)}, got {tuple(reference.shape)}"
+                )
+            self._file["reference"][rows, begin:end] = _to_numpy(reference, self.dtype)
+        if energy_model is not None:
+            if tuple(energy_model.shape) != (batch, length):
+                raise InvalidArgumentError(
+                    f"energy_model must have shape (batch, chunk_len) = {(batch, length)}, got {tuple(energy_model.shape)}"
+                )
+            if self.with_energy_model:
+                self._file["energy_model"][rows, begin:end] = _to_numpy(energy_model, self.dtype)
+        finite = torch.isfinite(states.detach()).all(dim=-1)  # (batch, chunk_len)
+        bad_rows = torch.nonzero(~finite.all(dim=1)).flatten().tolist()
+        for b in bad_rows:
+            k = begin + int(torch.nonzero(~finite[b])[0])
+            self._note_bad(start + b, k * self.metadata.save_every)
+        self._cursor[rows] = end
+
+    def mark_nonfinite(self, trajectory: int, step: int) -> None:
+        """Record that ``trajectory`` became non-finite at integrator ``step`` (e.g. from
+        :class:`~hnnlab.errors.NonFiniteStateError`); its unwritten states stay NaN."""
+        if isinstance(trajectory, bool) or not isinstance(trajectory, int) or not 0 <= trajectory < self.n_traj:
+            raise InvalidArgumentError(f"trajectory must be an integer in [0, {self.n_traj}), got {trajectory!r}")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise InvalidArgumentError(f"step must be an integer >= 0, got {step!r}")
+        self._note_bad(trajectory, step)
+
+    def close(self) -> None:
+        """Finish the file and move it to its path (called by ``__exit__``)."""
+        if self._file is None:
+            return
+        try:
+            n_times = int(self._cursor.max())
+            short = np.nonzero((self._cursor < n_times) & (self._first_bad < 0))[0]
+            if n_times == 0:
+                raise InvalidArgumentError(f"no states were written to rollout {str(self.path)!r}")
+            if len(short):
+                i = int(short[0])
+                raise InvalidArgumentError(
+                    f"trajectory {i} has {int(self._cursor[i])} saved states but others have {n_times}, and it "
+                    "was not marked non-finite; the rollout is incomplete"
+                )
+            self._grow(n_times)
+            f = self._file
+            f.create_dataset("t", data=self.metadata.time_grid(n_times).numpy())
+            f.create_dataset("first_nonfinite_step", data=self._first_bad)
+            meta = self.metadata
+            attrs = {
+                "schema": SCHEMA,
+                "schema_version": SCHEMA_VERSION,
+                "integrator": json.dumps(meta.integrator),
+                "dt": float(meta.dt),
+                "save_every": int(meta.save_every),
+                "t0": float(meta.t0),
+                "n_traj": self.n_traj,
+                "n_times": n_times,
+                "dof": self.dof,
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "hnnlab_version": __version__,
+                "extra": json.dumps(meta.extra),
+            }
+            for name in ("system", "model", "reference_integrator"):
+                if getattr(meta, name) is not None:
+                    attrs[name] = json.dumps(getattr(meta, name))
+            for name in ("checkpoint", "command"):
+                if getattr(meta, name) is not None:
+                    attrs[name] = str(getattr(meta, name))
+            for key, value in attrs.items():
+                f.attrs[key] = value
+            f.close()
+            self._file = None
+            if self.path.exists() and not self.overwrite:
+                raise InvalidArgumentError(
+                    f"rollout file {str(self.path)!r} appeared while writing; not overwritten (pass overwrite=True)"
+                )
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Discard the temporary file; nothing is written at the target path."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            finally:
+                self._file = None
+        self._tmp.unlink(missing_ok=True)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _check_chunk(self, name: str, x: Tensor, start: int) -> Tensor:
+        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != 2 * self.dof or not x.is_floating_point():
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise InvalidArgumentError(
+                f"{name} must be a floating tensor (batch, chunk_len, 2 * dof = {2 * self.dof}), got {shape}"
+            )
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0 or start + x.shape[0] > self.n_traj:
+            raise InvalidArgumentError(
+                f"start = {start!r} with a batch of {x.shape[0]} does not fit n_traj = {self.n_traj}"
+            )
+        return x
+
+    def _grow(self, n_times: int) -> None:
+        for name in ("state", "reference", "energy_model"):
+            if name in self._file and self._file[name].shape[1] < n_times:
+                self._file[name].resize(n_times, axis=1)
+
+    def _note_bad(self, trajectory: int, step: int) -> None:
+        current = int(self._first_bad[trajectory])
+        self._first_bad[trajectory] = step if current < 0 else min(current, step)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def open_hdf5(path: str | os.PathLike[str], *, what: str = "file"):
+    """Open an HDF5 file read-only with a clear :class:`RolloutFileError` for the usual failures."""
+    import h5py
+
+    path = str(path)
+    if not os.path.exists(path):
+        raise RolloutFileError(f"{what} {path!r} does not exist")
+    if os.path.isdir(path):
+        raise RolloutFileError(f"{what} {path!r} is a directory, not an HDF5 file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        reason = str(exc)
+        if "signature" in reason:
+            detail = "not an HDF5 file"
+        elif "truncated" in reason or "eof" in reason.lower():
+            detail = "the file is truncated (an interrupted write?)"
+        else:
+            detail = f"unreadable HDF5 ({reason})"
+        raise RolloutFileError(f"cannot open {what} {path!r}: {detail}") from None
+
+
+def read_json_attr(f, name: str, *, path: str, required: bool = False) -> Any:
+    """A root attribute stored as JSON (``None`` when absent and not required)."""
+    if name not in f.attrs:
+        if required:
+            raise RolloutFileError(f"{path!r}: missing root attribute {name!r}")
+        return None
+    raw = f.attrs[name]
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    if not isinstance(raw, str):
+        raise RolloutFileError(f"{path!r}: root attribute {name!r} must be a JSON string, got {type(raw).__name__}")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RolloutFileError(f"{path!r}: root attribute {name!r} is not valid JSON ({exc})") from None
+
+
+def read_dataset(f, name: str, *, path: str, rows: Any = None) -> np.ndarray:
+    """Read dataset ``name`` (optionally a selection of its first axis) with a clear error."""
+    if name not in f:
+        raise RolloutFileError(f"{path!r}: missing dataset {name!r}")
+    obj = f[name]
+    if not hasattr(obj, "shape"):
+        raise RolloutFileError(f"{path!r}: {name!r} is a group, expected a dataset")
+    try:
+        return obj[()] if rows is None else obj[rows]
+    except (OSError, ValueError, TypeError) as exc:
+        raise RolloutFileError(f"{path!r}: cannot read dataset {name!r} (truncated or corrupted file? {exc})") from None
+
+
+def read_rollout(
+    path: str | os.PathLike[str], *, trajectories: slice | Sequence[int] | None = None
+) -> Rollout:
+    """Load and validate a rollout file; ``trajectories`` selects a subset (a slice or sorted indices).
+
+    Raises:
+        RolloutFileError: a missing, non-HDF5 or truncated file, a wrong schema or version, a missing or
+            inconsistent field; the message names the file and the field.
+    """
+    path = str(path)
+    with open_hdf5(path, what="rollout file") as f:
+        check_schema(f, path=path, schema=SCHEMA)
+        rows = _rows(trajectories, path)
+        state = read_dataset(f, "state", path=path, rows=rows)
+        t = read_dataset(f, "t", path=path)
+        first_bad = read_dataset(f, "first_nonfinite_step", path=path, rows=rows)
+        reference = read_dataset(f, "reference", path=path, rows=rows) if "reference" in f else None
+        energy_model = read_dataset(f, "energy_model", path=path, rows=rows) if "energy_model" in f else None
+        integrator = read_json_attr(f, "integrator", path=path, required=True)
+        try:
+            metadata = RolloutMetadata(
+                integrator=integrator,
+                dt=float(_attr(f, "dt", path)),
+                save_every=int(_attr(f, "save_every", path)),
+                t0=float(f.attrs.get("t0", 0.0)),
+                system=read_json_attr(f, "system", path=path),
+                model=read_json_attr(f, "model", path=path),
+                checkpoint=_str_attr(f, "checkpoint"),
+                reference_integrator=read_json_attr(f, "reference_integrator", path=path),
+                command=_str_attr(f, "command"),
+                extra=read_json_attr(f, "extra", path=path) or {},
+            )
+        except InvalidArgumentError as exc:
+            raise RolloutFileError(f"{path!r}: invalid metadata: {exc}") from None
+        created, version = _str_attr(f, "created") or "", _str_attr(f, "hnnlab_version") or ""
+    if state.ndim != 3 or state.shape[-1] % 2 or not np.issubdtype(state.dtype, np.floating):
+        raise RolloutFileError(
+            f"{path!r}: dataset 'state' must be floating with shape (n_traj, n_times, 2 * dof), got "
+            f"{state.shape} {state.dtype}"
+        )
+    n_traj, n_times, _ = state.shape
+    if t.shape != (n_times,):
+        raise RolloutFileError(f"{path!r}: dataset 't' must have shape (n_times,) = ({n_times},), got {t.shape}")
+    if first_bad.shape != (n_traj,):
+        raise RolloutFileError(
+            f"{path!r}: dataset 'first_nonfinite_step' must have shape (n_traj,) = ({n_traj},), got {first_bad.shape}"
+        )
+    if reference is not None and reference.shape != state.shape:
+        raise RolloutFileError(
+            f"{path!r}: dataset 'reference' must have the shape of 'state' {state.shape}, got {reference.shape}"
+        )
+    if energy_model is not None and energy_model.shape != (n_traj, n_times):
+        raise RolloutFileError(
+            f"{path!r}: dataset 'energy_model' must have shape (n_traj, n_times) = {(n_traj, n_times)}, got "
+            f"{energy_model.shape}"
+        )
+    return Rollout(
+        path=path,
+        t=torch.from_numpy(np.asarray(t, dtype=np.float64)),
+        state=torch.from_numpy(state),
+        reference=None if reference is None else torch.from_numpy(reference),
+        energy_model=None if energy_model is None else torch.from_numpy(energy_model),
+        first_nonfinite_step=torch.from_numpy(first_bad.astype(np.int64)),
+        metadata=metadata,
+        created=created,
+        hnnlab_version=version,
+    )
+
+
+def check_schema(f, *, path: str, schema: str, version: int = SCHEMA_VERSION) -> None:
+    """Raise unless the root attributes say ``schema`` at ``version``."""
+    found = f.attrs.get("schema")
+    if isinstance(found, bytes):
+        found = found.decode()
+    if found is None:
+        raise RolloutFileError(f"{path!r}: missing root attribute 'schema' (expected {schema!r}); not an hnnlab file")
+    if found != schema:
+        raise RolloutFileError(f"{path!r}: root attribute 'schema' is {found!r}, expected {schema!r}")
+    found_version = f.attrs.get("schema_version")
+    if found_version is None or int(found_version) != version:
+        raise RolloutFileError(
+            f"{path!r}: root attribute 'schema_version' is {found_version!r}; this hnnlab reads {schema} "
+            f"version {version}"
+        )
+
+
+def rebuild_system(description: Mapping[str, Any] | None, *, source: str = "metadata"):
+    """``get_system(d["class"], **d["params"])`` with a clear error, or ``None`` for no description."""
+    if description is None:
+        return None
+    from hnnlab.systems import get_system
+
+    try:
+        return get_system(description["class"], **description.get("params", {}))
+    except (KeyError, TypeError) as exc:
+        raise RolloutFileError(f"{source!r}: system metadata {description!r} is incomplete ({exc})") from None
+    except HnnlabError as exc:
+        raise RolloutFileError(f"{source!r}: cannot rebuild the system from its metadata: {exc}") from None
+
+
+_DESCRIBE_KEYS = {"name", "order", "symplectic", "explicit", "symmetric", "requires_separable", "adaptive"}
+
+
+def rebuild_integrator(description: Mapping[str, Any], *, source: str = "metadata"):
+    """The integrator named by ``integrator.describe()``, with its options and ``allow_nonseparable=True``."""
+    from hnnlab.integrators import get_integrator
+
+    if not isinstance(description, Mapping) or "name" not in description:
+        raise RolloutFileError(f"{source!r}: integrator metadata {description!r} has no 'name'")
+    options = {k: v for k, v in description.items() if k not in _DESCRIBE_KEYS}
+    options["allow_nonseparable"] = True
+    try:
+        return get_integrator(description["name"], **options)
+    except HnnlabError as exc:
+        raise RolloutFileError(f"{source!r}: cannot rebuild the integrator from its metadata: {exc}") from None
+
+
+def _rows(trajectories: slice | Sequence[int] | None, path: str) -> Any:
+    if trajectories is None:
+        return None
+    if isinstance(trajectories, slice):
+        return trajectories
+    rows = [int(i) for i in trajectories]
+    if rows != sorted(set(rows)):
+        raise InvalidArgumentError(f"trajectories must be sorted distinct indices, got {list(trajectories)!r}")
+    return rows
+
+
+def _attr(f, name: str, path: str) -> Any:
+    if name not in f.attrs:
+        raise RolloutFileError(f"{path!r}: missing root attribute {name!r}")
+    return f.attrs[name]
+
+
+def _str_attr(f, name: str) -> str | None:
+    value = f.attrs.get(name)
+    if isinstance(value, bytes):
+        value = value.decode()
+    return None if value is None else str(value)
+
+
+def _np_dtype(dtype: torch.dtype) -> np.dtype:
+    return np.dtype("float32") if dtype == torch.float32 else np.dtype("float64")
+
+
+def _to_numpy(x: Tensor, dtype: torch.dtype) -> np.ndarray:
+    return x.detach().to(device="cpu", dtype=dtype).numpy()
+
+
+def metadata_dict(metadata: RolloutMetadata) -> dict[str, Any]:
+    """The metadata as a plain dict (for reports)."""
+    return dataclasses.asdict(metadata)

@@ -1,0 +1,1 @@
+"""Training with Lightning: losses, the LightningModule, callbacks, the W&B logger and the CLI."""

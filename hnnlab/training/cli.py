@@ -1,0 +1,165 @@
+"""``hnnlab fit | validate | test`` through LightningCLI.
+
+Config files may inherit: a top-level ``base:`` (a path or a list of paths, relative to the file)
+names the files it extends; they are merged depth-first (later files and the command line win), so
+experiment files hold only what they change. The fully resolved config is saved beside the run and
+sent to W&B. ``--ckpt_path`` resumes training, and the W&B run stored in the checkpoint continues.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from hnnlab.errors import InvalidArgumentError
+from hnnlab.training.callbacks import PlainProgressLog
+from hnnlab.training.module import DynamicsModule
+
+
+def load_config_with_bases(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML config and merge the files named by its ``base:`` key beneath it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidArgumentError(f"config file {str(path)!r} does not exist")
+    resolved = path.resolve()
+    if resolved in _seen:
+        raise InvalidArgumentError(f"config file {str(path)!r} inherits from itself through 'base:'")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidArgumentError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(f"config file {str(path)!r} must hold a mapping at the top level")
+    bases = data.pop("base", None) or []
+    bases = [bases] if isinstance(bases, str) else bases
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = deep_merge(merged, load_config_with_bases(path.parent / base, (*_seen, resolved)))
+    return deep_merge(merged, data)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge mappings; ``override`` wins. A class_path change drops the old init_args."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            old = out[key]
+            if "class_path" in value and old.get("class_path") not in (None, value["class_path"]):
+                out[key] = copy.deepcopy(value)
+            else:
+                out[key] = deep_merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def expand_configs(argv: list[str], tmpdir: str) -> list[str]:
+    """Replace each ``--config FILE`` whose file uses ``base:`` with a merged copy in ``tmpdir``."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        value = None
+        if arg == "--config" and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        elif arg.startswith("--config="):
+            value, i = arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        merged = load_config_with_bases(value)
+        target = Path(tmpdir) / f"{len(out)}_{Path(value).name}"
+        target.write_text(yaml.safe_dump(merged, sort_keys=False))
+        out += ["--config", str(target)]
+    return out
+
+
+class HnnlabSaveConfig(SaveConfigCallback):
+    """Save the resolved config beside the run and send it, with the dataset metadata, to the logger."""
+
+    def save_config(self, trainer, pl_module, stage) -> None:  # noqa: ANN001 - Lightning's signature
+        if trainer.logger is None:
+            return
+        config = self.config.as_dict() if hasattr(self.config, "as_dict") else dict(self.config)
+        params: dict[str, Any] = {"config": config}
+        datamodule = getattr(trainer, "datamodule", None)
+        metadata = getattr(datamodule, "metadata", None)
+        if isinstance(metadata, dict):
+            params["dataset"] = metadata
+        trainer.logger.log_hyperparams(params)
+
+
+class HnnlabCLI(LightningCLI):
+    """LightningCLI with hnnlab's defaults and W&B resume support."""
+
+    def before_instantiate_classes(self) -> None:
+        sub = self.subcommand
+        if sub is None:
+            return
+        config = self.config[sub]
+        ckpt_path = config.get("ckpt_path")
+        logger = config.trainer.get("logger")
+        if sub == "fit" and ckpt_path and ckpt_path not in ("last", "best") and logger is not None:
+            run_id = _wandb_run_id(ckpt_path)
+            loggers = logger if isinstance(logger, list) else [logger]
+            for lg in loggers:
+                if run_id and "Wandb" in str(getattr(lg, "class_path", "")):
+                    lg.init_args.id = run_id
+                    lg.init_args.resume = "allow"
+
+
+def _wandb_run_id(ckpt_path: str) -> str | None:
+    import torch
+
+    if not Path(ckpt_path).is_file():
+        raise InvalidArgumentError(f"--ckpt_path {ckpt_path!r} does not exist")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    return (ckpt.get("hnnlab") or {}).get("wandb_run_id")
+
+
+def trainer_defaults() -> dict[str, Any]:
+    interactive = sys.stdout.isatty() and not os.environ.get("CI")
+    return {
+        # hnnlab models differentiate H with respect to the state, which inference mode forbids.
+        "inference_mode": False,
+        # hnnlab's datamodule shards by rank with a (seed, epoch)-determined order: exact resume.
+        "use_distributed_sampler": False,
+        "logger": {"class_path": "hnnlab.training.logging.HnnlabWandbLogger"},
+        "callbacks": [
+            ModelCheckpoint(monitor="val/loss", mode="min", save_top_k=1, save_last=True,
+                            filename="best-{epoch}-{step}"),
+            RichProgressBar() if interactive else PlainProgressLog(),
+        ],
+        "enable_progress_bar": interactive,
+    }
+
+
+def run_lightning_cli(argv: list[str]) -> int:
+    """Run ``fit``, ``validate`` or ``test`` with ``argv`` starting with the subcommand."""
+    from hnnlab.data.datamodule import HDF5DataModule
+
+    with tempfile.TemporaryDirectory(prefix="hnnlab-config-") as tmpdir:
+        try:
+            args = expand_configs(argv, tmpdir)
+        except InvalidArgumentError as exc:
+            print(f"hnnlab {argv[0]}: error: {exc}", file=sys.stderr)
+            return 2
+        HnnlabCLI(
+            DynamicsModule,
+            HDF5DataModule,
+            trainer_defaults=trainer_defaults(),
+            save_config_callback=HnnlabSaveConfig,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            args=args,
+        )
+    return 0

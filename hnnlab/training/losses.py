@@ -1,0 +1,75 @@
+"""Training losses as pure functions of a model and a batch.
+
+Batches come from :mod:`hnnlab.data`: pairs ``{"x": (B, 2 * dof), "dxdt": (B, 2 * dof)}`` or windows
+``{"states": (B, k + 1, 2 * dof), "t": (B, k + 1)}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from hnnlab.dynamics import input_gradient
+from hnnlab.integrators.base import AbstractIntegrator
+
+Metric = Literal["mse", "l1"]
+
+
+def distance(pred: Tensor, target: Tensor, metric: Metric = "mse") -> Tensor:
+    """Mean squared (``"mse"``) or mean absolute (``"l1"``) error over all entries."""
+    if metric == "mse":
+        return torch.mean((pred - target) ** 2)
+    return torch.mean(torch.abs(pred - target))
+
+
+def derivative_loss(model: Callable, x: Tensor, dxdt: Tensor, metric: Metric = "mse") -> Tensor:
+    """The published HNN/LNN loss: match the model's ``dx/dt`` to the true one at the same states."""
+    return distance(model(0.0, x), dxdt, metric)
+
+
+def rollout_states(
+    model: Callable, integrator: AbstractIntegrator, x0: Tensor, dt: float, n_steps: int, substeps: int = 1
+) -> Tensor:
+    """Predicted states after ``1..n_steps`` steps of ``dt`` (each split in ``substeps``), ``(B, n_steps, 2 * dof)``.
+
+    Differentiable: gradients flow through every integrator step into the model's parameters.
+    """
+    h = dt / substeps
+    x, t, out = x0, 0.0, []
+    for _ in range(n_steps):
+        for _ in range(substeps):
+            x = integrator._step(model, t, x, h)
+            t += h
+        out.append(x)
+    return torch.stack(out, dim=1)
+
+
+def rollout_loss(
+    model: Callable,
+    integrator: AbstractIntegrator,
+    states: Tensor,
+    dt: float,
+    metric: Metric = "mse",
+    substeps: int = 1,
+) -> tuple[Tensor, Tensor]:
+    """Multi-step loss over windows ``(B, k + 1, 2 * dof)``: roll out ``k`` steps from the first state.
+
+    Returns the loss and the predicted states ``(B, k, 2 * dof)``.
+    """
+    pred = rollout_states(model, integrator, states[:, 0], dt, states.shape[1] - 1, substeps)
+    return distance(pred, states[:, 1:], metric), pred
+
+
+def energy_flow_penalty(energy: Callable[[Tensor], Tensor], x: Tensor, dxdt: Tensor) -> Tensor:
+    """``mean((grad E(x) . dx/dt_true)^2)``: the learned energy should be constant along the true flow."""
+    grad = input_gradient(energy, x, create_graph=True)
+    return torch.mean((grad * dxdt).sum(-1) ** 2)
+
+
+def energy_drift_penalty(energy: Callable[[Tensor], Tensor], predicted: Tensor, x0: Tensor) -> Tensor:
+    """``mean((E(x_t) - E(x_0))^2)`` over predicted window states ``(B, k, 2 * dof)``."""
+    e0 = energy(x0)  # (B,)
+    return torch.mean((energy(predicted) - e0[:, None]) ** 2)

@@ -1,0 +1,173 @@
+"""The LightningModule that trains any hnnlab model.
+
+It receives the network as an ``nn.Module`` (a :class:`hnnlab.models.AbstractModel`), never builds
+it from flags, and only computes losses and calls ``self.log``; plots and media live in callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from hnnlab.errors import HnnlabError, InvalidArgumentError
+from hnnlab.integrators import get_integrator
+from hnnlab.training import losses
+from hnnlab.training.callbacks import wandb_run_id
+
+
+class NonFiniteLossError(HnnlabError, FloatingPointError):
+    """A loss term became NaN or infinite: training stops instead of producing a NaN model."""
+
+
+def _default_optimizer(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+class DynamicsModule(pl.LightningModule):
+    """Train a dynamics model by derivative matching or multi-step rollouts through an integrator.
+
+    Args:
+        model: the network (``vector_field(t, x)``, ``energy(x)``, ``is_separable``).
+        loss: ``"derivative"`` matches ``dx/dt`` at data states (needs the datamodule's ``"pairs"``
+            mode); ``"rollout"`` integrates windows of ``k`` steps with ``integrator`` and matches the
+            states (``"windows"`` mode), backpropagating through every step.
+        integrator: registered integrator name for ``"rollout"`` loss (and used by callbacks).
+        substeps: integrator steps per saved time step in the rollout loss.
+        metric: ``"mse"`` or ``"l1"``.
+        energy_weight: weight of the energy-conservation penalty (0 disables it). With derivatives:
+            ``(grad E . dx/dt_true)^2``; with rollouts: ``(E(x_t) - E(x_0))^2`` along the prediction.
+        allow_nonseparable: let a separable-only integrator run on a non-separable model (warns).
+        optimizer: optimizer factory (``params -> Optimizer``); Adam with lr 1e-3 by default.
+        scheduler: optional learning-rate scheduler factory (``optimizer -> LRScheduler``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: Literal["derivative", "rollout"] = "derivative",
+        integrator: str = "leapfrog",
+        substeps: int = 1,
+        metric: Literal["mse", "l1"] = "mse",
+        energy_weight: float = 0.0,
+        allow_nonseparable: bool = False,
+        optimizer: OptimizerCallable = _default_optimizer,
+        scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        if loss not in ("derivative", "rollout"):
+            raise InvalidArgumentError(f"loss must be 'derivative' or 'rollout', got {loss!r}")
+        if metric not in ("mse", "l1"):
+            raise InvalidArgumentError(f"metric must be 'mse' or 'l1', got {metric!r}")
+        if not isinstance(substeps, int) or substeps < 1:
+            raise InvalidArgumentError(f"substeps must be an integer >= 1, got {substeps!r}")
+        if not math.isfinite(energy_weight) or energy_weight < 0:
+            raise InvalidArgumentError(f"energy_weight must be a finite number >= 0, got {energy_weight!r}")
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
+        self.model = model
+        self.loss_kind = loss
+        self.integrator = get_integrator(integrator, allow_nonseparable=allow_nonseparable)
+        self.substeps = substeps
+        self.metric = metric
+        self.energy_weight = energy_weight
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        if loss == "rollout":
+            self.integrator.check_compatible(model)
+        if energy_weight > 0 and not self._has_energy():
+            raise InvalidArgumentError(
+                f"energy_weight > 0 needs a model with an energy, but {type(model).__name__}.energy returns None"
+            )
+
+    # ----------------------------------------------------------------------------------------------
+
+    def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
+        return self.model(t, x)
+
+    def _has_energy(self) -> bool:
+        has = getattr(self.model, "has_energy", None)
+        return bool(has) if has is not None else hasattr(self.model, "energy")
+
+    def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The (unweighted) loss terms of a batch, by name."""
+        terms: dict[str, Tensor] = {}
+        if self.loss_kind == "derivative":
+            if "dxdt" not in batch:
+                raise InvalidArgumentError(
+                    "loss='derivative' needs (state, dx/dt) pairs: set the datamodule's mode to 'pairs'"
+                )
+            x, dxdt = batch["x"], batch["dxdt"]
+            terms["derivative"] = losses.derivative_loss(self.model, x, dxdt, self.metric)
+            if self.energy_weight > 0:
+                terms["energy"] = losses.energy_flow_penalty(self.model.energy, x, dxdt)
+        else:
+            if "states" not in batch:
+                raise InvalidArgumentError(
+                    "loss='rollout' needs windows of consecutive states: set the datamodule's mode to 'windows'"
+                )
+            states, t = batch["states"], batch["t"]
+            dt = float(t[0, 1] - t[0, 0])
+            terms["rollout"], pred = losses.rollout_loss(
+                self.model, self.integrator, states, dt, self.metric, self.substeps
+            )
+            if self.energy_weight > 0:
+                terms["energy"] = losses.energy_drift_penalty(self.model.energy, pred, states[:, 0])
+        return terms
+
+    def _step(self, batch: dict[str, Tensor], batch_idx: int, stage: str) -> Tensor:
+        terms = self.loss_terms(batch)
+        total = sum(
+            (self.energy_weight * v if k == "energy" else v for k, v in terms.items()),
+            start=torch.zeros((), dtype=next(iter(terms.values())).dtype, device=self.device),
+        )
+        if not bool(torch.isfinite(total)):
+            bad = [f"{k} = {float(v.detach())}" for k, v in terms.items() if not bool(torch.isfinite(v))]
+            raise NonFiniteLossError(
+                f"{stage} loss became non-finite at global step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}): loss term {', '.join(bad) or 'total'}; lower the learning rate, check the "
+                "data for NaNs, or use a smaller step size"
+            )
+        batch_size = next(iter(batch.values())).shape[0]
+        sync = stage != "train"
+        self.log(f"{stage}/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=sync)
+        if len(terms) > 1:
+            for k, v in terms.items():
+                self.log(f"{stage}/{k}_loss", v, batch_size=batch_size, sync_dist=sync)
+        return total
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, batch_idx, "train")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self._require_grad_mode()
+        return self._step(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self._require_grad_mode()
+        return self._step(batch, batch_idx, "test")
+
+    def _require_grad_mode(self) -> None:
+        if torch.is_inference_mode_enabled():
+            raise InvalidArgumentError(
+                "hnnlab models differentiate their energy with respect to the state, which inference mode forbids: "
+                "build the Trainer with inference_mode=False"
+            )
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        describe = getattr(self.model, "describe", None)
+        checkpoint["hnnlab"] = {
+            "model": describe() if callable(describe) else {"class": f"{type(self.model).__module__}:{type(self.model).__qualname__}"},
+            "integrator": self.integrator.describe(),
+            "wandb_run_id": wandb_run_id(self.trainer) if self._trainer is not None else None,
+        }

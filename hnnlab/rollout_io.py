@@ -40,7 +40,6 @@ SCHEMA = "hnnlab.rollout"
 SCHEMA_VERSION = 1
 DEFAULT_TIME_CHUNK = 256
 _CHUNK_CACHE_BYTES = 64 * 2**20
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class RolloutFileError(HnnlabError, ValueError):
@@ -536,18 +535,21 @@ def rebuild_system(description: Mapping[str, Any] | None, *, source: str = "meta
         raise RolloutFileError(f"{source!r}: cannot rebuild the system from its metadata: {exc}") from None
 
 
-_DESCRIBE_KEYS = {"name", "order", "symplectic", "explicit", "symmetric", "requires_separable", "adaptive"}
-
-
 def rebuild_integrator(description: Mapping[str, Any], *, source: str = "metadata"):
-    """The integrator named by ``integrator.describe()``, with its options and ``allow_nonseparable=True``."""
-    from hnnlab.integrators import get_integrator
+    """The integrator named by ``integrator.describe()``, with its constructor options (other keys of
+    the description are ignored) and ``allow_nonseparable=True`` (the method already ran)."""
+    import inspect
+
+    from hnnlab.integrators import INTEGRATORS, get_integrator
 
     if not isinstance(description, Mapping) or "name" not in description:
         raise RolloutFileError(f"{source!r}: integrator metadata {description!r} has no 'name'")
-    options = {k: v for k, v in description.items() if k not in _DESCRIBE_KEYS}
-    options["allow_nonseparable"] = True
     try:
+        cls = INTEGRATORS.get(description["name"])
+        allowed = set(inspect.signature(cls).parameters) - {"self"}
+        options = {k: v for k, v in description.items() if k in allowed}
+        if "allow_nonseparable" in allowed:
+            options["allow_nonseparable"] = True
         return get_integrator(description["name"], **options)
     except HnnlabError as exc:
         raise RolloutFileError(f"{source!r}: cannot rebuild the integrator from its metadata: {exc}") from None

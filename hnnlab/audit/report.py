@@ -167,6 +167,7 @@ class AuditReport:
     accuracy: AccuracyAudit | None = None
     nonfinite: NonFiniteAudit | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    plots: dict[str, str] = field(default_factory=dict)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     # -- verdict ---------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ def simulate(
     progress: bool = False,
     recipe: Mapping[str, Any] | None = None,
     command: str | None = None,
+    generator: torch.Generator | None = None,
 ) -> SimulationResult:
     """Simulate ``n_traj`` trajectories of ``system`` saved at ``t = 0, dt, ..., n_steps * dt``.
 
@@ -104,6 +105,8 @@ def simulate(
         batch_size: trajectories integrated per batch (default: all at once).
         progress: show a progress bar over integration steps.
         recipe, command: descriptions stored in the metadata.
+        generator: draw from this generator instead of a fresh one seeded with ``seed`` (recipes that
+            draw several parts from one stream); ``seed`` is still recorded.
     """
     _check_int("n_traj", n_traj, 1)
     _check_int("n_steps", n_steps, 0)
@@ -127,7 +130,7 @@ def simulate(
         integ = integrator
     integ.check_compatible(system)
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
     sampler = initial_states or (lambda n, g: system.sample_initial_states(n, g, dtype=torch.float64))
     x0 = sampler(n_traj, generator).to(torch.float64)  # (n_traj, 2 * dof)
     if x0.shape != (n_traj, 2 * system.dof):

@@ -15,26 +15,21 @@ from hnnlab.systems import pendulum as _pendulum  # noqa: F401
 from hnnlab.systems import three_body as _three_body  # noqa: F401
 from hnnlab.systems import two_body as _two_body  # noqa: F401
 from hnnlab.systems._nbody import AbstractPlanarGravity as AbstractPlanarGravity
-from hnnlab.systems.base import (
-    AbstractHamiltonianSystem as AbstractHamiltonianSystem,
-    AbstractLagrangianSystem as AbstractLagrangianSystem,
-    AbstractSeparableHamiltonianSystem as AbstractSeparableHamiltonianSystem,
-    AbstractSystem as AbstractSystem,
-)
-from hnnlab.systems.chain_pendulum import (
-    ChainPendulum as ChainPendulum,
-    ChainPendulumHamiltonian as ChainPendulumHamiltonian,
-)
+from hnnlab.systems.base import AbstractHamiltonianSystem as AbstractHamiltonianSystem
+from hnnlab.systems.base import AbstractLagrangianSystem as AbstractLagrangianSystem
+from hnnlab.systems.base import AbstractSeparableHamiltonianSystem as AbstractSeparableHamiltonianSystem
+from hnnlab.systems.base import AbstractSystem as AbstractSystem
+from hnnlab.systems.chain_pendulum import ChainPendulum as ChainPendulum
+from hnnlab.systems.chain_pendulum import ChainPendulumHamiltonian as ChainPendulumHamiltonian
 from hnnlab.systems.coupled_oscillators import CoupledOscillators as CoupledOscillators
 from hnnlab.systems.damped_oscillator import DampedOscillator as DampedOscillator
-from hnnlab.systems.double_pendulum import (
-    DoublePendulum as DoublePendulum,
-    DoublePendulumHamiltonian as DoublePendulumHamiltonian,
-)
+from hnnlab.systems.double_pendulum import DoublePendulum as DoublePendulum
+from hnnlab.systems.double_pendulum import DoublePendulumHamiltonian as DoublePendulumHamiltonian
 from hnnlab.systems.henon_heiles import HenonHeiles as HenonHeiles
 from hnnlab.systems.mass_spring import MassSpring as MassSpring
 from hnnlab.systems.pendulum import Pendulum as Pendulum
-from hnnlab.systems.registry import SYSTEMS as SYSTEMS, get_system as get_system
+from hnnlab.systems.registry import SYSTEMS as SYSTEMS
+from hnnlab.systems.registry import get_system as get_system
 from hnnlab.systems.three_body import ThreeBody as ThreeBody
 from hnnlab.systems.two_body import TwoBody as TwoBody
 

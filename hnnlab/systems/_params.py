@@ -36,7 +36,9 @@ def float_tuple(owner: object, name: str, value: Any, length: int, *, what: str)
     return items
 
 
-def interval(owner: object, name: str, value: Any, *, low: float = -math.inf, high: float = math.inf) -> tuple[float, float]:
+def interval(
+    owner: object, name: str, value: Any, *, low: float = -math.inf, high: float = math.inf
+) -> tuple[float, float]:
     """``value`` as a ``(lo, hi)`` tuple with ``low <= lo < hi <= high``."""
     lo, hi = float_tuple(owner, name, value, 2, what="low, high")
     if not low <= lo < hi <= high:

@@ -44,7 +44,9 @@ class _ChainPendulumParameters:
     def __post_init__(self) -> None:
         self.n = require_count(self, "n", self.n)
         ones = (1.0,) * self.n
-        self.masses = float_tuple(self, "masses", ones if self.masses is None else self.masses, self.n, what="one per link")
+        self.masses = float_tuple(
+            self, "masses", ones if self.masses is None else self.masses, self.n, what="one per link"
+        )
         self.lengths = float_tuple(
             self, "lengths", ones if self.lengths is None else self.lengths, self.n, what="one per link"
         )

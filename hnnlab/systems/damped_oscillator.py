@@ -12,6 +12,7 @@ from hnnlab.systems._params import interval
 from hnnlab.systems.base import AbstractSystem, check_sample_args, require_positive, uniform
 from hnnlab.systems.registry import register_system
 
+
 @register_system("damped_oscillator")
 @dataclass
 class DampedOscillator(AbstractSystem):

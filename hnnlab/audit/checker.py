@@ -1,0 +1,471 @@
+"""The audit: run every check that the available information allows and collect a typed report.
+
+:func:`audit_trajectories` audits tensors; :func:`audit_file` reads a rollout file or a dataset file
+(see :mod:`hnnlab.audit.sources`) and audits it. A check that cannot run is recorded in
+``report.skipped`` with its reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hnnlab.audit import metrics, structure
+from hnnlab.audit.report import (
+    AccuracyAudit,
+    AuditReport,
+    EnergyAudit,
+    InvariantAudit,
+    NonFiniteAudit,
+    StructureAudit,
+    Thresholds,
+)
+from hnnlab.errors import HnnlabError, InvalidArgumentError
+from hnnlab.integrators.base import AbstractIntegrator, declared_separable
+
+DEFAULT_STRUCTURE_SAMPLES = 16
+DEFAULT_REVERSIBILITY_STEPS = 100
+
+
+def audit_trajectories(
+    states: Tensor,
+    t: Tensor,
+    *,
+    system: Any = None,
+    reference: Tensor | None = None,
+    model: Any = None,
+    integrator: AbstractIntegrator | str | None = None,
+    dt: float | None = None,
+    save_every: int | None = None,
+    energy_model: Tensor | None = None,
+    first_nonfinite_step: Tensor | None = None,
+    thresholds: Thresholds | None = None,
+    vpt_threshold: float = metrics.DEFAULT_VPT_THRESHOLD,
+    drift_ratio: float = metrics.DEFAULT_DRIFT_RATIO,
+    drift_floor: float | None = None,
+    structure_samples: int = DEFAULT_STRUCTURE_SAMPLES,
+    reversibility_steps: int = DEFAULT_REVERSIBILITY_STEPS,
+    check_structure: bool = True,
+    plots: str | os.PathLike[str] | None = None,
+    source: str = "<tensors>",
+    kind: str = "trajectories",
+    skipped: dict[str, str] | None = None,
+) -> AuditReport:
+    """Audit trajectories ``states`` ``(n_traj, n_times, 2 * dof)`` saved at times ``t`` ``(n_times,)``.
+
+    Args:
+        system: the true system (an :class:`~hnnlab.systems.AbstractSystem`): true energy and invariants;
+            the vector field of the structural checks when no ``model`` is given.
+        reference: reference states of the same shape (MSE, geometric-mean relative error, VPT).
+        model: the learned model that produced ``states``: its energy (``model.energy``) and its vector
+            field for the structural checks.
+        integrator, dt: the method and step that produced ``states`` (structural checks).
+        save_every: steps between saved states (turns saved indices into integrator steps).
+        energy_model: the model's energy along ``states`` ``(n_traj, n_times)``, when already computed.
+        first_nonfinite_step: per-trajectory integrator step of the first non-finite state, when known
+            exactly (rollout files); otherwise it is derived from the saved states.
+        thresholds: limits to check (:meth:`AuditReport.failures`).
+        vpt_threshold: threshold of the normalised error for the valid prediction time.
+        drift_ratio, drift_floor: the drift verdict's rule (:func:`hnnlab.audit.metrics.secular_drift`);
+            ``drift_floor=None`` uses ``1000 * eps`` of the states' dtype.
+        structure_samples: number of initial states (of the first trajectories) for the structural checks.
+        reversibility_steps: ``N`` of the reversibility check.
+        check_structure: ``False`` skips the structural checks (recorded).
+        plots: a directory to write PNG plots into (paths in ``report.plots``).
+    """
+    thresholds = thresholds or Thresholds()
+    _check_inputs(states, t, reference, energy_model)
+    n_traj, n_times, width = states.shape
+    dof = width // 2
+    for name, obj in (("system", system), ("model", model)):
+        obj_dof = getattr(obj, "dof", None)
+        if isinstance(obj_dof, int) and obj_dof != dof:
+            raise InvalidArgumentError(
+                f"the {name} has dof = {obj_dof} but the states have 2 * dof = {width} components"
+            )
+    if integrator is not None and not isinstance(integrator, AbstractIntegrator):
+        from hnnlab.integrators import get_integrator
+
+        integrator = get_integrator(integrator, allow_nonseparable=True)
+    if dt is not None:
+        from hnnlab.integrators.base import check_dt
+
+        check_dt(dt)
+        dt = float(dt)
+    skipped = dict(skipped or {})
+    t64 = t.detach().to(device="cpu", dtype=torch.float64)
+    report = AuditReport(
+        source=source,
+        kind=kind,
+        n_traj=n_traj,
+        n_times=n_times,
+        dof=dof,
+        t0=float(t64[0]),
+        t_end=float(t64[-1]),
+        dtype=str(states.dtype).removeprefix("torch."),
+        system=_describe(system),
+        model=_describe(model),
+        integrator=integrator.describe() if integrator is not None else None,
+        dt=dt,
+        save_every=save_every,
+        thresholds=thresholds,
+        skipped=skipped,
+    )
+    mask = metrics.finite_prefix_mask(states)  # (n_traj, n_times)
+    report.nonfinite = _nonfinite(states, t64, dt, save_every, first_nonfinite_step)
+    floor = metrics.default_drift_floor(states.dtype) if drift_floor is None else float(drift_floor)
+    energy_errors: dict[str, Tensor] = {}
+
+    with torch.no_grad():
+        # -- true energy and invariants --
+        if system is None:
+            skipped.setdefault("energy", "no system given: the true energy is unknown")
+            skipped.setdefault("invariants", "no system given")
+        else:
+            invariants = _invariants(system, states)
+            energy = invariants.pop("energy")
+            report.energy, energy_errors["system"] = _energy_audit("system", energy, t64, mask, drift_ratio, floor)
+            report.invariants = [
+                InvariantAudit(name, *_max_abs_change(series, mask)) for name, series in invariants.items()
+            ]
+            if not invariants:
+                skipped.setdefault("invariants", f"{type(system).__name__} has no invariant besides the energy")
+
+        # -- the model's own energy --
+        if energy_model is None and model is not None:
+            energy_model = _model_energy(model, states)
+        if energy_model is not None:
+            report.model_energy, energy_errors["model"] = _energy_audit(
+                "model", energy_model, t64, mask, drift_ratio, floor
+            )
+        else:
+            skipped.setdefault(
+                "model_energy",
+                "no model given" if model is None else f"{type(model).__name__} has no energy function",
+            )
+
+        # -- accuracy against the reference --
+        if reference is None:
+            skipped.setdefault("accuracy", "no reference trajectories")
+        else:
+            report.accuracy = _accuracy(states, reference, t64, mask, vpt_threshold)
+
+    # -- structure of the one-step map (needs gradients) --
+    if check_structure:
+        report.structure = _structure(
+            states, system, model, integrator, dt, structure_samples, reversibility_steps, skipped
+        )
+    else:
+        skipped.setdefault("symplecticity", "structural checks disabled")
+        skipped.setdefault("reversibility", "structural checks disabled")
+
+    if plots is not None:
+        from hnnlab.audit.plots import write_plots
+
+        names = system.state_names() if system is not None and hasattr(system, "state_names") else None
+        report.plots = {
+            k: str(v)
+            for k, v in write_plots(
+                plots, t64, states, reference=reference, energy_errors=energy_errors, state_names=names
+            ).items()
+        }
+    return report
+
+
+def audit_file(
+    path: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    model: Any = None,
+    thresholds: Thresholds | None = None,
+    plots: str | os.PathLike[str] | None = None,
+    trajectories: slice | None = None,
+    **options: Any,
+) -> AuditReport:
+    """Audit a rollout file (``schema = "hnnlab.rollout"``) or the clean states of one split of a
+    dataset file (``schema = "hnnlab.dataset"``).
+
+    ``model`` is the learned model a rollout came from (for its structural checks and energy; without
+    it a model rollout's structural checks are skipped with the reason). ``options`` go to
+    :func:`audit_trajectories`.
+
+    Raises:
+        RolloutFileError: a missing, non-HDF5, truncated or non-hnnlab file, or one that breaks its spec.
+    """
+    from hnnlab.audit.sources import load_source
+
+    src = load_source(path, split=split, trajectories=trajectories)
+    skipped = dict(src.skipped)
+    if src.model_description is not None and model is None:
+        reason = (
+            "the rollout is of a learned model that was not loaded "
+            f"({src.model_description.get('class', src.model_description.get('name', 'model'))}); "
+            "pass model= to audit_file to check its one-step map"
+        )
+        skipped.setdefault("symplecticity", reason)
+        skipped.setdefault("reversibility", reason)
+        options.setdefault("check_structure", False)
+    report = audit_trajectories(
+        src.states,
+        src.t,
+        system=src.system,
+        reference=src.reference,
+        model=model,
+        integrator=src.integrator,
+        dt=src.dt,
+        save_every=src.save_every,
+        energy_model=src.energy_model,
+        first_nonfinite_step=src.first_nonfinite_step,
+        thresholds=thresholds,
+        plots=plots,
+        source=str(path),
+        kind=src.kind,
+        skipped=skipped,
+        **options,
+    )
+    if src.model_description is not None:
+        report.model = src.model_description
+    report.integrator = src.integrator_description or report.integrator
+    return report
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_inputs(states: Tensor, t: Tensor, reference: Tensor | None, energy_model: Tensor | None) -> None:
+    if not isinstance(states, Tensor) or states.ndim != 3 or states.shape[-1] % 2 or not states.is_floating_point():
+        shape = tuple(states.shape) if isinstance(states, Tensor) else type(states).__name__
+        raise InvalidArgumentError(
+            f"states must be a floating tensor of shape (n_traj, n_times, 2 * dof), got {shape}"
+        )
+    if states.shape[0] < 1 or states.shape[1] < 1:
+        raise InvalidArgumentError(f"states must hold at least one trajectory and one time, got {tuple(states.shape)}")
+    if not isinstance(t, Tensor) or t.shape != (states.shape[1],):
+        shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+        raise InvalidArgumentError(f"t must be a tensor of shape (n_times,) = ({states.shape[1]},), got {shape}")
+    if states.shape[1] > 1 and not bool((t[1:] > t[:-1]).all()):
+        raise InvalidArgumentError("t must be strictly increasing")
+    if reference is not None and (not isinstance(reference, Tensor) or reference.shape != states.shape):
+        shape = tuple(reference.shape) if isinstance(reference, Tensor) else type(reference).__name__
+        raise InvalidArgumentError(f"reference must have the shape of states {tuple(states.shape)}, got {shape}")
+    if energy_model is not None and tuple(energy_model.shape) != tuple(states.shape[:2]):
+        raise InvalidArgumentError(
+            f"energy_model must have shape (n_traj, n_times) = {tuple(states.shape[:2])}, got "
+            f"{tuple(energy_model.shape)}"
+        )
+
+
+def _describe(obj: Any) -> dict[str, Any] | None:
+    describe = getattr(obj, "describe", None)
+    return describe() if callable(describe) else None
+
+
+def _nonfinite(
+    states: Tensor, t: Tensor, dt: float | None, save_every: int | None, known: Tensor | None
+) -> NonFiniteAudit:
+    index = metrics.first_nonfinite_index(states).cpu()  # (n_traj,)
+    if known is not None:
+        step = known.to(torch.int64).cpu()
+        step = torch.where(step < 0, torch.where(index < 0, -1, index * (save_every or 1)), step)
+    elif save_every is not None:
+        step = torch.where(index < 0, -1, index * save_every)
+    elif dt is not None:
+        offsets = ((t[index.clamp_min(0)] - t[0]) / dt).round().to(torch.int64)
+        step = torch.where(index < 0, -1, offsets)
+    else:
+        step = index  # saved index: no step size known
+    bad = step >= 0
+    if not bool(bad.any()):
+        return NonFiniteAudit(0, -1, -1, None, step.tolist())
+    first_traj = int(torch.where(bad, step, torch.iinfo(torch.int64).max).argmin())
+    idx = int(index[first_traj])
+    first_time = float(t[idx]) if idx >= 0 else None
+    return NonFiniteAudit(int(bad.sum()), int(step[first_traj]), first_traj, first_time, step.tolist())
+
+
+def _invariants(system: Any, states: Tensor) -> dict[str, Tensor]:
+    flat = states.reshape(-1, states.shape[-1])
+    if hasattr(system, "invariants"):
+        values = system.invariants(flat)
+    else:
+        values = {"energy": system.energy(flat)}
+    return {k: v.reshape(states.shape[:2]) for k, v in values.items()}
+
+
+def _model_energy(model: Any, states: Tensor) -> Tensor | None:
+    if not hasattr(model, "energy"):
+        return None
+    x = states.reshape(-1, states.shape[-1])
+    x = x.to(dtype=_field_dtype(model, states.dtype), device=_field_device(model, states.device))
+    finite = torch.isfinite(x).all(dim=-1)
+    x = torch.where(finite[:, None], x, torch.zeros_like(x))  # keep NaN out of the network
+    e = model.energy(x)
+    if e is None:
+        return None
+    e = torch.where(finite, e.reshape(-1), torch.nan).to(device="cpu", dtype=torch.float64)
+    return e.reshape(states.shape[:2])
+
+
+def _energy_audit(
+    source: str, energy: Tensor, t: Tensor, mask: Tensor, ratio: float, floor: float
+) -> tuple[EnergyAudit, Tensor]:
+    energy = energy.detach().cpu()
+    mask = mask.cpu()
+    deviation = metrics.relative_deviation(energy)  # (n_traj, n_times), signed
+    err = deviation.abs()
+    per_max = metrics.masked_max(err, mask)
+    rms_all = torch.where(mask, err, 0.0).pow(2).sum() / mask.sum().clamp_min(1)
+    last = mask.sum(dim=1) - 1  # last finite index per trajectory
+    final = err[torch.arange(err.shape[0]), last.clamp_min(0)]
+    fit = metrics.secular_drift(deviation, t, mask, ratio=ratio, floor=floor)
+    determined = fit.determined
+    if bool(determined.any()):
+        k = int(torch.where(determined, fit.drift.abs(), -1.0).argmax())
+        drift, rate = float(fit.drift[k]), float(fit.rate[k])
+        oscillation = float(torch.where(determined, fit.oscillation, -1.0).max())
+        verdict = "drifting" if bool(fit.drifting.any()) else "bounded"
+    else:
+        drift = rate = oscillation = math.nan
+        verdict = "undetermined"
+    audit = EnergyAudit(
+        source=source,
+        max_error=_nanmax(per_max),
+        rms_error=float(rms_all.sqrt()),
+        final_error=_nanmax(final),
+        drift=drift,
+        drift_rate=rate,
+        oscillation=oscillation,
+        verdict=verdict,
+        n_drifting=int(fit.drifting.sum()),
+        drift_ratio=float(ratio),
+        drift_floor=float(floor),
+        per_trajectory_max_error=per_max.tolist(),
+        per_trajectory_drift=fit.drift.tolist(),
+    )
+    return audit, torch.where(mask, err, torch.nan)
+
+
+def _max_abs_change(series: Tensor, mask: Tensor) -> tuple[float, list[float]]:
+    per = metrics.masked_max(metrics.invariant_error(series.detach().cpu()), mask.cpu())
+    return _nanmax(per), per.tolist()
+
+
+def _accuracy(states: Tensor, reference: Tensor, t: Tensor, mask: Tensor, vpt_threshold: float) -> AccuracyAudit:
+    states, reference = states.detach().cpu(), reference.detach().cpu()
+    vpt, censored = metrics.valid_prediction_time(states, reference, t, threshold=vpt_threshold)
+    gm = metrics.geometric_mean_relative_error(states, reference)
+    return AccuracyAudit(
+        mse=metrics.mse(states, reference, mask.cpu()),
+        gmre=metrics.geometric_mean(gm),
+        vpt_threshold=float(vpt_threshold),
+        vpt_min=float(vpt.min()),
+        vpt_mean=float(vpt.mean()),
+        vpt_median=float(vpt.median()),
+        n_censored=int(censored.sum()),
+        horizon=float(t[-1] - t[0]),
+        per_trajectory_vpt=vpt.tolist(),
+        per_trajectory_gmre=gm.tolist(),
+    )
+
+
+def _structure(
+    states: Tensor,
+    system: Any,
+    model: Any,
+    integrator: AbstractIntegrator | None,
+    dt: float | None,
+    n_samples: int,
+    reversibility_steps: int,
+    skipped: dict[str, str],
+) -> StructureAudit | None:
+    field_name, f = ("model", model) if model is not None else ("system", system)
+    reason = None
+    if f is None:
+        reason = "no vector field: pass model= or system="
+    elif integrator is None:
+        reason = "no integrator given: the one-step map is unknown"
+    elif getattr(integrator, "adaptive", False):
+        reason = f"integrator {integrator.name!r} is adaptive: there is no fixed one-step map to check"
+    elif dt is None:
+        reason = "no step size dt given: the one-step map is unknown"
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise InvalidArgumentError(f"structure_samples must be an integer >= 1, got {n_samples!r}")
+    if reason is not None:
+        skipped.setdefault("symplecticity", reason)
+        skipped.setdefault("reversibility", reason)
+        return None
+    x0 = states[:, 0]
+    x0 = x0[torch.isfinite(x0).all(dim=-1)][:n_samples]
+    if x0.shape[0] == 0:
+        skipped.setdefault("symplecticity", "no finite initial state to check")
+        skipped.setdefault("reversibility", "no finite initial state to check")
+        return None
+    x0 = x0.to(dtype=_field_dtype(f, states.dtype), device=_field_device(f, states.device))
+    notes: list[str] = []
+    if integrator.requires_separable and declared_separable(f) is False:
+        notes.append(
+            f"integrator {integrator.name!r} is symplectic only for a separable H, but the {field_name} declares "
+            "is_separable=False: the pair was measured as run"
+        )
+    if not getattr(f, "conservative", True):
+        notes.append(f"the {field_name} is not conservative: its exact flow is neither symplectic nor reversible")
+    step = structure.one_step_map(f, integrator, dt)
+    sympl = volume = rev = None
+    coordinates = getattr(f, "coordinates", "canonical")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if coordinates != "canonical":
+            skipped.setdefault(
+                "symplecticity",
+                f"the {field_name}'s states are {coordinates} (q, q_dot), not canonical (q, p): the canonical "
+                "symplectic form does not apply",
+            )
+        else:
+            try:
+                jac = structure.step_jacobian(step, x0)
+                sympl = float(structure.symplecticity_error(jac).max())
+                volume = float(structure.volume_error(jac).max())
+            except HnnlabError as exc:
+                skipped.setdefault("symplecticity", f"the one-step map failed: {exc}")
+        try:
+            rev = float(structure.reversibility_error(step, x0, reversibility_steps).max())
+        except HnnlabError as exc:
+            skipped.setdefault("reversibility", f"the one-step map failed: {exc}")
+    return StructureAudit(
+        field=field_name,
+        integrator=integrator.name,
+        dt=dt,
+        n_samples=int(x0.shape[0]),
+        symplecticity_error=sympl,
+        volume_error=volume,
+        reversibility_error=rev,
+        reversibility_steps=reversibility_steps,
+        notes=notes,
+    )
+
+
+def _field_dtype(f: Any, default: torch.dtype) -> torch.dtype:
+    params = getattr(f, "parameters", None)
+    if callable(params):
+        for p in params():
+            if p.is_floating_point():
+                return p.dtype
+    return default
+
+
+def _field_device(f: Any, default: torch.device) -> torch.device:
+    params = getattr(f, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return default
+
+
+def _nanmax(x: Tensor) -> float:
+    x = x[~torch.isnan(x)]
+    return float(x.max()) if x.numel() else math.nan

@@ -1,0 +1,41 @@
+"""Datasets: a written, validated HDF5 format; simulation; literature recipes; PyTorch and Lightning access.
+
+The format is specified in ``docs/data_format.md`` and checked by :func:`validate`.
+"""
+
+from hnnlab.data.io import (
+    LoadedDataset as LoadedDataset,
+    SplitData as SplitData,
+    load_dataset as load_dataset,
+    open_file as open_file,
+    read_metadata as read_metadata,
+    rebuild_system as rebuild_system,
+)
+from hnnlab.data.recipes import RECIPES as RECIPES, Recipe as Recipe, get_recipe as get_recipe
+from hnnlab.data.schema import (
+    SCHEMA_NAME as SCHEMA_NAME,
+    SCHEMA_VERSION as SCHEMA_VERSION,
+    DatasetError as DatasetError,
+    validate as validate,
+)
+from hnnlab.data.simulate import SimulationResult as SimulationResult, simulate as simulate
+from hnnlab.data.writer import write_dataset as write_dataset
+
+__all__ = [
+    "DatasetError",
+    "LoadedDataset",
+    "RECIPES",
+    "Recipe",
+    "SCHEMA_NAME",
+    "SCHEMA_VERSION",
+    "SimulationResult",
+    "SplitData",
+    "get_recipe",
+    "load_dataset",
+    "open_file",
+    "read_metadata",
+    "rebuild_system",
+    "simulate",
+    "validate",
+    "write_dataset",
+]

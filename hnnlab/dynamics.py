@@ -121,9 +121,9 @@ def euler_lagrange_accelerations(
     dof = x.shape[-1] // 2
     if backend == "func":
         dL, hess = _lagrangian_derivatives_func(lagrangian, x)
-        if create_graph is False or not grad_enabled_outside:
+        create_graph = grad_enabled_outside and create_graph is not False
+        if not create_graph:
             dL, hess = dL.detach(), hess.detach()
-            create_graph = False
     else:
         with torch.enable_grad():
             x_in = x if x.requires_grad else x.detach().requires_grad_(True)
@@ -202,15 +202,22 @@ def lagrangian_vector_field(lagrangian: ScalarFn, x: Tensor, **kwargs) -> Tensor
     return torch.cat([x[..., x.shape[-1] // 2 :], q_dd], dim=-1)
 
 
-def lagrangian_energy(lagrangian: ScalarFn, x: Tensor) -> Tensor:
-    """Energy ``E = q_dot . dL/dq_dot - L``, shape ``(...,)``."""
+def lagrangian_energy(lagrangian: ScalarFn, x: Tensor, *, create_graph: bool | None = None) -> Tensor:
+    """Energy ``E = q_dot . dL/dq_dot - L``, shape ``(...,)``.
+
+    ``create_graph`` as in :func:`input_gradient`: by default the result keeps its graph (to ``x`` and
+    to the parameters of ``lagrangian``) when gradients are enabled and something needs it.
+    """
+    grad_enabled_outside = torch.is_grad_enabled()
     dof = x.shape[-1] // 2
     with torch.enable_grad():
         x_in = x if x.requires_grad else x.detach().requires_grad_(True)
         L = lagrangian(x_in)
-        (dL,) = torch.autograd.grad(L.sum(), x_in, create_graph=x.requires_grad)
-    E = (x_in[..., dof:] * dL[..., dof:]).sum(-1) - L
-    return E if x.requires_grad else E.detach()
+        if create_graph is None:
+            create_graph = grad_enabled_outside and (x.requires_grad or _has_parameters_graph(L, x_in))
+        (dL,) = torch.autograd.grad(L.sum(), x_in, create_graph=create_graph)
+        E = (x_in[..., dof:] * dL[..., dof:]).sum(-1) - L
+    return E if create_graph else E.detach()
 
 
 def check_state(x: Tensor, *, name: str = "x0", dof: int | None = None) -> None:

@@ -119,23 +119,34 @@ def _loop(
 ) -> Iterator[Tensor]:
     show = progress if progress is not None else (n_steps >= PROGRESS_MIN_STEPS and sys.stderr.isatty())
     bar = _progress_bar(n_steps) if show else nullcontext(None)
-    x = x0
-    chunk: list[Tensor] = [x0]
+    states = integrator._steps(f, t0, x0, dt, n_steps)
+    # Once the first step shows that its result needs no graph (nothing upstream requires grad), the
+    # remaining steps run under no_grad: the same values without autograd bookkeeping. The mode is set
+    # only while this generator computes, never while the caller holds a chunk.
+    graph_free = not torch.is_grad_enabled()
+    chunk: list[Tensor] = [x0]  # saved states, each (batch, 2 * dof)
     good_x, good_step = x0, 0
+    step = 0
     with bar as bar_task:
-        for step in range(1, n_steps + 1):
-            x = integrator._step(f, t0 + (step - 1) * dt, x, dt)
-            if step % check_every == 0 or step == n_steps:
-                if not bool(torch.isfinite(x).all()):
-                    _raise_first_nonfinite(f, integrator, good_x, good_step, step, dt, t0)
-                good_x, good_step = x, step
-                if bar_task is not None:
-                    bar_task.update(step)
-            if step % save_every == 0:
-                chunk.append(x)
-                if len(chunk) >= chunk_size:
-                    yield torch.stack(chunk, dim=1)
-                    chunk = []
+        while step < n_steps:
+            with torch.no_grad() if graph_free else nullcontext():
+                while step < n_steps and len(chunk) < chunk_size:
+                    x = next(states)
+                    step += 1
+                    if step % check_every == 0 or step == n_steps:
+                        if not bool(torch.isfinite(x).all()):
+                            _raise_first_nonfinite(f, integrator, good_x, good_step, step, dt, t0)
+                        good_x, good_step = x, step
+                        if bar_task is not None:
+                            bar_task.update(step)
+                    if step % save_every == 0:
+                        chunk.append(x)
+                    if not graph_free and not x.requires_grad:
+                        graph_free = True
+                        break
+            if len(chunk) >= chunk_size:
+                yield torch.stack(chunk, dim=1)  # (batch, chunk_size, 2 * dof)
+                chunk = []
         if chunk:
             yield torch.stack(chunk, dim=1)
 

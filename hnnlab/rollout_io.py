@@ -258,7 +258,9 @@ class RolloutWriter:
         if not self.with_reference and reference is not None:
             raise InvalidArgumentError("reference given, but the writer was made with_reference=False")
         if self.with_energy_model and energy_model is None:
-            raise InvalidArgumentError("this writer was made with_energy_model=True: pass energy_model= with each chunk")
+            raise InvalidArgumentError(
+                "this writer was made with_energy_model=True: pass energy_model= with each chunk"
+            )
         end = begin + length
         self._grow(end)
         self._file["state"][rows, begin:end] = _to_numpy(states, self.dtype)
@@ -272,7 +274,8 @@ class RolloutWriter:
         if energy_model is not None:
             if tuple(energy_model.shape) != (batch, length):
                 raise InvalidArgumentError(
-                    f"energy_model must have shape (batch, chunk_len) = {(batch, length)}, got {tuple(energy_model.shape)}"
+                    f"energy_model must have shape (batch, chunk_len) = {(batch, length)}, got "
+                    f"{tuple(energy_model.shape)}"
                 )
             if self.with_energy_model:
                 self._file["energy_model"][rows, begin:end] = _to_numpy(energy_model, self.dtype)
@@ -514,7 +517,9 @@ def check_schema(f, *, path: str, schema: str, version: int = SCHEMA_VERSION) ->
     if found != schema:
         raise RolloutFileError(f"{path!r}: root attribute 'schema' is {found!r}, expected {schema!r}")
     found_version = f.attrs.get("schema_version")
-    if found_version is None or int(found_version) != version:
+    if hasattr(found_version, "item"):
+        found_version = found_version.item()  # numpy scalar -> Python
+    if not isinstance(found_version, int) or isinstance(found_version, bool) or found_version != version:
         raise RolloutFileError(
             f"{path!r}: root attribute 'schema_version' is {found_version!r}; this hnnlab reads {schema} "
             f"version {version}"
@@ -528,7 +533,8 @@ def rebuild_system(description: Mapping[str, Any] | None, *, source: str = "meta
     from hnnlab.systems import get_system
 
     try:
-        return get_system(description["class"], **description.get("params", {}))
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in description.get("params", {}).items()}
+        return get_system(description["class"], **params)
     except (KeyError, TypeError) as exc:
         raise RolloutFileError(f"{source!r}: system metadata {description!r} is incomplete ({exc})") from None
     except HnnlabError as exc:

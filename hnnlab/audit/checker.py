@@ -80,6 +80,7 @@ def audit_trajectories(
     """
     thresholds = thresholds or Thresholds()
     _check_inputs(states, t, reference, energy_model)
+    _check_options(vpt_threshold, drift_ratio, drift_floor, structure_samples, reversibility_steps, save_every)
     n_traj, n_times, width = states.shape
     dof = width // 2
     for name, obj in (("system", system), ("model", model)):
@@ -205,7 +206,7 @@ def audit_file(
         reason = (
             "the rollout is of a learned model that was not loaded "
             f"({src.model_description.get('class', src.model_description.get('name', 'model'))}); "
-            "pass model= to audit_file to check its one-step map"
+            "pass model= to audit_file (--ckpt CKPT on the command line) to check its one-step map"
         )
         skipped.setdefault("symplecticity", reason)
         skipped.setdefault("reversibility", reason)
@@ -258,6 +259,30 @@ def _check_inputs(states: Tensor, t: Tensor, reference: Tensor | None, energy_mo
             f"energy_model must have shape (n_traj, n_times) = {tuple(states.shape[:2])}, got "
             f"{tuple(energy_model.shape)}"
         )
+
+
+def _check_options(
+    vpt_threshold: Any, drift_ratio: Any, drift_floor: Any, samples: Any, rev_steps: Any, save_every: Any
+) -> None:
+    for name, value, allow_none in (
+        ("vpt_threshold", vpt_threshold, False), ("drift_ratio", drift_ratio, False),
+        ("drift_floor", drift_floor, True),
+    ):
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0 or (
+            name == "vpt_threshold" and value == 0
+        ):
+            allowed = "> 0" if name == "vpt_threshold" else ">= 0"
+            raise InvalidArgumentError(f"{name} must be a finite number {allowed}, got {value!r}")
+    for name, value, allow_none in (
+        ("structure_samples", samples, False), ("reversibility_steps", rev_steps, False),
+        ("save_every", save_every, True),
+    ):
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _describe(obj: Any) -> dict[str, Any] | None:
@@ -393,8 +418,6 @@ def _structure(
         reason = f"integrator {integrator.name!r} is adaptive: there is no fixed one-step map to check"
     elif dt is None:
         reason = "no step size dt given: the one-step map is unknown"
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise InvalidArgumentError(f"structure_samples must be an integer >= 1, got {n_samples!r}")
     if reason is not None:
         skipped.setdefault("symplecticity", reason)
         skipped.setdefault("reversibility", reason)

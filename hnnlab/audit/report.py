@@ -209,8 +209,9 @@ class AuditReport:
         if th.min_valid_prediction_time is not None:
             limit = th.min_valid_prediction_time
             if a is None:
+                reason = self.skipped.get("accuracy", "accuracy")
                 out.append(Failure("min_valid_prediction_time", None, limit,
-                                   f"min_valid_prediction_time: not measured ({self.skipped.get('accuracy', 'accuracy')})"))
+                                   f"min_valid_prediction_time: not measured ({reason})"))
             elif not (a.vpt_min >= limit):
                 out.append(Failure("min_valid_prediction_time", a.vpt_min, limit,
                                    f"min_valid_prediction_time: {_fmt(a.vpt_min)} is below the limit {_fmt(limit)}"))
@@ -254,10 +255,11 @@ class AuditReport:
                              if name not in failed else "FAIL"))
                 return
             status = "FAIL" if name in failed else ("ok" if limit is not None and limit is not False else "-")
-            rows.append((label, value if isinstance(value, str) else _fmt(value),
-                         "" if limit is None or limit is False else _fmt(limit), status))
+            shown = "bounded" if limit is True else ("" if limit is None or limit is False else _fmt(limit))
+            rows.append((label, value if isinstance(value, str) else _fmt(value), shown, status))
 
-        for label, audit, key in (("energy", self.energy, "energy"), ("model energy", self.model_energy, "model_energy")):
+        energies = (("energy", self.energy, "energy"), ("model energy", self.model_energy, "model_energy"))
+        for label, audit, key in energies:
             if audit is None:
                 row(f"{label} error (max)", None, "max_energy_error" if key == "energy" else "max_model_energy_error",
                     key)
@@ -309,7 +311,7 @@ class AuditReport:
             return "PASSED: all thresholds hold"
         return f"FAILED: {len(failures)} threshold(s) violated"
 
-    def render(self, console: Any = None) -> None:
+    def render(self, console: Any = None, *, show_failures: bool = True) -> None:
         """Print the report as a rich table (to ``console``, default a new stdout console)."""
         from rich.console import Console
         from rich.table import Table
@@ -323,10 +325,11 @@ class AuditReport:
         for check, value, limit, status in self.rows():
             table.add_row(check, value, limit, f"[{styles[status]}]{status}[/]" if status in styles else status)
         console.print(table)
-        for f in self.failures():
+        failures = self.failures()
+        for f in failures if show_failures else ():
             console.print(f"[bold red]FAILED[/] {f.message}", highlight=False)
-        if self.passed:
-            console.print("[green]PASSED[/]: all thresholds hold")
+        console.print("[green]PASSED[/]: all thresholds hold" if not failures
+                      else f"[bold red]FAILED[/]: {len(failures)} threshold(s) violated")
 
 
 def _fmt(value: Any) -> str:

@@ -21,8 +21,23 @@ from hnnlab.data.schema import (
 from hnnlab.data.simulate import SimulationResult as SimulationResult, simulate as simulate
 from hnnlab.data.writer import write_dataset as write_dataset
 
+
+def __getattr__(name: str):  # lazy: Lightning is slow to import
+    if name == "HDF5DataModule":
+        from hnnlab.data.datamodule import HDF5DataModule
+
+        return HDF5DataModule
+    if name == "TrajectoryDataset":
+        from hnnlab.data.dataset import TrajectoryDataset
+
+        return TrajectoryDataset
+    raise AttributeError(f"module 'hnnlab.data' has no attribute {name!r}")
+
+
 __all__ = [
     "DatasetError",
+    "HDF5DataModule",
+    "TrajectoryDataset",
     "LoadedDataset",
     "RECIPES",
     "Recipe",

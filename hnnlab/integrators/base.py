@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -49,6 +49,17 @@ class AbstractIntegrator(abc.ABC):
     @abc.abstractmethod
     def _step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
         """One step without argument checks (rollouts check once, then call this)."""
+
+    def _steps(self, f: VectorField, t0: float, x: Tensor, dt: float, n_steps: int) -> Iterator[Tensor]:
+        """The states after steps ``1 .. n_steps`` from ``x`` at time ``t0``, one at a time (the kernel of
+        :func:`hnnlab.rollout.rollout`; no argument checks).
+
+        Gives the same states as calling :meth:`_step` ``n_steps`` times; a method overrides it only to
+        reuse work between consecutive steps (leapfrog reuses its last force evaluation).
+        """
+        for k in range(n_steps):
+            x = self._step(f, t0 + k * dt, x, dt)
+            yield x
 
     def step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
         """Advance ``x`` (``(..., 2 * dof)``) from time ``t`` by ``dt > 0``; returns the new state.

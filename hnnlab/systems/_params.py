@@ -23,8 +23,7 @@ def float_tuple(owner: object, name: str, value: Any, length: int, *, what: str)
         items = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         raise InvalidArgumentError(
-            f"{type(owner).__name__}: parameter {name!r} must be a sequence of {length} numbers "
-            f"({what}), got {value!r}"
+            f"{type(owner).__name__}: parameter {name!r} must be a sequence of {length} numbers ({what}), got {value!r}"
         ) from None
     if len(items) != length:
         raise InvalidArgumentError(

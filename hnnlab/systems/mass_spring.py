@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from hnnlab.systems._params import interval
 from hnnlab.systems.base import (
     AbstractSeparableHamiltonianSystem,
     check_sample_args,
@@ -38,6 +39,7 @@ class MassSpring(AbstractSeparableHamiltonianSystem):
 
     def __post_init__(self) -> None:
         require_positive(self, k=self.k, m=self.m)
+        self.radius = interval(self, "radius", self.radius, low=0.0)
 
     @property
     def omega(self) -> float:
@@ -59,7 +61,7 @@ class MassSpring(AbstractSeparableHamiltonianSystem):
     def exact_solution(self, x0: Tensor, t: Tensor) -> Tensor:
         """States at times ``t`` (shape ``(T,)``) from ``x0`` (``(..., 2)``), shape ``(..., T, 2)``."""
         w = self.omega
-        wt = (w * t).to(x0.dtype)
+        wt = (w * t).to(dtype=x0.dtype, device=x0.device)
         c, s = torch.cos(wt), torch.sin(wt)
         q0, p0 = x0[..., None, :1], x0[..., None, 1:]
         q = q0 * c[:, None] + p0 / (self.m * w) * s[:, None]

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from hnnlab.systems._params import interval
 from hnnlab.systems.base import (
     AbstractSeparableHamiltonianSystem,
     check_sample_args,
@@ -38,6 +39,7 @@ class Pendulum(AbstractSeparableHamiltonianSystem):
 
     def __post_init__(self) -> None:
         require_positive(self, m=self.m, l=self.l, g=self.g)
+        self.radius = interval(self, "radius", self.radius, low=0.0)
 
     def kinetic(self, p: Tensor) -> Tensor:
         return (p**2).sum(-1) / (2 * self.m * self.l**2)

@@ -139,6 +139,11 @@ class DynamicsModule(pl.LightningModule):
                 self.log(f"{stage}/{k}_loss", v, batch_size=batch_size, sync_dist=sync)
         return total
 
+    def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
+        """Cast floating batch entries to the model's dtype (datasets are stored in float64)."""
+        dtype = self.dtype if isinstance(self.dtype, torch.dtype) else torch.get_default_dtype()
+        return {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, batch_idx, "train")
 

@@ -1,0 +1,100 @@
+"""Audit a rollout or dataset file: energy, invariants, symplecticity, reversibility, accuracy.
+
+Exit status: 0 when every threshold holds, 1 when one fails (each failure is printed with its value and
+limit), 2 on bad input (a missing, unreadable or non-hnnlab file, a bad option).
+
+Examples:
+  hnnlab audit rollout.h5 --json report.json --plots plots/ --max-energy-error 1e-2 --bounded-energy
+  hnnlab audit data/spring.h5 --split test --max-energy-error 1e-6
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hnnlab.audit.metrics import DEFAULT_DRIFT_RATIO, DEFAULT_VPT_THRESHOLD
+
+# option -> (Thresholds field, help)
+_LIMITS = {
+    "--max-energy-error": ("max_energy_error", "max relative energy error |E(t) - E(0)| / |E(0)| (true energy)"),
+    "--max-energy-rms": ("max_energy_rms", "max RMS of the relative energy error"),
+    "--max-energy-drift": ("max_energy_drift", "max |secular drift| of the relative energy over the horizon"),
+    "--max-model-energy-error": ("max_model_energy_error", "max relative error of the model's own energy"),
+    "--max-invariant-error": ("max_invariant_error", "max absolute change of the other invariants (momenta)"),
+    "--max-symplecticity-error": ("max_symplecticity_error", "max ||J^T Omega J - Omega||_F of the one-step map"),
+    "--max-volume-error": ("max_volume_error", "max |det J - 1| of the one-step map"),
+    "--max-reversibility-error": ("max_reversibility_error", "max distance to start after N steps, flip, N steps"),
+    "--max-mse": ("max_mse", "max mean squared error against the reference"),
+    "--max-gmre": ("max_gmre", "max geometric-mean relative error against the reference (Finzi et al. 2020)"),
+    "--min-valid-prediction-time": ("min_valid_prediction_time", "min valid prediction time (worst trajectory)"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="a rollout file (hnnlab rollout) or a dataset file")
+    parser.add_argument("--json", metavar="REPORT.json", help="write the full report as JSON")
+    parser.add_argument("--plots", metavar="DIR", help="write PNG plots (energy error, phase portraits, ...)")
+    parser.add_argument("--split", default="test", help="dataset split to audit (dataset files; default: test)")
+    parser.add_argument("--trajectories", type=int, metavar="N", help="audit only the first N trajectories")
+    parser.add_argument("--ckpt", metavar="CKPT",
+                        help="checkpoint of the model a rollout came from: enables the structural checks of its "
+                             "one-step map and its energy (never loaded implicitly from the file's metadata)")
+    limits = parser.add_argument_group("thresholds (exit 1 when one fails; none by default)")
+    for option, (_, text) in _LIMITS.items():
+        limits.add_argument(option, type=float, metavar="X", help=text)
+    limits.add_argument("--bounded-energy", action="store_true",
+                        help="fail when the energy error drifts secularly instead of staying bounded")
+    limits.add_argument("--allow-nonfinite", action="store_true",
+                        help="do not fail on NaN/inf states (they are still reported)")
+    opts = parser.add_argument_group("measurement options")
+    opts.add_argument("--vpt-threshold", type=float, default=DEFAULT_VPT_THRESHOLD,
+                      help=f"normalised-error threshold of the valid prediction time (default {DEFAULT_VPT_THRESHOLD})")
+    opts.add_argument("--drift-ratio", type=float, default=DEFAULT_DRIFT_RATIO,
+                      help="drifting when |trend over horizon| > RATIO * oscillation (default 1)")
+    opts.add_argument("--structure-samples", type=int, default=16, help="states used by the structural checks")
+    opts.add_argument("--reversibility-steps", type=int, default=100, help="N of the reversibility check")
+    opts.add_argument("--no-structure", action="store_true", help="skip symplecticity and reversibility")
+    parser.add_argument("--quiet", action="store_true", help="print failures only, no table")
+
+
+def main(args: argparse.Namespace) -> int:
+    from hnnlab.audit import Thresholds, audit_file
+    from hnnlab.errors import InvalidArgumentError
+
+    limits = {field: getattr(args, option[2:].replace("-", "_")) for option, (field, _) in _LIMITS.items()}
+    thresholds = Thresholds(**limits, bounded_energy=args.bounded_energy, allow_nonfinite=args.allow_nonfinite)
+    if args.trajectories is not None and args.trajectories < 1:
+        raise InvalidArgumentError(f"--trajectories must be >= 1, got {args.trajectories}")
+    options = {
+        "vpt_threshold": args.vpt_threshold,
+        "drift_ratio": args.drift_ratio,
+        "structure_samples": args.structure_samples,
+        "reversibility_steps": args.reversibility_steps,
+    }
+    if args.no_structure:
+        options["check_structure"] = False
+    model = None
+    if args.ckpt is not None:
+        from hnnlab.training.checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.ckpt).model
+    report = audit_file(
+        args.file,
+        split=args.split,
+        model=model,
+        thresholds=thresholds,
+        plots=args.plots,
+        trajectories=None if args.trajectories is None else slice(0, args.trajectories),
+        **options,
+    )
+    if args.json:
+        report.to_json(args.json)
+    if not args.quiet:
+        from rich.console import Console
+
+        report.render(Console(highlight=False), show_failures=False)
+    failures = report.failures()
+    for failure in failures:
+        print(f"hnnlab audit: FAILED {failure.message}", file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,521 @@
+"""Tests of the conservation audit (hnnlab.audit), the rollout file (hnnlab.rollout_io) and `hnnlab audit`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import h5py
+import pytest
+import torch
+
+from hnnlab.audit import Thresholds, audit_file, audit_trajectories, metrics, structure
+from hnnlab.cli import main as cli_main
+from hnnlab.errors import HnnlabError, InvalidArgumentError, NonFiniteStateError
+from hnnlab.integrators import get_integrator
+from hnnlab.rollout import iter_rollout, rollout
+from hnnlab.rollout_io import RolloutFileError, RolloutMetadata, RolloutWriter, read_rollout
+from hnnlab.systems import Pendulum, get_system
+
+DTYPES = [torch.float32, torch.float64]
+EPS = {torch.float32: 1.2e-7, torch.float64: 2.3e-16}
+
+
+def grid(n_times: int, spacing: float) -> torch.Tensor:
+    return torch.arange(n_times, dtype=torch.float64) * spacing
+
+
+def pendulum_states(n: int = 4, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    return Pendulum().sample_initial_states(n, torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def write_rollout(path, system, integrator, x0, dt, n_steps, save_every=1, *, reference=False, batch=None):
+    """Stream a rollout of ``system`` to ``path`` (optionally with a reference from the same system)."""
+    integ = get_integrator(integrator)
+    meta = RolloutMetadata(integrator=integ.describe(), dt=dt, save_every=save_every, system=system.describe(),
+                           command="pytest")
+    batch = batch or x0.shape[0]
+    with RolloutWriter(path, x0.shape[0], system.dof, x0.dtype, meta, with_reference=reference) as writer:
+        for start in range(0, x0.shape[0], batch):
+            xb = x0[start : start + batch]
+            chunks = iter_rollout(system, integ, xb, dt, n_steps, save_every, chunk_size=64)
+            for chunk in chunks:
+                writer.append(chunk, reference=chunk.clone() if reference else None, start=start)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Energy: leapfrog bounded, RK4 drifting, damped oscillator losing energy
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_leapfrog_pendulum_rollout_passes_with_bounded_second_order_energy_error(tmp_path, dtype):
+    system = Pendulum()
+    x0 = pendulum_states(4, dtype=dtype)
+    dt, n_steps = 0.1, 2000
+    errors = {}
+    for h in (dt, dt / 2):
+        path = write_rollout(tmp_path / f"lf_{h}.h5", system, "leapfrog", x0, h, round(n_steps * dt / h), 10)
+        thresholds = Thresholds(max_energy_error=2e-2, bounded_energy=True,
+                                max_symplecticity_error=100 * EPS[dtype], max_volume_error=100 * EPS[dtype],
+                                max_reversibility_error=1e5 * EPS[dtype])
+        report = audit_file(path, thresholds=thresholds)
+        assert report.failures() == [], report.format_text()
+        assert report.energy.verdict == "bounded" and report.energy.n_drifting == 0
+        assert abs(report.energy.drift) < report.energy.oscillation
+        assert report.dtype == str(dtype).removeprefix("torch.")
+        errors[h] = report.energy.max_error
+    # leapfrog is order 2: halving dt divides the bounded energy error by 4
+    assert errors[dt] / errors[dt / 2] == pytest.approx(4.0, rel=0.1)
+
+
+def test_rk4_energy_drift_is_flagged_and_grows_linearly_with_the_horizon():
+    system = Pendulum()
+    x0 = pendulum_states(4)
+    dt = 0.1
+    states = rollout(system, "rk4", x0, dt, 2000, save_every=5)
+    t = grid(states.shape[1], 5 * dt)
+    report = audit_trajectories(states, t, system=system, integrator="rk4", dt=dt,
+                                thresholds=Thresholds(bounded_energy=True), check_structure=False)
+    e = report.energy
+    assert e.verdict == "drifting" and e.n_drifting == 4
+    assert e.drift < 0 and abs(e.drift) > 10 * e.oscillation  # RK4 dissipates the pendulum's energy
+    assert [f.name for f in report.failures()] == ["bounded_energy"]
+    half = states.shape[1] // 2 + 1
+    first_half = audit_trajectories(states[:, :half], t[:half], system=system, check_structure=False).energy
+    per_full = torch.tensor(e.per_trajectory_drift)
+    per_half = torch.tensor(first_half.per_trajectory_drift)
+    assert torch.allclose(per_full / per_half, torch.full((4,), 2.0), rtol=0.05)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_damped_oscillator_energy_loss_and_volume_contraction_are_flagged(dtype):
+    system = get_system("damped_oscillator", gamma=0.1)
+    x0 = system.sample_initial_states(3, torch.Generator().manual_seed(1), dtype=dtype)
+    t = grid(201, 0.1)
+    states = system.exact_solution(x0, t)  # (3, 201, 2): the exact flow, no integrator involved
+    dt = 0.05
+    report = audit_trajectories(states, t, system=system, integrator="rk4", dt=dt,
+                                thresholds=Thresholds(max_energy_error=1e-2, bounded_energy=True))
+    x = states.double()
+    energy = system.k * x[..., 0] ** 2 / 2 + x[..., 1] ** 2 / (2 * system.m)
+    expected = (1 - energy / energy[:, :1]).abs().max()
+    assert report.energy.max_error == pytest.approx(float(expected), rel=1e-4 if dtype == torch.float32 else 1e-10)
+    assert report.energy.verdict == "drifting" and report.energy.drift < -0.5
+    assert {f.name for f in report.failures()} == {"max_energy_error", "bounded_energy"}
+    # the flow contracts phase-space volume by exp(-gamma dt / m) per step; RK4's one-step matrix is the
+    # Taylor polynomial R(hA) = I + hA + (hA)^2 / 2 + (hA)^3 / 6 + (hA)^4 / 24 of exp(hA)
+    hA = dt * torch.tensor([[0.0, 1 / system.m], [-system.k, -system.gamma / system.m]], dtype=torch.float64)
+    R = torch.eye(2, dtype=torch.float64) + hA + hA @ hA / 2 + hA @ hA @ hA / 6 + hA @ hA @ hA @ hA / 24
+    contraction = 1 - float(torch.linalg.det(R))
+    assert contraction == pytest.approx(1 - math.exp(-system.gamma * dt / system.m), rel=1e-5)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    assert report.structure.volume_error == pytest.approx(contraction, rel=tol)
+    # for a linear 2x2 map, J^T Omega J = det(J) Omega, so the defect is sqrt(2) |det J - 1|
+    assert report.structure.symplecticity_error == pytest.approx(math.sqrt(2) * contraction, rel=tol)
+    assert any("not conservative" in note for note in report.structure.notes)
+
+
+def test_secular_drift_separates_trend_from_oscillation():
+    t = grid(1001, 0.01)  # 10 time units
+    wiggle = 1e-3 * torch.sin(2 * math.pi * 1.3 * t)
+    bounded = metrics.secular_drift(wiggle[None], t)
+    drifting = metrics.secular_drift((wiggle + 5e-4 * t)[None], t)
+    line = metrics.secular_drift((2e-6 * t)[None], t)
+    assert not bool(bounded.drifting[0]) and abs(float(bounded.drift[0])) < 2e-4
+    assert bool(drifting.drifting[0])
+    assert float(drifting.rate[0]) == pytest.approx(5e-4, rel=0.05)
+    assert float(line.rate[0]) == pytest.approx(2e-6, rel=1e-9)
+    assert float(line.drift[0]) == pytest.approx(2e-5, rel=1e-9)
+    assert float(line.oscillation[0]) < 1e-15 and bool(line.drifting[0])
+    # a round-off floor keeps tiny trends "bounded"
+    assert not bool(metrics.secular_drift((2e-6 * t)[None], t, floor=1e-4).drifting[0])
+
+
+def test_two_body_invariants_leapfrog_keeps_angular_momentum_exactly_rk4_does_not():
+    system = get_system("two_body")
+    x0 = system.sample_initial_states(3, torch.Generator().manual_seed(0))
+    dt = 0.05
+    results = {}
+    for name in ("leapfrog", "rk4"):
+        states = rollout(system, name, x0, dt, 400, save_every=4)
+        report = audit_trajectories(states, grid(states.shape[1], 4 * dt), system=system, check_structure=False)
+        results[name] = {inv.name: inv.max_error for inv in report.invariants}
+    assert set(results["leapfrog"]) == {"momentum_x", "momentum_y", "angular_momentum"}
+    assert results["leapfrog"]["angular_momentum"] < 1e-12
+    assert results["rk4"]["angular_momentum"] > 1e3 * results["leapfrog"]["angular_momentum"]
+    assert results["leapfrog"]["momentum_x"] < 1e-12 and results["rk4"]["momentum_x"] < 1e-12
+
+
+# --------------------------------------------------------------------------------------------------
+# Structure of the one-step map
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_symplecticity_tells_leapfrog_from_rk4(dtype):
+    system = get_system("henon_heiles")
+    x0 = system.sample_initial_states(8, torch.Generator().manual_seed(0), dtype=dtype)
+    out = {}
+    for name in ("leapfrog", "rk4"):
+        step = structure.one_step_map(system, get_integrator(name), 0.3)
+        jac = structure.step_jacobian(step, x0)
+        assert jac.shape == (8, 4, 4)
+        out[name] = float(structure.symplecticity_error(jac).max())
+    assert out["leapfrog"] < 1e3 * EPS[dtype]
+    assert out["rk4"] > 1e-4
+
+
+def test_step_jacobian_equals_the_matrix_of_a_linear_step():
+    system = get_system("mass_spring")
+    step = structure.one_step_map(system, get_integrator("rk4"), 0.2)
+    basis = torch.eye(2, dtype=torch.float64)
+    matrix = step(basis).T  # columns: images of the basis vectors
+    x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    jac = structure.step_jacobian(step, x)
+    assert torch.allclose(jac, matrix.expand(5, 2, 2), atol=1e-14)
+    assert torch.allclose(structure.volume_error(jac), (torch.linalg.det(matrix) - 1).abs().expand(5), atol=1e-15)
+
+
+def test_structural_checks_of_a_learned_model_use_its_autograd_field():
+    from hnnlab.models import HNN
+
+    system = Pendulum()
+
+    class TrueH(torch.nn.Module):
+        def forward(self, x):
+            return system.hamiltonian(x)
+
+    model = HNN(1, net=TrueH()).double()
+    x0 = pendulum_states(4)
+    states = rollout(system, "leapfrog", x0, 0.1, 200, save_every=10)
+    t = grid(states.shape[1], 1.0)
+    report = audit_trajectories(states, t, system=system, model=model, integrator="implicit_midpoint", dt=0.1,
+                                reversibility_steps=20)
+    # implicit midpoint is symplectic and symmetric for any H (to its solver tolerance)
+    assert report.structure.field == "model"
+    assert report.structure.symplecticity_error < 1e-8
+    assert report.structure.reversibility_error < 1e-8
+    # the model's energy is the true H here: the two energy audits agree
+    assert report.model_energy.max_error == pytest.approx(report.energy.max_error, rel=1e-12)
+    rk4 = audit_trajectories(states, t, model=model, integrator="rk4", dt=0.1, reversibility_steps=20)
+    assert rk4.structure.symplecticity_error > 1e-6
+    assert rk4.structure.reversibility_error > 1e3 * report.structure.reversibility_error
+
+
+def test_structural_checks_are_skipped_with_a_reason_never_silently():
+    states = rollout(Pendulum(), "leapfrog", pendulum_states(2), 0.1, 20)
+    t = grid(21, 0.1)
+    no_field = audit_trajectories(states, t)
+    assert no_field.structure is None
+    assert "no vector field" in no_field.skipped["symplecticity"]
+    assert "no system given" in no_field.skipped["energy"]
+    adaptive = audit_trajectories(states, t, system=Pendulum(), integrator="dopri5", dt=0.1)
+    assert adaptive.structure is None and "adaptive" in adaptive.skipped["reversibility"]
+    gated = audit_trajectories(states, t, thresholds=Thresholds(max_symplecticity_error=1.0,
+                                                                 min_valid_prediction_time=1.0))
+    assert [f.name for f in gated.failures()] == ["max_symplecticity_error", "min_valid_prediction_time"]
+    assert "not measured" in gated.failures()[0].message
+
+
+# --------------------------------------------------------------------------------------------------
+# Accuracy against a reference
+
+
+def test_valid_prediction_time_matches_the_analytic_crossing():
+    # reference: a circle of radius A (mean square A^2 / 2); prediction = reference + (c t, 0), so the
+    # normalised error is (c t)^2 / 2 / (A^2 / 2) = (c t / A)^2 and crosses 0.01 at t* = 0.1 A / c.
+    A, spacing = 2.0, 0.01
+    t = grid(1001, spacing)  # horizon 10
+    crossings = torch.tensor([4.005, 1.2345, 7.5555, math.inf], dtype=torch.float64)
+    c = 0.1 * A / crossings  # 0 for the last one (never crosses)
+    ref = A * torch.stack([torch.cos(t), torch.sin(t)], dim=-1).expand(4, -1, -1)
+    pred = ref + torch.stack([c[:, None] * t, torch.zeros_like(t).expand(4, -1)], dim=-1)
+    vpt, censored = metrics.valid_prediction_time(pred, ref, t)
+    expected = torch.tensor([4.01, 1.24, 7.56, 10.0], dtype=torch.float64)  # first grid time past t*
+    assert torch.allclose(vpt, expected, atol=1e-9)
+    assert censored.tolist() == [False, False, False, True]
+    report = audit_trajectories(pred, t, reference=ref, thresholds=Thresholds(min_valid_prediction_time=2.0))
+    assert report.accuracy.vpt_min == pytest.approx(1.24)
+    assert report.accuracy.n_censored == 1
+    assert report.failures()[0].name == "min_valid_prediction_time"
+    assert report.failures()[0].value == pytest.approx(1.24)
+
+
+def test_mse_and_geometric_mean_relative_error_on_scaled_predictions():
+    t = grid(50, 0.1)
+    ref = torch.stack([torch.cos(t), 2 * torch.sin(t)], dim=-1).expand(3, -1, -1)
+    eps = torch.tensor([0.1, 0.01, 0.001], dtype=torch.float64)
+    pred = ref * (1 + eps[:, None, None])
+    # rel(t) = eps |ref| / ((2 + eps) |ref|) = eps / (2 + eps), constant in time
+    per_traj = metrics.geometric_mean_relative_error(pred, ref)
+    assert torch.allclose(per_traj, eps / (2 + eps), rtol=1e-12)
+    report = audit_trajectories(pred, t, reference=ref)
+    assert report.accuracy.gmre == pytest.approx(float((eps / (2 + eps)).log().mean().exp()), rel=1e-12)
+    expected_mse = float(((eps[:, None, None] * ref) ** 2).mean())
+    assert report.accuracy.mse == pytest.approx(expected_mse, rel=1e-12)
+    blown = pred.clone()
+    blown[0, 10:] = math.nan
+    rel = metrics.relative_error_series(blown, ref)
+    assert float(rel[0, 10:].min()) == 1.0 and float(rel[0, 10:].max()) == 1.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Non-finite rollouts
+
+
+def blowup_field(t, x):
+    """dq/dt = q^2 (blows up at t = 1 / q0), dp/dt = 0."""
+    return torch.cat([x[..., :1] ** 2, torch.zeros_like(x[..., 1:])], dim=-1)
+
+
+def unchecked_rollout(f, integrator, x0, dt, n_steps):
+    integ = get_integrator(integrator)
+    xs, x = [x0], x0
+    for _ in range(n_steps):
+        x = integ._step(f, 0.0, x, dt)
+        xs.append(x)
+    return torch.stack(xs, dim=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_rollout_that_blows_up_reports_its_first_bad_step(tmp_path, dtype):
+    x0 = torch.tensor([[0.5, 1.0], [1.0, 0.0], [0.2, 0.3]], dtype=dtype)
+    dt, n = 0.05, 60
+    with pytest.raises(NonFiniteStateError) as info:  # the rollout loop's own account of the blow-up
+        rollout(blowup_field, "rk4", x0, dt, n, check_every=1)
+    states = unchecked_rollout(blowup_field, "rk4", x0, dt, n)
+    t = grid(n + 1, dt)
+    report = audit_trajectories(states, t, dt=dt)
+    nf = report.nonfinite
+    assert nf.first_step == info.value.step and nf.first_trajectory == info.value.trajectory == 1
+    assert nf.n_nonfinite == 2 and nf.per_trajectory_step[2] == -1
+    assert nf.first_time == pytest.approx(info.value.time)
+    assert [f.name for f in report.failures()] == ["allow_nonfinite"]
+    assert audit_trajectories(states, t, dt=dt, thresholds=Thresholds(allow_nonfinite=True)).passed
+    # through a file saved every 4 steps: the data alone locate the step to within save_every, the
+    # writer's mark_nonfinite (from the loop's error) makes it exact
+    save_every = 4
+    meta = RolloutMetadata(integrator=get_integrator("rk4").describe(), dt=dt, save_every=save_every)
+    saved = states[:, ::save_every]
+    for mark, expected in ((False, -(-info.value.step // save_every) * save_every), (True, info.value.step)):
+        path = tmp_path / f"blowup_{mark}.h5"
+        with RolloutWriter(path, 3, 1, dtype, meta) as writer:
+            writer.append(saved)
+            if mark:
+                writer.mark_nonfinite(info.value.trajectory, info.value.step)
+        assert read_rollout(path).first_nonfinite_step[1] == expected
+        assert audit_file(path).nonfinite.first_step == expected
+
+
+def test_energy_metrics_use_the_finite_prefix_only():
+    system = Pendulum()
+    states = rollout(system, "leapfrog", pendulum_states(2), 0.1, 100)
+    clean = audit_trajectories(states, grid(101, 0.1), system=system).energy
+    states[1, 60:] = math.inf
+    broken = audit_trajectories(states, grid(101, 0.1), system=system).energy
+    assert math.isfinite(broken.max_error)
+    assert broken.per_trajectory_max_error[0] == clean.per_trajectory_max_error[0]
+    expected = float(metrics.relative_energy_error(system.energy(states[1:, :60])).max())
+    assert broken.per_trajectory_max_error[1] == pytest.approx(expected, rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------
+# The rollout file
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rollout_file_round_trip_in_batches(tmp_path, dtype):
+    system = Pendulum()
+    x0 = pendulum_states(5, dtype=dtype)
+    path = write_rollout(tmp_path / "r.h5", system, "leapfrog", x0, 0.05, 300, 3, reference=True, batch=2)
+    r = read_rollout(path)
+    expected = rollout(system, "leapfrog", x0, 0.05, 300, save_every=3)
+    assert r.state.dtype == dtype and r.state.shape == (5, 101, 2)
+    assert torch.equal(r.state, expected) and torch.equal(r.reference, expected)
+    assert torch.allclose(r.t, grid(101, 0.15), atol=1e-12)
+    assert r.first_nonfinite_step.tolist() == [-1] * 5
+    assert r.metadata.system == system.describe() and r.metadata.integrator["name"] == "leapfrog"
+    assert r.metadata.save_every == 3 and r.metadata.dt == 0.05 and r.metadata.command == "pytest"
+    assert r.system() == system and r.integrator().name == "leapfrog"
+    with h5py.File(path) as f:
+        assert f.attrs["schema"] == "hnnlab.rollout" and f.attrs["schema_version"] == 1
+        assert f["state"].chunks == (1, 256, 2)  # chunked along time
+    part = read_rollout(path, trajectories=slice(1, 3))
+    assert torch.equal(part.state, expected[1:3])
+
+
+def test_rollout_writer_is_atomic_and_refuses_to_overwrite(tmp_path):
+    meta = {"integrator": get_integrator("leapfrog").describe(), "dt": 0.1}
+    path = tmp_path / "out.h5"
+    with pytest.raises(RuntimeError, match="boom"):
+        with RolloutWriter(path, 2, 1, torch.float64, meta) as writer:
+            writer.append(torch.zeros(2, 3, 2))
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []  # no target, no temporary file
+    with RolloutWriter(path, 2, 1, torch.float64, meta) as writer:
+        writer.append(torch.zeros(2, 3, 2))
+    with pytest.raises(InvalidArgumentError, match="already exists; pass overwrite=True"):
+        RolloutWriter(path, 2, 1, torch.float64, meta)
+    with RolloutWriter(path, 2, 1, torch.float64, meta, overwrite=True) as writer:
+        writer.append(torch.ones(2, 4, 2))
+    assert read_rollout(path).state.shape == (2, 4, 2)
+    # an incomplete trajectory that was not marked non-finite is refused, and nothing is written
+    other = tmp_path / "incomplete.h5"
+    with pytest.raises(InvalidArgumentError, match="trajectory 1 has 3 saved states but others have 5"):
+        with RolloutWriter(other, 2, 1, torch.float64, meta) as writer:
+            writer.append(torch.zeros(1, 5, 2), start=0)
+            writer.append(torch.zeros(1, 3, 2), start=1)
+    assert sorted(os.listdir(tmp_path)) == ["out.h5"]
+
+
+def test_rollout_writer_rejects_bad_chunks(tmp_path):
+    meta = {"integrator": get_integrator("leapfrog").describe(), "dt": 0.1}
+    with RolloutWriter(tmp_path / "a.h5", 2, 1, torch.float64, meta, with_reference=True) as writer:
+        with pytest.raises(InvalidArgumentError, match=r"states must be a floating tensor \(batch, chunk_len, 2"):
+            writer.append(torch.zeros(2, 3, 4), reference=torch.zeros(2, 3, 4))
+        with pytest.raises(InvalidArgumentError, match="pass reference= with each chunk"):
+            writer.append(torch.zeros(2, 3, 2))
+        with pytest.raises(InvalidArgumentError, match="does not fit n_traj = 2"):
+            writer.append(torch.zeros(2, 3, 2), reference=torch.zeros(2, 3, 2), start=1)
+        writer.append(torch.zeros(2, 3, 2), reference=torch.zeros(2, 3, 2))
+    with pytest.raises(InvalidArgumentError, match="metadata.dt must be a finite number > 0, got -1"):
+        RolloutWriter(tmp_path / "b.h5", 2, 1, torch.float64, {"integrator": {"name": "rk4"}, "dt": -1})
+
+
+def make_bad_file(tmp_path, kind):
+    path = tmp_path / f"{kind}.h5"
+    if kind == "missing":
+        return path
+    if kind == "not_hdf5":
+        path.write_text("t,q,p\n0,1,0\n")
+        return path
+    good = write_rollout(tmp_path / "good.h5", Pendulum(), "leapfrog", pendulum_states(2), 0.1, 300)
+    if kind == "truncated":
+        data = good.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "wrong_schema":
+        with h5py.File(path, "w") as f:
+            f.attrs["schema"] = "someone.else"
+            f.create_dataset("state", data=torch.zeros(1, 2, 2).numpy())
+    elif kind == "wrong_version":
+        os.replace(good, path)
+        with h5py.File(path, "a") as f:
+            f.attrs["schema_version"] = 7
+    elif kind == "missing_state":
+        os.replace(good, path)
+        with h5py.File(path, "a") as f:
+            del f["state"]
+    return path
+
+
+BAD_FILES = {
+    "missing": "does not exist",
+    "not_hdf5": "not an HDF5 file",
+    "truncated": "truncated",
+    "wrong_schema": "'schema' is 'someone.else', expected 'hnnlab.rollout'",
+    "wrong_version": "'schema_version' is 7",
+    "missing_state": "missing dataset 'state'",
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_bad_files_give_clear_errors_naming_file_and_field(tmp_path, kind, capsys):
+    path = make_bad_file(tmp_path, kind)
+    with pytest.raises(RolloutFileError) as info:
+        read_rollout(path)
+    assert str(path) in str(info.value) and BAD_FILES[kind] in str(info.value)
+    with pytest.raises(HnnlabError):
+        audit_file(path)
+    assert cli_main(["audit", str(path), "--json", str(tmp_path / "report.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hnnlab audit: error:") and str(path) in err[0]
+    assert not (tmp_path / "report.json").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Dataset files, JSON, plots, CLI
+
+
+def test_audit_of_a_dataset_file_uses_its_clean_states_and_integrator(tmp_path):
+    from hnnlab.data.simulate import simulate
+    from hnnlab.data.writer import write_dataset
+
+    result = simulate(Pendulum(), 6, dt=0.1, n_steps=200, integrator="leapfrog", substeps=4, noise_std=0.1,
+                      seed=0, splits=(0.5, 0.0, 0.5))
+    path = write_dataset(tmp_path / "pend.h5", result)
+    report = audit_file(path, split="test", thresholds=Thresholds(max_energy_error=1e-3, bounded_energy=True,
+                                                                  max_symplecticity_error=1e-13))
+    assert report.kind == "dataset[test]" and report.n_traj == 3
+    assert report.failures() == [], report.format_text()
+    assert report.dt == pytest.approx(0.025) and report.structure.integrator == "leapfrog"
+    assert "ground truth itself" in report.skipped["accuracy"]
+    with pytest.raises(HnnlabError, match="has no split 'val'"):
+        audit_file(path, split="val")
+
+
+def test_cli_exit_codes_json_and_plots(tmp_path, capsys):
+    path = write_rollout(tmp_path / "r.h5", Pendulum(), "leapfrog", pendulum_states(3), 0.1, 400, 4, reference=True)
+    report_path, plots = tmp_path / "report.json", tmp_path / "plots"
+    ok = cli_main(["audit", str(path), "--json", str(report_path), "--plots", str(plots),
+                   "--max-energy-error", "0.05", "--bounded-energy", "--max-symplecticity-error", "1e-12"])
+    assert ok == 0
+    data = json.loads(report_path.read_text())
+    assert data["passed"] is True and data["failures"] == []
+    assert data["energy"]["verdict"] == "bounded" and data["accuracy"]["mse"] == 0.0
+    assert data["structure"]["symplecticity_error"] < 1e-12
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "energy_error.png", "phase_portrait.png", "prediction_vs_reference.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.iterdir())
+    capsys.readouterr()
+    max_error = data["energy"]["max_error"]
+    failed = cli_main(["audit", str(path), "--json", str(report_path), "--max-energy-error", "1e-6", "--quiet"])
+    assert failed == 1
+    err = capsys.readouterr().err
+    assert f"FAILED max_energy_error: {max_error:.4g} exceeds the limit 1e-06" in err
+    data = json.loads(report_path.read_text())
+    assert data["passed"] is False and data["failures"][0]["name"] == "max_energy_error"
+    assert data["failures"][0]["value"] == pytest.approx(max_error) and data["failures"][0]["limit"] == 1e-6
+    assert cli_main(["audit", str(path), "--max-mse", "-1"]) == 2
+    assert "threshold max_mse must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+
+
+def test_thresholds_and_options_are_validated():
+    with pytest.raises(InvalidArgumentError, match="threshold max_energy_error must be a finite number >= 0"):
+        Thresholds(max_energy_error=-1.0)
+    with pytest.raises(InvalidArgumentError, match="threshold bounded_energy must be True or False"):
+        Thresholds(bounded_energy="yes")
+    states = torch.zeros(2, 5, 2)
+    with pytest.raises(InvalidArgumentError, match=r"t must be a tensor of shape \(n_times,\) = \(5,\)"):
+        audit_trajectories(states, torch.zeros(4))
+    with pytest.raises(InvalidArgumentError, match="vpt_threshold must be a finite number > 0, got 0"):
+        audit_trajectories(states, grid(5, 1.0), vpt_threshold=0)
+    with pytest.raises(InvalidArgumentError, match="the system has dof = 1 but the states have 2 \\* dof = 4"):
+        audit_trajectories(torch.zeros(2, 5, 4), grid(5, 1.0), system=Pendulum())
+
+
+def test_rollout_file_of_a_learned_model_records_its_energy_and_needs_the_model_for_structure(tmp_path):
+    from hnnlab.models import HNN
+
+    system = Pendulum()
+
+    class TrueH(torch.nn.Module):
+        def forward(self, x):
+            return system.hamiltonian(x)
+
+    model = HNN(1, net=TrueH()).double()
+    integ = get_integrator("implicit_midpoint")
+    x0, dt = pendulum_states(2), 0.1
+    meta = RolloutMetadata(integrator=integ.describe(), dt=dt, save_every=5, system=system.describe(),
+                           model=model.describe(), checkpoint="model.ckpt")
+    path = tmp_path / "model.h5"
+    with RolloutWriter(path, 2, 1, torch.float64, meta, with_energy_model=True) as writer:
+        for chunk in iter_rollout(model, integ, x0, dt, 100, 5, chunk_size=8):
+            writer.append(chunk, energy_model=model.energy(chunk))
+    plain = audit_file(path)
+    assert plain.structure is None and "learned model that was not loaded" in plain.skipped["symplecticity"]
+    assert plain.model == model.describe()
+    # the model's energy is stored in the file and is the true H here
+    assert plain.model_energy.max_error == pytest.approx(plain.energy.max_error, rel=1e-12)
+    full = audit_file(path, model=model, reversibility_steps=10)
+    assert full.structure.field == "model" and full.structure.symplecticity_error < 1e-8

@@ -1,0 +1,141 @@
+"""Reading datasets for training: the PyTorch Dataset, spawn workers, the sampler and the DataModule."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from hnnlab.data import DatasetError, load_dataset, simulate, write_dataset
+from hnnlab.data.datamodule import EpochBatchSampler, HDF5DataModule
+from hnnlab.data.dataset import TrajectoryDataset
+from hnnlab.errors import InvalidArgumentError
+from hnnlab.systems import Pendulum
+
+
+@pytest.fixture(scope="module")
+def pendulum_file(tmp_path_factory) -> Path:
+    result = simulate(Pendulum(), 10, dt=0.1, n_steps=9, integrator="rk4", substeps=8, noise_std=0.01, seed=2,
+                      splits=(0.6, 0.2, 0.2))
+    return write_dataset(tmp_path_factory.mktemp("d") / "pend.h5", result)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_pairs_are_every_state_with_its_derivative(pendulum_file, in_memory):
+    data = load_dataset(pendulum_file).splits["train"]
+    ds = TrajectoryDataset(pendulum_file, "train", in_memory=in_memory)
+    assert len(ds) == 6 * 10 and ds.dof == 1 and ds.dt == pytest.approx(0.1)
+    batch = ds[list(range(len(ds)))]
+    assert torch.equal(batch["x"], data.state.reshape(-1, 2))
+    assert torch.equal(batch["dxdt"], data.dxdt.reshape(-1, 2))
+    item = ds[13]
+    assert torch.equal(item["x"], data.state[1, 3]) and torch.equal(item["dxdt"], data.dxdt[1, 3])
+    clean = TrajectoryDataset(pendulum_file, "train", use_noisy=False, in_memory=in_memory)
+    assert torch.equal(clean[13]["x"], data.clean_state[1, 3])
+    with pytest.raises(IndexError, match="index 60 is out of range for a dataset of 60 items"):
+        ds[60]
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_windows_are_consecutive_states_of_one_trajectory(pendulum_file, in_memory):
+    data = load_dataset(pendulum_file).splits["val"]
+    ds = TrajectoryDataset(pendulum_file, "val", mode="windows", window=3, in_memory=in_memory)
+    assert len(ds) == 2 * (10 - 3)
+    for index in range(len(ds)):
+        traj, start = divmod(index, 7)
+        item = ds[index]
+        assert item["states"].shape == (4, 2)
+        assert torch.equal(item["states"], data.state[traj, start : start + 4])
+        assert torch.equal(item["t"], data.t[start : start + 4])
+    batch = ds[[13, 0, 13]]
+    assert torch.equal(batch["states"][0], batch["states"][2]) and torch.equal(batch["states"][1], data.state[0, :4])
+
+
+def test_dataset_errors_name_the_file_and_field(pendulum_file, tmp_path):
+    with pytest.raises(DatasetError, match=r"split 'valid' is absent \(splits present: train, val, test\)"):
+        TrajectoryDataset(pendulum_file, "valid")
+    with pytest.raises(DatasetError, match="has 10 saved times per trajectory; windows of window=10 steps need at least 11"):
+        TrajectoryDataset(pendulum_file, "train", mode="windows", window=10)
+    with pytest.raises(DatasetError, match="does not exist"):
+        TrajectoryDataset(tmp_path / "missing.h5")
+    with pytest.raises(InvalidArgumentError, match="mode must be 'pairs' or 'windows', got 'pair'"):
+        TrajectoryDataset(pendulum_file, mode="pair")
+
+
+def test_lazy_handle_is_opened_on_use_and_dropped_when_pickled(pendulum_file):
+    ds = TrajectoryDataset(pendulum_file, "train", in_memory=False)
+    assert ds._file is None  # nothing opened in __init__
+    first = ds[5]
+    assert ds._file is not None
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._file is None
+    assert torch.equal(clone[5]["x"], first["x"])
+
+
+def test_dataloader_with_two_spawn_workers_reads_correct_windows(pendulum_file):
+    data = load_dataset(pendulum_file).splits["train"]
+    ds = TrajectoryDataset(pendulum_file, "train", mode="windows", window=2, in_memory=False)
+    loader = DataLoader(ds, batch_size=8, num_workers=2, multiprocessing_context="spawn", shuffle=False)
+    states = torch.cat([batch["states"] for batch in loader])
+    expected = torch.stack([data.state[i // 8, i % 8 : i % 8 + 3] for i in range(len(ds))])
+    assert torch.equal(states, expected)
+
+
+def test_sampler_order_depends_only_on_seed_and_epoch_and_shards_disjointly():
+    def epoch(sampler, e):
+        sampler.set_epoch(e)
+        return [i for batch in sampler for i in batch]
+
+    a, b = EpochBatchSampler(10, 4, seed=7), EpochBatchSampler(10, 4, seed=7)
+    assert epoch(a, 3) == epoch(b, 3) and sorted(epoch(a, 3)) == list(range(10))
+    assert epoch(a, 3) != epoch(a, 4)
+    assert [len(x) for x in a] == [4, 4, 2] and len(a) == 3
+    ranks = [EpochBatchSampler(10, 2, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    shards = [epoch(s, 0) for s in ranks]
+    assert len(shards[0]) == len(shards[1]) == 5 and sorted(shards[0] + shards[1]) == list(range(10))
+    padded = [epoch(EpochBatchSampler(7, None, seed=1, rank=r, world_size=2), 0) for r in (0, 1)]
+    assert len(padded[0]) == len(padded[1]) == 4 and set(padded[0] + padded[1]) == set(range(7))
+    assert list(EpochBatchSampler(5, 2, shuffle=False)) == [[0, 1], [2, 3], [4]]
+
+
+def test_datamodule_builds_from_recipe_and_serves_global_batches(tmp_path):
+    path = tmp_path / "spring.h5"
+    dm = HDF5DataModule(str(path), recipe="greydanus-spring", batch_size=10, seed=3, recipe_overrides={"n_traj": 4})
+    dm.prepare_data()
+    assert path.exists()
+    dm.setup("fit")
+    assert dm.dof == 1 and dm.dt == pytest.approx(3 / 29) and dm.system.k == 2.0
+    assert dm.metadata["recipe"]["name"] == "greydanus-spring"
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    assert [b["x"].shape for b in batches] == [(10, 2)] * 6  # 2 trajectories x 30 times
+    loader.sampler.set_epoch(0)
+    again = torch.cat([b["x"] for b in loader])
+    assert torch.equal(again, torch.cat([b["x"] for b in batches]))
+    assert dm.val_dataloader() == []  # the recipe has no val split
+    test = torch.cat([b["x"] for b in dm.test_dataloader()])
+    assert torch.equal(test, load_dataset(path).splits["test"].state.reshape(-1, 2))  # in order
+
+
+def test_datamodule_refuses_a_batch_the_world_size_does_not_divide(pendulum_file):
+    dm = HDF5DataModule(str(pendulum_file), batch_size=10)
+    dm.trainer = SimpleNamespace(world_size=3, global_rank=1)
+    with pytest.raises(InvalidArgumentError, match=r"batch_size=10 is the global batch and must be divisible by the "
+                                                    r"world size 3 \(each rank takes batch_size // world_size\)"):
+        dm.setup("fit")
+    dm.trainer = SimpleNamespace(world_size=2, global_rank=1)
+    dm.setup("fit")
+    assert dm.per_rank_batch_size() == 5
+    assert all(b["x"].shape == (5, 2) for b in dm.train_dataloader())
+
+
+def test_datamodule_without_file_or_recipe(tmp_path):
+    dm = HDF5DataModule(str(tmp_path / "none.h5"))
+    with pytest.raises(DatasetError, match="does not exist and no recipe was given to build it"):
+        dm.prepare_data()
+    with pytest.raises(InvalidArgumentError, match="batch_size must be an integer >= 1 or None"):
+        HDF5DataModule("x.h5", batch_size=0)

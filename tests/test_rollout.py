@@ -1,0 +1,244 @@
+"""The rollout loop: saved states, chunking, equality with stepping by hand, non-finite detection,
+validation, gradients and graph handling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from hnnlab.errors import IncompatibleIntegratorError, InvalidArgumentError, NonFiniteStateError
+from hnnlab.integrators import INTEGRATORS, get_integrator
+from hnnlab.rollout import iter_rollout, rollout
+from hnnlab.systems import MassSpring, Pendulum
+
+X0 = torch.tensor([[1.0, 0.5], [-0.4, 1.8], [2.0, 0.0]], dtype=torch.float64)
+FIXED = [n for n in INTEGRATORS.names() if not INTEGRATORS.get(n).adaptive]
+
+
+def by_hand(f, name: str, x0: Tensor, dt: float, n_steps: int) -> list[Tensor]:
+    """``[x_0, x_1, ..., x_n]`` from calling ``step`` in a Python loop."""
+    integrator = get_integrator(name)
+    states = [x0]
+    for k in range(n_steps):
+        states.append(integrator.step(f, k * dt, states[-1], dt))
+    return states
+
+
+class Blowup:
+    """``dx/dt = x^2`` componentwise: ``x(t) = x0 / (1 - x0 t)`` blows up at ``t = 1 / x0``."""
+
+    def __call__(self, t, x: Tensor) -> Tensor:
+        return x**2
+
+
+class LinearSpring(nn.Module):
+    """``dq/dt = p``, ``dp/dt = -k q`` with a trainable stiffness ``k``."""
+
+    is_separable = True
+
+    def __init__(self, k: float) -> None:
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(k, dtype=torch.float64))
+
+    def forward(self, t, x: Tensor) -> Tensor:
+        return torch.cat([x[..., 1:], -self.k * x[..., :1]], dim=-1)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Shapes and equality with the step-by-step loop.
+
+
+@pytest.mark.parametrize("n_steps, save_every", [(10, 1), (10, 3), (9, 3), (2, 5), (0, 1)])
+def test_saved_states_are_the_steps_taken_by_hand(n_steps: int, save_every: int) -> None:
+    out = rollout(Pendulum(), "rk4", X0, 0.1, n_steps, save_every=save_every)
+    assert out.shape == (3, n_steps // save_every + 1, 2)
+    states = by_hand(Pendulum(), "rk4", X0, 0.1, n_steps)
+    expected = torch.stack(states[::save_every], dim=1)
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("name", FIXED)
+def test_rollout_equals_step_in_a_loop_for_every_method(name: str) -> None:
+    # leapfrog's rollout reuses its last force evaluation: it must still give the same states, bit for bit
+    out = rollout(Pendulum(), name, X0, 0.05, 40, save_every=4)
+    expected = torch.stack(by_hand(Pendulum(), name, X0, 0.05, 40)[::4], dim=1)
+    assert torch.equal(out, expected)
+
+
+def test_unbatched_initial_state() -> None:
+    out = rollout(Pendulum(), "leapfrog", X0[1], 0.1, 12, save_every=4)
+    assert out.shape == (4, 2)
+    assert torch.equal(out, rollout(Pendulum(), "leapfrog", X0[1:2], 0.1, 12, save_every=4)[0])
+
+
+@pytest.mark.parametrize("save_every", [1, 3])
+def test_iter_rollout_chunks_equal_rollout(save_every: int) -> None:
+    chunks = list(iter_rollout(Pendulum(), "leapfrog", X0, 0.1, 50, save_every, chunk_size=7))
+    full = rollout(Pendulum(), "leapfrog", X0, 0.1, 50, save_every)
+    assert [c.shape[1] for c in chunks[:-1]] == [7] * (len(chunks) - 1)
+    assert 1 <= chunks[-1].shape[1] <= 7
+    assert torch.equal(torch.cat(chunks, dim=1), full)
+
+
+def test_t0_is_passed_to_time_dependent_fields() -> None:
+    def forced(t, x: Tensor) -> Tensor:  # dq/dt = 0, dp/dt = cos t: p(t) = p0 + sin t - sin t0
+        t = torch.as_tensor(t, dtype=x.dtype)
+        return torch.stack([torch.zeros_like(x[..., 0]), torch.cos(t).expand_as(x[..., 1])], dim=-1)
+
+    out = rollout(forced, "rk4", X0, 0.01, 100, save_every=100, t0=2.0)[:, -1]
+    expected_p = X0[:, 1] + torch.sin(torch.tensor(3.0, dtype=torch.float64)) - torch.sin(torch.tensor(2.0))
+    torch.testing.assert_close(out[:, 1], expected_p.double(), rtol=1e-7, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Non-finite states.
+
+
+@pytest.mark.parametrize("check_every", [1, 7, 32])
+def test_nonfinite_names_first_step_and_trajectory(check_every: int) -> None:
+    dt = 0.01
+    x0 = torch.tensor([[0.1, 0.1], [0.2, 0.1], [1.0, 0.5], [0.1, 0.3]], dtype=torch.float64)
+    # the reference: the first step at which forward Euler's state for trajectory 2 (x0 = 1, blow-up
+    # time 1) turns non-finite, found by stepping one scalar at a time
+    value, first_bad = 1.0, None
+    for k in range(1, 1000):
+        value = value + dt * (value * value)
+        if value != value or value in (float("inf"), float("-inf")):
+            first_bad = k
+            break
+    assert first_bad is not None and first_bad * dt > 1.0  # after the exact solution's blow-up time
+    with pytest.raises(NonFiniteStateError) as info:
+        rollout(Blowup(), "euler", x0, dt, 1000, check_every=check_every)
+    error = info.value
+    assert (error.step, error.trajectory) == (first_bad, 2)
+    assert error.time == pytest.approx(first_bad * dt)
+    assert f"rollout became non-finite (NaN or inf) at step {first_bad} " in str(error)
+    assert "in trajectory 2 of 4" in str(error)
+
+
+def test_nonfinite_is_raised_from_iter_rollout_before_the_bad_chunk() -> None:
+    x0 = torch.tensor([[0.1, 0.1], [1.0, 0.5]], dtype=torch.float64)
+    chunks = iter_rollout(Blowup(), "euler", x0, 0.01, 1000, chunk_size=50)
+    good = [next(chunks), next(chunks)]  # steps 0..99 are finite
+    assert torch.isfinite(torch.cat(good, dim=1)).all()
+    with pytest.raises(NonFiniteStateError):
+        list(chunks)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Validation.
+
+
+@pytest.mark.parametrize(
+    "x0, message",
+    [
+        (torch.tensor([[float("nan"), 0.0]]), "x0 contains a non-finite value (NaN or inf) at index (0, 0)"),
+        (torch.zeros(2, 3), "x0 must have shape (..., 2 * dof) with coordinates then momenta, got shape (2, 3)"),
+        (torch.zeros(2, 4), "x0 must have last dimension 2 * dof = 2 for this vector field, got shape (2, 4)"),
+        ([[1.0, 0.0]], "x0 must be a torch.Tensor, got list"),
+        (torch.zeros(2, 2, dtype=torch.int64), "x0 must have a floating dtype (float32 or float64), got torch.int64"),
+        (torch.zeros(2, 3, 2), "x0 must have shape (batch, 2 * dof), got shape (2, 3, 2)"),
+    ],
+)
+def test_invalid_initial_state(x0, message: str) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        rollout(Pendulum(), "leapfrog", x0, 0.1, 10)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"dt": 0.0}, "dt must be a finite number > 0, got 0.0"),
+        ({"dt": float("nan")}, "dt must be a finite number > 0, got nan"),
+        ({"n_steps": -1}, "n_steps must be an integer >= 0, got -1"),
+        ({"n_steps": 2.5}, "n_steps must be an integer >= 0, got 2.5"),
+        ({"save_every": 0}, "save_every must be an integer >= 1, got 0"),
+        ({"check_every": 0}, "check_every must be an integer >= 1, got 0"),
+    ],
+)
+def test_invalid_arguments(kwargs: dict, message: str) -> None:
+    args = {"dt": 0.1, "n_steps": 10, **kwargs}
+    with pytest.raises(InvalidArgumentError) as info:
+        rollout(Pendulum(), "leapfrog", X0, **args)
+    assert message in str(info.value)
+
+
+def test_incompatible_pair_is_refused_before_any_step() -> None:
+    calls = []
+
+    class Counting(nn.Module):
+        is_separable = False
+
+        def forward(self, t, x):
+            calls.append(t)
+            return x
+
+    with pytest.raises(IncompatibleIntegratorError):
+        rollout(Counting(), "leapfrog", X0, 0.1, 10)
+    assert calls == []
+
+
+# ------------------------------------------------------------------------------------------------------
+# Gradients and graphs.
+
+
+def test_no_graph_is_kept_under_no_grad() -> None:
+    x0 = X0.clone().requires_grad_(True)
+    with torch.no_grad():
+        out = rollout(LinearSpring(2.0), "leapfrog", x0, 0.1, 20)
+    assert not out.requires_grad and out.grad_fn is None
+
+
+def test_graph_free_rollout_with_grad_enabled_matches() -> None:
+    # nothing requires grad: the loop drops autograd after the first step; same values as under no_grad
+    out = rollout(Pendulum(), "rk4", X0, 0.1, 300)
+    assert not out.requires_grad
+    with torch.no_grad():
+        assert torch.equal(out, rollout(Pendulum(), "rk4", X0, 0.1, 300))
+
+
+@pytest.mark.parametrize("name", ["leapfrog", "rk4", "implicit_midpoint"])
+def test_gradient_through_rollout_matches_finite_differences(name: str) -> None:
+    model = LinearSpring(2.0)
+    x0 = X0[:2].clone().requires_grad_(True)
+
+    def loss(x0: Tensor) -> Tensor:
+        return (rollout(model, name, x0, 0.05, 30, save_every=10) ** 2).sum()
+
+    value = loss(x0)
+    grad_x0, grad_k = torch.autograd.grad(value, [x0, model.k])
+    eps = 1e-6
+    with torch.no_grad():
+        fd_x0 = torch.zeros_like(x0)
+        for i in range(x0.shape[0]):
+            for j in range(x0.shape[1]):
+                e = torch.zeros_like(x0)
+                e[i, j] = eps
+                fd_x0[i, j] = (loss(x0 + e) - loss(x0 - e)) / (2 * eps)
+        model.k += eps
+        up = loss(x0)
+        model.k -= 2 * eps
+        down = loss(x0)
+        model.k += eps
+    torch.testing.assert_close(grad_x0, fd_x0, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad_k, (up - down) / (2 * eps), rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Progress bar and dtypes.
+
+
+def test_progress_bar_does_not_change_results() -> None:
+    plain = rollout(MassSpring(), "leapfrog", X0, 0.01, 500, save_every=5, progress=False)
+    with_bar = rollout(MassSpring(), "leapfrog", X0, 0.01, 500, save_every=5, progress=True)
+    assert torch.equal(plain, with_bar)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtype_is_kept(dtype: torch.dtype) -> None:
+    out = rollout(MassSpring(), "leapfrog", X0.to(dtype), 0.01, 100)
+    exact = MassSpring().exact_solution(X0, 0.01 * torch.arange(101, dtype=torch.float64))
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.double(), exact, rtol=0, atol=1e-3)

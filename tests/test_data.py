@@ -32,7 +32,8 @@ from hnnlab.systems import MassSpring, Pendulum
 
 def small_result(noise_std: float = 0.0, dtype: str = "float64", seed: int = 0, n_traj: int = 10):
     return simulate(
-        MassSpring(), n_traj, dt=0.1, n_steps=12, integrator="dopri8", integrator_options={"rtol": 1e-12, "atol": 1e-12},
+        MassSpring(), n_traj, dt=0.1, n_steps=12, integrator="dopri8",
+        integrator_options={"rtol": 1e-12, "atol": 1e-12},
         noise_std=noise_std, seed=seed, splits=(0.6, 0.2, 0.2), dtype=dtype,
     )
 
@@ -88,7 +89,8 @@ def test_split_counts_follow_fractions_in_draw_order():
     assert split_counts(50, (0.5, 0.0, 0.5)) == (25, 0, 25)
     assert split_counts(70_000, (5 / 7, 0.0, 2 / 7)) == (50_000, 0, 20_000)
     assert split_counts(10, (0.6, 0.2, 0.2)) == (6, 2, 2)
-    with pytest.raises(InvalidArgumentError, match=r"splits must be three fractions .* summing to 1; got \(0.5, 0.4, 0.2\)"):
+    message = r"splits must be three fractions .* summing to 1; got \(0.5, 0.4, 0.2\)"
+    with pytest.raises(InvalidArgumentError, match=message):
         split_counts(10, (0.5, 0.4, 0.2))
     one = small_result()
     both = torch.cat([one.splits[s].state for s in ("train", "val", "test")])
@@ -184,7 +186,9 @@ def test_file_without_splits_and_foreign_hdf5(tmp_path):
     empty = tmp_path / "foreign.h5"
     with h5py.File(empty, "w") as f:
         f["x"] = np.zeros(3)
-    assert validate(empty) == [f"{empty}: root attribute 'schema' is None, expected 'hnnlab.dataset' (not an hnnlab dataset)"]
+    assert validate(empty) == [
+        f"{empty}: root attribute 'schema' is None, expected 'hnnlab.dataset' (not an hnnlab dataset)"
+    ]
 
 
 @pytest.mark.parametrize("damage", ["missing", "empty", "text", "truncated", "garbled"])
@@ -361,7 +365,8 @@ def test_unknown_recipe_and_override():
 
 def test_cli_simulate_recipe_then_check(tmp_path, capsys):
     out = tmp_path / "data" / "spring.h5"
-    assert cli_main(["simulate", "--recipe", "greydanus-spring", "--n-traj", "6", "--out", str(out), "--no-progress"]) == 0
+    args = ["simulate", "--recipe", "greydanus-spring", "--n-traj", "6", "--out", str(out), "--no-progress"]
+    assert cli_main(args) == 0
     text = capsys.readouterr().out
     assert f"wrote {out}" in text and "train 3 x 30, test 3 x 30" in text and "energy spread" in text
     meta = read_metadata(out)
@@ -376,12 +381,14 @@ def test_cli_simulate_recipe_then_check(tmp_path, capsys):
 def test_cli_simulate_system_with_grid(tmp_path, capsys):
     out = tmp_path / "p.h5"
     args = ["simulate", "--system", "pendulum", "--param", "g=3.0", "--n-traj", "5", "--dt", "0.05", "--t-end", "1",
-            "--integrator", "rk4", "--substeps", "4", "--splits", "0.6,0.2,0.2", "--out", str(out), "--dtype", "float32"]
+            "--integrator", "rk4", "--substeps", "4", "--splits", "0.6,0.2,0.2", "--out", str(out),
+            "--dtype", "float32"]
     assert cli_main(args) == 0
     data = load_dataset(out)
     assert data.metadata["system"]["params"]["g"] == 3.0 and data.splits["train"].state.shape == (3, 21, 2)
     assert data.metadata["integrator"]["substeps"] == 4
-    assert cli_main(["simulate", "--system", "pendulum", "--dt", "0.3", "--t-end", "1", "--out", str(tmp_path / "q.h5")]) == 2
+    bad_grid = ["simulate", "--system", "pendulum", "--dt", "0.3", "--t-end", "1", "--out", str(tmp_path / "q.h5")]
+    assert cli_main(bad_grid) == 2
     assert "--t-end 1.0 is not a whole number of steps of --dt 0.3" in capsys.readouterr().err
     assert not (tmp_path / "q.h5").exists()
 

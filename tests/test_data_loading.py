@@ -58,7 +58,8 @@ def test_windows_are_consecutive_states_of_one_trajectory(pendulum_file, in_memo
 def test_dataset_errors_name_the_file_and_field(pendulum_file, tmp_path):
     with pytest.raises(DatasetError, match=r"split 'valid' is absent \(splits present: train, val, test\)"):
         TrajectoryDataset(pendulum_file, "valid")
-    with pytest.raises(DatasetError, match="has 10 saved times per trajectory; windows of window=10 steps need at least 11"):
+    message = "has 10 saved times per trajectory; windows of window=10 steps need at least 11"
+    with pytest.raises(DatasetError, match=message):
         TrajectoryDataset(pendulum_file, "train", mode="windows", window=10)
     with pytest.raises(DatasetError, match="does not exist"):
         TrajectoryDataset(tmp_path / "missing.h5")
@@ -139,3 +140,38 @@ def test_datamodule_without_file_or_recipe(tmp_path):
         dm.prepare_data()
     with pytest.raises(InvalidArgumentError, match="batch_size must be an integer >= 1 or None"):
         HDF5DataModule("x.h5", batch_size=0)
+
+
+def test_lightning_sets_the_epoch_so_resumed_runs_see_the_same_batches(pendulum_file):
+    import lightning as L
+
+    class Record(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 2)
+            self.seen: list[torch.Tensor] = []
+
+        def training_step(self, batch, batch_idx):
+            self.seen.append(batch["x"].clone())
+            return torch.nn.functional.mse_loss(self.layer(batch["x"].float()), batch["dxdt"].float())
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def run(epochs: int) -> list[torch.Tensor]:
+        dm = HDF5DataModule(str(pendulum_file), batch_size=20, seed=5)
+        model = Record()
+        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+                            limit_val_batches=0)
+        trainer.fit(model, datamodule=dm)
+        return model.seen
+
+    seen = run(2)
+    assert len(seen) == 6  # 60 pairs / 20 per batch x 2 epochs
+    first, second = torch.cat(seen[:3]), torch.cat(seen[3:])
+    assert not torch.equal(first, second)  # epoch 1 is reshuffled, so set_epoch reached the sampler
+    sampler = EpochBatchSampler(60, 20, seed=5)
+    sampler.set_epoch(1)
+    data = TrajectoryDataset(pendulum_file, "train")
+    assert torch.equal(second, torch.cat([data[batch]["x"] for batch in sampler]))

@@ -182,7 +182,7 @@ def _parse_splits(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise InvalidArgumentError(f"--splits must be three comma-separated fractions like 0.8,0.1,0.1, got {text!r}") from None
+        values = ()
     if len(values) != 3:
         raise InvalidArgumentError(f"--splits must be three comma-separated fractions like 0.8,0.1,0.1, got {text!r}")
     return values  # type: ignore[return-value]

@@ -5,20 +5,39 @@ The format is specified in ``docs/data_format.md`` and checked by :func:`validat
 
 from hnnlab.data.io import (
     LoadedDataset as LoadedDataset,
+)
+from hnnlab.data.io import (
     SplitData as SplitData,
+)
+from hnnlab.data.io import (
     load_dataset as load_dataset,
+)
+from hnnlab.data.io import (
     open_file as open_file,
+)
+from hnnlab.data.io import (
     read_metadata as read_metadata,
+)
+from hnnlab.data.io import (
     rebuild_system as rebuild_system,
 )
-from hnnlab.data.recipes import RECIPES as RECIPES, Recipe as Recipe, get_recipe as get_recipe
+from hnnlab.data.recipes import RECIPES as RECIPES
+from hnnlab.data.recipes import Recipe as Recipe
+from hnnlab.data.recipes import get_recipe as get_recipe
 from hnnlab.data.schema import (
     SCHEMA_NAME as SCHEMA_NAME,
+)
+from hnnlab.data.schema import (
     SCHEMA_VERSION as SCHEMA_VERSION,
+)
+from hnnlab.data.schema import (
     DatasetError as DatasetError,
+)
+from hnnlab.data.schema import (
     validate as validate,
 )
-from hnnlab.data.simulate import SimulationResult as SimulationResult, simulate as simulate
+from hnnlab.data.simulate import SimulationResult as SimulationResult
+from hnnlab.data.simulate import simulate as simulate
 from hnnlab.data.writer import write_dataset as write_dataset
 
 

@@ -118,7 +118,8 @@ class HDF5DataModule(L.LightningDataModule):
         super().__init__()
         if mode not in ("pairs", "windows"):
             raise InvalidArgumentError(f"mode must be 'pairs' or 'windows', got {mode!r}")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        bad_batch = isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        if batch_size is not None and bad_batch:
             raise InvalidArgumentError(f"batch_size must be an integer >= 1 or None (full batch), got {batch_size!r}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise InvalidArgumentError(f"num_workers must be an integer >= 0, got {num_workers!r}")
@@ -144,7 +145,8 @@ class HDF5DataModule(L.LightningDataModule):
         from hnnlab.data.writer import write_dataset
 
         recipe = get_recipe(self.recipe, **self.recipe_overrides)
-        result = recipe.build(self.recipe_seed, command=f"HDF5DataModule(recipe={self.recipe!r}) seed={self.recipe_seed}")
+        command = f"HDF5DataModule(recipe={self.recipe!r}) seed={self.recipe_seed}"
+        result = recipe.build(self.recipe_seed, command=command)
         write_dataset(self.path, result, overwrite=self.overwrite)
 
     def setup(self, stage: str | None = None) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from hnnlab._registry import Registry
-from hnnlab.data.io import SplitData
 from hnnlab.data.simulate import DEFAULT_INTEGRATOR, DEFAULT_INTEGRATOR_OPTIONS, SimulationResult, simulate
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.systems import SYSTEMS, AbstractSystem, get_system
@@ -178,7 +177,8 @@ def _wrap_angles(result: SimulationResult, dims: int) -> SimulationResult:
         return torch.cat([q, x[..., dims:]], dim=-1)
 
     splits = {
-        k: dataclasses.replace(v, state=wrap(v.state), clean_state=wrap(v.clean_state)) for k, v in result.splits.items()
+        k: dataclasses.replace(v, state=wrap(v.state), clean_state=wrap(v.clean_state))
+        for k, v in result.splits.items()
     }
     return SimulationResult(metadata=result.metadata, splits=splits)
 

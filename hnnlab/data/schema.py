@@ -141,7 +141,8 @@ def _validate_open(file: Any, name: str, energy_rtol: float | None, check_values
     if not present:
         yield f"{name}: no split group; expected at least one of {', '.join('/' + s for s in SPLITS)}"
     for split in present:
-        yield from _validate_split(file[split], f"{name}: /{split}", meta, dof, noise, system, energy_rtol, check_values)
+        where = f"{name}: /{split}"
+        yield from _validate_split(file[split], where, meta, dof, noise, system, energy_rtol, check_values)
 
 
 def _validate_split(group, where, meta, dof, noise, system, energy_rtol, check_values) -> Iterator[str]:
@@ -224,7 +225,8 @@ def _check_values(group, where, meta, system, energy_rtol, t, needs_clean) -> It
     worst_e, worst_f = 0.0, 0.0
     for start in range(0, n_traj, block):
         stop = min(n_traj, start + block)
-        arrays = {f: group[f][start:stop] for f in ("state", "dxdt", "energy") + ((NOISY_FIELD,) if needs_clean else ())}
+        names = ("state", "dxdt", "energy") + ((NOISY_FIELD,) if needs_clean else ())
+        arrays = {f: group[f][start:stop] for f in names}
         for field, array in arrays.items():
             if field not in reported and not np.isfinite(array).all():
                 bad = np.argwhere(~np.isfinite(array))[0]

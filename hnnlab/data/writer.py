@@ -28,7 +28,9 @@ def check_target(path: str | os.PathLike, *, overwrite: bool) -> Path:
     if target.is_dir():
         raise DatasetError(f"output path {str(target)!r} is a directory; give a file name such as data/spring.h5")
     if target.exists() and not overwrite:
-        raise DatasetError(f"output file {str(target)!r} already exists; pass --overwrite (overwrite=True) to replace it")
+        raise DatasetError(
+            f"output file {str(target)!r} already exists; pass --overwrite (overwrite=True) to replace it"
+        )
     return target
 
 
@@ -62,7 +64,8 @@ def _link_no_clobber(tmp: Path, target: Path) -> None:
         os.link(tmp, target)
     except FileExistsError:
         raise DatasetError(
-            f"output file {str(target)!r} appeared while writing; nothing was overwritten (pass --overwrite to replace it)"
+            f"output file {str(target)!r} appeared while writing; nothing was overwritten "
+            "(pass --overwrite to replace it)"
         ) from None
     except OSError:  # file systems without hard links
         if target.exists():

@@ -80,12 +80,13 @@ class AbstractModel(nn.Module, abc.ABC):
             "n_parameters": sum(p.numel() for p in self.parameters()),
         }
 
-    def check_state(self, x: Tensor) -> Tensor:
+    def check_state(self, x: Tensor, *, differentiate: bool = True) -> Tensor:
         """Return ``x`` if it is a floating tensor ``(..., 2 * dof)``, else raise a clear error.
 
-        Inference tensors (made under ``torch.inference_mode``) are cloned into normal tensors, since
-        the models differentiate with respect to the state; inside ``inference_mode`` that is
-        impossible, and the error says what to use instead.
+        With ``differentiate`` (the caller differentiates a network with respect to ``x``, and the
+        class declares :attr:`differentiates_state`), inference tensors (made under
+        ``torch.inference_mode``) are cloned into normal tensors; inside ``inference_mode`` itself that
+        is impossible, and the error says what to use instead.
         """
         if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim == 0 or x.shape[-1] != 2 * self.dof:
             got = f"shape {tuple(x.shape)} and dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
@@ -93,7 +94,9 @@ class AbstractModel(nn.Module, abc.ABC):
                 f"x must be a floating tensor of shape (..., 2 * dof) = (..., {2 * self.dof}) for "
                 f"{type(self).__name__}(dof={self.dof}), got {got}"
             )
-        if torch.is_inference_mode_enabled() and self.differentiates_state:
+        if not (differentiate and self.differentiates_state):
+            return x
+        if torch.is_inference_mode_enabled():
             raise InvalidArgumentError(
                 f"{type(self).__name__} differentiates with respect to the state, which torch.inference_mode "
                 "forbids; use torch.no_grad() instead (and Trainer(inference_mode=False) in Lightning)"

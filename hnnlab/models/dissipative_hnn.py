@@ -66,7 +66,7 @@ class DissipativeHNN(AbstractModel):
         return scalar_output(self.dissipation_net(x), x, what="dissipation_net")
 
     def energy(self, x: Tensor) -> Tensor:
-        return self.hamiltonian(self.check_state(x))
+        return self.hamiltonian(self.check_state(x, differentiate=False))
 
     def conservative_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         """``Omega^-1 grad H``: the divergence-free part, ``(..., 2 * dof)``."""

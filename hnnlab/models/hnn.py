@@ -58,7 +58,7 @@ class HNN(AbstractModel):
         return scalar_output(self.net(x), x, what="the Hamiltonian network")
 
     def energy(self, x: Tensor) -> Tensor:
-        return self.hamiltonian(self.check_state(x))
+        return self.hamiltonian(self.check_state(x, differentiate=False))
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         x = self.check_state(x)

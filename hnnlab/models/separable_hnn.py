@@ -87,7 +87,7 @@ class SeparableHNN(AbstractModel):
         return self.kinetic(x[..., self.dof :]) + self.potential(x[..., : self.dof])
 
     def energy(self, x: Tensor) -> Tensor:
-        return self.hamiltonian(self.check_state(x))
+        return self.hamiltonian(self.check_state(x, differentiate=False))
 
     def dq_dt(self, t: Tensor | float, x: Tensor) -> Tensor:
         """``dT/dp``, ``(..., dof)``."""

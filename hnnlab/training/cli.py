@@ -19,9 +19,27 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from hnnlab.errors import InvalidArgumentError
+from hnnlab.errors import HnnlabError, InvalidArgumentError
 from hnnlab.training.callbacks import PlainProgressLog
 from hnnlab.training.module import DynamicsModule
+
+# Checkpoints: the best (by ``checkpoint.monitor``) and the last, written every ``checkpoint.every_n_epochs``
+# epochs. Datasets without a val split set ``checkpoint.monitor: null`` (then "best" is the latest).
+CHECKPOINT_DEFAULTS: dict[str, Any] = {
+    "checkpoint.monitor": "val/loss",
+    "checkpoint.mode": "min",
+    "checkpoint.save_top_k": 1,
+    "checkpoint.save_last": True,
+    "checkpoint.filename": "best-{epoch}-{step}",
+    "checkpoint.every_n_epochs": 1,
+}
+# Lightning warnings that say nothing about an hnnlab run.
+_QUIET = (
+    r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
+    r".*Total length of `list` across ranks is zero.*",
+    r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r".*The anonymous setting has no effect.*",
+)
 
 
 def load_config_with_bases(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -99,7 +117,11 @@ class HnnlabSaveConfig(SaveConfigCallback):
 
 
 class HnnlabCLI(LightningCLI):
-    """LightningCLI with hnnlab's defaults and W&B resume support."""
+    """LightningCLI with hnnlab's defaults, a ``checkpoint`` group and W&B resume support."""
+
+    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - Lightning's signature
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(CHECKPOINT_DEFAULTS)
 
     def before_instantiate_classes(self) -> None:
         sub = self.subcommand
@@ -134,32 +156,47 @@ def trainer_defaults() -> dict[str, Any]:
         # hnnlab's datamodule shards by rank with a (seed, epoch)-determined order: exact resume.
         "use_distributed_sampler": False,
         "logger": {"class_path": "hnnlab.training.logging.HnnlabWandbLogger"},
-        "callbacks": [
-            ModelCheckpoint(monitor="val/loss", mode="min", save_top_k=1, save_last=True,
-                            filename="best-{epoch}-{step}"),
-            RichProgressBar() if interactive else PlainProgressLog(),
-        ],
+        "callbacks": [RichProgressBar() if interactive else PlainProgressLog()],
         "enable_progress_bar": interactive,
     }
 
 
 def run_lightning_cli(argv: list[str]) -> int:
-    """Run ``fit``, ``validate`` or ``test`` with ``argv`` starting with the subcommand."""
+    """Run ``fit``, ``validate`` or ``test`` with ``argv`` starting with the subcommand.
+
+    Returns the exit status: 0 on success, 2 for a user mistake (a bad config key or type, a missing
+    file, a non-finite loss), each reported as one ``error:`` line on stderr.
+    """
+    import warnings
+
     from hnnlab.data.datamodule import HDF5DataModule
 
-    with tempfile.TemporaryDirectory(prefix="hnnlab-config-") as tmpdir:
+    with tempfile.TemporaryDirectory(prefix="hnnlab-config-") as tmpdir, warnings.catch_warnings():
+        for pattern in _QUIET:
+            warnings.filterwarnings("ignore", message=pattern)
         try:
             args = expand_configs(argv, tmpdir)
-        except InvalidArgumentError as exc:
+            HnnlabCLI(
+                DynamicsModule,
+                HDF5DataModule,
+                trainer_defaults=trainer_defaults(),
+                save_config_callback=HnnlabSaveConfig,
+                save_config_kwargs={"overwrite": True},
+                seed_everything_default=0,
+                args=args,
+            )
+        except HnnlabError as exc:
             print(f"hnnlab {argv[0]}: error: {exc}", file=sys.stderr)
             return 2
-        HnnlabCLI(
-            DynamicsModule,
-            HDF5DataModule,
-            trainer_defaults=trainer_defaults(),
-            save_config_callback=HnnlabSaveConfig,
-            save_config_kwargs={"overwrite": True},
-            seed_everything_default=0,
-            args=args,
-        )
+        except SystemExit as exc:  # jsonargparse reports config errors (and --help) by exiting
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        finally:
+            _finish_wandb()
     return 0
+
+
+def _finish_wandb() -> None:
+    """Close this process's W&B run (flushes an offline run; the next run in the process starts clean)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()

@@ -60,13 +60,13 @@ def rollout(
         Differentiable with respect to ``x0`` and the parameters of ``f`` when gradients are enabled.
     """
     unbatched = isinstance(x0, Tensor) and x0.ndim == 1
-    chunks = list(
-        iter_rollout(
-            f, integrator, x0[None] if unbatched else x0, dt, n_steps, save_every,
-            t0=t0, check_every=check_every, progress=progress,
-        )
+    x0 = x0[None] if unbatched else x0
+    integrator = _validate(f, integrator, x0, dt, n_steps, save_every, chunk_size=1, check_every=check_every)
+    n_saved = n_steps // save_every + 1
+    (states,) = _saved_states(
+        f, integrator, x0, float(dt), n_steps, save_every, float(t0), n_saved, check_every, progress
     )
-    out = torch.cat(chunks, dim=1)  # (batch, saved_times, 2 * dof)
+    out = torch.stack(states, dim=1)  # (batch, saved_times, 2 * dof): one copy of each saved state
     return out[0] if unbatched else out
 
 
@@ -87,6 +87,25 @@ def iter_rollout(
 
     The first chunk starts with ``x0``. All arguments are validated before the first step runs.
     """
+    integrator = _validate(f, integrator, x0, dt, n_steps, save_every, chunk_size=chunk_size, check_every=check_every)
+    chunks = _saved_states(
+        f, integrator, x0, float(dt), n_steps, save_every, float(t0), chunk_size, check_every, progress
+    )
+    return (torch.stack(chunk, dim=1) for chunk in chunks)  # each (batch, <= chunk_size, 2 * dof)
+
+
+def _validate(
+    f: VectorField,
+    integrator: AbstractIntegrator | str,
+    x0: Tensor,
+    dt: float,
+    n_steps: int,
+    save_every: int,
+    *,
+    chunk_size: int,
+    check_every: int,
+) -> AbstractIntegrator:
+    """Check every argument (and the integrator/field pair) before any step runs."""
     integrator = get_integrator(integrator)
     check_dt(dt)
     _check_count("n_steps", n_steps, minimum=0)
@@ -102,10 +121,10 @@ def iter_rollout(
             f"x0 must have last dimension 2 * dof = {2 * dof} for this vector field, got shape {tuple(x0.shape)}"
         )
     integrator.check_compatible(f)
-    return _loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), chunk_size, check_every, progress)
+    return integrator
 
 
-def _loop(
+def _saved_states(
     f: VectorField,
     integrator: AbstractIntegrator,
     x0: Tensor,
@@ -116,7 +135,8 @@ def _loop(
     chunk_size: int,
     check_every: int,
     progress: bool | None,
-) -> Iterator[Tensor]:
+) -> Iterator[list[Tensor]]:
+    """The saved states, ``x0`` first, in lists of at most ``chunk_size`` states ``(batch, 2 * dof)``."""
     show = progress if progress is not None else (n_steps >= PROGRESS_MIN_STEPS and sys.stderr.isatty())
     bar = _progress_bar(n_steps) if show else nullcontext(None)
     states = integrator._steps(f, t0, x0, dt, n_steps)
@@ -145,10 +165,10 @@ def _loop(
                         graph_free = True
                         break
             if len(chunk) >= chunk_size:
-                yield torch.stack(chunk, dim=1)  # (batch, chunk_size, 2 * dof)
+                yield chunk
                 chunk = []
         if chunk:
-            yield torch.stack(chunk, dim=1)
+            yield chunk
 
 
 def _raise_first_nonfinite(

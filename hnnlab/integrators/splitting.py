@@ -14,7 +14,14 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hnnlab.integrators.base import AbstractIntegrator, VectorField, declared_separable, join_state, split_field
+from hnnlab.integrators.base import (
+    AbstractIntegrator,
+    HalfField,
+    VectorField,
+    declared_separable,
+    join_state,
+    split_field,
+)
 
 
 def kick_drift(
@@ -32,11 +39,13 @@ def kick_drift(
     skipped. Returns the new state ``(..., 2 * dof)``.
     """
     dof = x.shape[-1] // 2
-    return _kick_drift(f, t, x[..., :dof], x[..., dof:], x, dt, kicks, drifts, None)[2]
+    dq_dt, dp_dt = split_field(f)
+    return _kick_drift(dq_dt, dp_dt, t, x[..., :dof], x[..., dof:], x, dt, kicks, drifts, None)[2]
 
 
 def _kick_drift(
-    f: VectorField,
+    dq_dt: HalfField,
+    dp_dt: HalfField,
     t: Tensor | float,
     q: Tensor,
     p: Tensor,
@@ -49,7 +58,6 @@ def _kick_drift(
     """:func:`kick_drift` on ``q``, ``p`` and their join ``state``; ``first_force``, when given, replaces
     the first kick's ``dp/dt(t, state)``. Returns the new ``q``, ``p``, their join, and the last kick's
     force (``None`` when that kick is zero)."""
-    dq_dt, dp_dt = split_field(f)
     current: Tensor | None = state  # the join of (q, p) while it is up to date, else None
     tau = t
     force = None
@@ -101,7 +109,9 @@ class AbstractSplittingIntegrator(AbstractIntegrator):
             yield from super()._steps(f, t0, x, dt, n_steps)
             return
         dof = x.shape[-1] // 2
+        dq_dt, dp_dt = split_field(f)
+        kicks, drifts = self.kicks, self.drifts
         q, p, force = x[..., :dof], x[..., dof:], None
         for k in range(n_steps):
-            q, p, x, force = _kick_drift(f, t0 + k * dt, q, p, x, dt, self.kicks, self.drifts, force)
+            q, p, x, force = _kick_drift(dq_dt, dp_dt, t0 + k * dt, q, p, x, dt, kicks, drifts, force)
             yield x

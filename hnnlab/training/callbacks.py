@@ -14,10 +14,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
-from hnnlab.errors import InvalidArgumentError, NonFiniteStateError
+from hnnlab.errors import ConvergenceError, InvalidArgumentError, NonFiniteStateError
 
 
 class PlainProgressLog(pl.Callback):
@@ -84,7 +84,8 @@ class RolloutMetricsCallback(pl.Callback):
     - ``rollout/mse``: mean squared error against the reference over all times and components;
     - ``rollout/vpt``: valid prediction time (normalised error threshold ``vpt_threshold``);
     - ``rollout/finite``: 1 when the rollout stayed finite, else 0 (then the other metrics are inf,
-      and ``vpt`` is the time of the last finite state).
+      and ``vpt`` is the time of the last finite state, 0 when an implicit solve or an LNN mass matrix
+      failed; a warning gives the reason).
 
     Under DDP each rank rolls out its share of the states and the metrics are averaged over ranks
     (``sync_dist``); phase portraits and energy-error plots are drawn on rank zero only and sent to
@@ -141,18 +142,22 @@ class RolloutMetricsCallback(pl.Callback):
         x0, reference, t = self._reference_rollout(datamodule, split, trainer.global_rank, trainer.world_size)
         dtype = next(model.parameters()).dtype
         integrator = get_integrator(self.integrator or default_integrator(model))
+        integrator.check_compatible(model)  # a wrong pairing is a configuration error, raised as such
         was_training = model.training
         model.eval()
-        finite, stop = True, None
+        finite, stop = True, 0.0
         try:
             with torch.no_grad():
                 pred = rollout(model, integrator, x0.to(pl_module.device, dtype), datamodule.dt, self.n_steps)
             pred = pred.detach().to("cpu", torch.float64)  # (n, n_steps + 1, 2 * dof)
-        except NonFiniteStateError as exc:
-            finite, stop = False, exc.time
-            pred = None
+        except NonFiniteStateError as exc:  # an untrained model may well blow up: a metric, not a crash
+            finite, stop, reason = False, max(exc.time - datamodule.dt, 0.0), str(exc)
+        except (ConvergenceError, InvalidArgumentError) as exc:  # implicit solver, singular LNN mass matrix
+            finite, reason = False, str(exc)
         finally:
             model.train(was_training)
+        if not finite:
+            rank_zero_warn(f"RolloutMetricsCallback: the rollout at epoch {trainer.current_epoch} failed: {reason}")
         system = datamodule.system
         values: dict[str, float] = {}
         if finite:
@@ -171,7 +176,7 @@ class RolloutMetricsCallback(pl.Callback):
             if getattr(model, "has_energy", False):
                 values["model_energy_error"] = math.inf
             values["mse"] = math.inf
-            values["vpt"] = float(stop - datamodule.dt)
+            values["vpt"] = float(stop)
         values["finite"] = 1.0 if finite else 0.0
         for key, value in values.items():  # the same keys on every rank: sync_dist reduces them together
             pl_module.log(f"{prefix}/{key}", value, sync_dist=True, on_step=False, on_epoch=True)

@@ -32,6 +32,9 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
     "checkpoint.save_last": True,
     "checkpoint.filename": "best-{epoch}-{step}",
     "checkpoint.every_n_epochs": 1,
+    # Validation (when there is one) has run by the end of the training epoch; without this, Lightning
+    # never saves when check_val_every_n_epoch > 1 and the dataset has no val split.
+    "checkpoint.save_on_train_epoch_end": True,
 }
 # Lightning warnings that say nothing about an hnnlab run.
 _QUIET = (
@@ -39,6 +42,8 @@ _QUIET = (
     r".*Total length of `list` across ranks is zero.*",
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*The anonymous setting has no effect.*",
+    r".*is smaller than the logging interval.*",
+    r".*LightningCLI's args parameter is intended to run from within Python.*",
 )
 
 
@@ -183,6 +188,8 @@ def run_lightning_cli(argv: list[str]) -> int:
                 save_config_callback=HnnlabSaveConfig,
                 save_config_kwargs={"overwrite": True},
                 seed_everything_default=0,
+                # No prefix matching: a mistyped key (--model.los) must be an error, not --model.loss.
+                parser_kwargs={"allow_abbrev": False},
                 args=args,
             )
         except HnnlabError as exc:

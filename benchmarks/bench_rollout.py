@@ -101,7 +101,7 @@ def main() -> None:
         n = max(10, int(n_steps * args.steps_scale))
         rows.append(run_case(batch, n, args.dt, dtype, device, args.repeats))
 
-    where = f"{device.type} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor()})"
+    where = f"{device.type} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.machine()})"
     header = (
         f"Pendulum rollouts, {args.dtype}, dt = {args.dt}, device {where}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, best of {args.repeats} (alternating). "

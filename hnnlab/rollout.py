@@ -10,6 +10,11 @@ Rollouts stop with :class:`~hnnlab.errors.NonFiniteStateError` naming the first 
 whose state turned NaN or infinite. Finiteness is checked every ``check_every`` steps (one device
 synchronisation each); when a check fails, the steps since the last good check are replayed one at a
 time to find the exact first bad step.
+
+The steps come from the integrator's ``_steps`` (the same states as calling ``step`` in a loop; leapfrog
+and the other splitting methods reuse the last force of a step as the first of the next). When the
+first step's result does not require grad (nothing upstream does), the rest of the loop runs under
+``torch.no_grad``.
 """
 
 from __future__ import annotations

@@ -204,7 +204,7 @@ def long_pendulum_energy_errors() -> dict[str, tuple[float, float]]:
     e0 = system.energy(x0)
     out = {}
     for name in ["leapfrog", "yoshida4", "rk4"]:
-        with torch.no_grad():
+        with torch.inference_mode():  # the pendulum's field is closed-form: no autograd needed, less overhead
             states = rollout(system, name, x0, 0.1, 100_000, save_every=10)  # (3, 10001, 2)
         rel = ((system.energy(states) - e0[:, None]) / e0[:, None]).abs().amax(0)  # (10001,)
         tenth = rel.shape[0] // 10
@@ -232,7 +232,7 @@ def test_kepler_angular_momentum_conserved_to_round_off(name: str) -> None:
     system = Kepler()
     x0 = torch.tensor([[1.0, 0.0, 0.0, 1.1], [0.8, 0.3, -0.4, 0.9]], dtype=torch.float64)
     with torch.no_grad():
-        states = rollout(system, name, x0, 0.01, 2000, save_every=50)
+        states = rollout(system, name, x0, 0.02, 1000, save_every=50)  # about three orbits
     L = system.angular_momentum(states)
     assert float(((L - L[:, :1]) / L[:, :1]).abs().max()) < 1e-12
     # and it is a real test: energy is not conserved to round-off by these methods
@@ -354,7 +354,7 @@ def test_adaptive_tolerance_is_per_sample(name: str) -> None:
     # would be diluted; with the max-abs norm it matches the accuracy it gets alone.
     system, T = MassSpring(), 3.0
     hard = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-    batch = torch.cat([hard, torch.full((4095, 2), 1e-6, dtype=torch.float64)])
+    batch = torch.cat([hard, torch.full((1023, 2), 1e-6, dtype=torch.float64)])
     integrator = get_integrator(name, rtol=1e-6, atol=1e-6)
     exact = system.exact_solution(hard, torch.tensor([T], dtype=torch.float64))[:, -1]
     alone = integrator.step(system, 0.0, hard, T)

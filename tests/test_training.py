@@ -44,22 +44,26 @@ SMALL = {
 
 
 @pytest.fixture(autouse=True)
-def _wandb_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+def _wandb_disabled_one_thread(monkeypatch: pytest.MonkeyPatch):
+    """W&B off; one intra-op thread (these small models run 5-10x slower on a shared, busy CPU otherwise)."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.delenv("CI", raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One small dataset file per recipe, built on first use."""
     root = tmp_path_factory.mktemp("data")
-    cache: dict[str, Path] = {}
 
     class Files(dict):
         def __missing__(self, recipe: str) -> Path:
             path = root / f"{recipe}.h5"
             write_dataset(path, get_recipe(recipe, **SMALL[recipe]).build(0))
-            cache[recipe] = path
+            self[recipe] = path
             return path
 
     return Files()
@@ -282,7 +286,8 @@ def test_rollout_callback_metrics_equal_the_closed_form_rk4_errors(scale: float,
     assert m["rollout/finite"] == 1.0
     assert m["rollout/energy_error"] == pytest.approx(1 - abs(R) ** (2 * n_steps), rel=1e-6)
     assert m["rollout/model_energy_error"] == pytest.approx(m["rollout/energy_error"], rel=1e-9)
-    assert m["rollout/mse"] == pytest.approx(float(sq_err.mean()) * w0_sq / 2, rel=1e-3)
+    # The reference (Yoshida-4, 16 substeps) has its own error, about 1% of RK4's at this step size.
+    assert m["rollout/mse"] == pytest.approx(float(sq_err.mean()) * w0_sq / 2, rel=0.05)
     if scale == 1.0:
         assert m["rollout/vpt"] == pytest.approx(n_steps * dt)  # never crossed: the whole horizon
     else:

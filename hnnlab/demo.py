@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ def _print_table(title: str, header: list[str], rows: list[list[str]]) -> str:
         table.add_column(h, justify="right" if h not in ("system", "model", "integrator", "verdict") else "left")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    Console(width=max(Console().width, 140)).print(table)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return f"### {title}\n\n" + "\n".join(lines) + "\n"
@@ -103,12 +104,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
 
     from hnnlab.data.datamodule import HDF5DataModule
+    from hnnlab.data.io import load_dataset
     from hnnlab.evaluate import predict_to_file
     from hnnlab.models import HNN, NeuralODE
     from hnnlab.training.logging import HnnlabWandbLogger, wandb_mode
     from hnnlab.training.module import DynamicsModule
 
     started = time.perf_counter()
+    os.environ.setdefault("WANDB_SILENT", "true")  # keep the demo's output readable
     out = cfg.out
     for sub in ("data", "rollouts", "plots", "checkpoints"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -139,9 +142,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             train_seconds = time.perf_counter() - t0
 
             model = module.model.double().eval()
-            test = datamodule.loaded.splits["test"] if hasattr(datamodule, "loaded") else None
-            from hnnlab.data.io import load_dataset
-
             data = load_dataset(data_path)
             split = data.splits["test"]
             x0 = split.clean[: cfg.n_rollouts, 0].double()
@@ -174,7 +174,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                 system_name, model_name, summary["integrator"], f"{test_loss:.3e}", f"{energy.max_error:.2e}",
                 f"{energy.drift:+.2e}", energy.verdict, f"{acc.vpt_mean:.1f}", f"{acc.mse:.2e}",
             ])
-            del test
 
     print("[5/5] comparison")
     md = _print_table(

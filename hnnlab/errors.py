@@ -42,3 +42,11 @@ class NonFiniteStateError(HnnlabError, FloatingPointError):
         self.step = step
         self.trajectory = trajectory
         self.time = time
+
+
+class FileFormatError(HnnlabError, ValueError):
+    """A file (dataset, rollout, checkpoint) that is missing, unreadable, or does not follow its spec.
+
+    The message names the file and the field. Subclasses: ``hnnlab.data.DatasetError``,
+    ``hnnlab.rollout_io.RolloutFileError``, ``hnnlab.training.checkpoint.CheckpointError``.
+    """

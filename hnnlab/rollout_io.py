@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from hnnlab import __version__
-from hnnlab.errors import HnnlabError, InvalidArgumentError
+from hnnlab.errors import FileFormatError, HnnlabError, InvalidArgumentError
 
 SCHEMA = "hnnlab.rollout"
 SCHEMA_VERSION = 1
@@ -42,7 +42,7 @@ DEFAULT_TIME_CHUNK = 256
 _CHUNK_CACHE_BYTES = 64 * 2**20
 
 
-class RolloutFileError(HnnlabError, ValueError):
+class RolloutFileError(FileFormatError):
     """A rollout (or other hnnlab HDF5) file that is missing, unreadable or does not follow its spec."""
 
 

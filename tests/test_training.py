@@ -7,7 +7,6 @@ offline run directory is inspected (``WANDB_MODE=offline``).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from hnnlab.cli import main
 from hnnlab.data import get_recipe, write_dataset
 from hnnlab.data.datamodule import HDF5DataModule
 from hnnlab.data.dataset import TrajectoryDataset
+from hnnlab.data.recipes import TestSet
 from hnnlab.models import HNN
 from hnnlab.systems import get_system
 from hnnlab.training.callbacks import RolloutMetricsCallback
@@ -38,7 +38,8 @@ SMALL = {
     "greydanus-pendulum": {"n_traj": 4},
     "greydanus-2body": {"n_traj": 5},
     "greydanus-3body": {"n_traj": 5},
-    "lnn-double-pendulum": {"n_traj": 40, "test_set": None},
+    "lnn-double-pendulum": {"n_traj": 40, "test_set": TestSet(n_traj=4, t_end=5.0, n_times=51,
+                                                              system_params={"velocity_range": (0.0, 0.1)})},
     "chnn-chain-pendulum": {"n_traj": 10, "n_times": 11, "t_end": 0.3},  # the recipe's dt = 0.03
 }
 
@@ -105,7 +106,7 @@ def test_config_fast_dev_run(config: Path, small_data, tmp_path: Path, monkeypat
     recipe = load_config_with_bases(config)["data"]["recipe"]
     status = main([
         "fit", "--config", str(config), "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
-        "--data.path", str(small_data[recipe]), "--data.recipe_overrides", json.dumps(SMALL[recipe]),
+        "--data.path", str(small_data[recipe]),  # built from SMALL[recipe]
     ])
     assert status == 0
 
@@ -184,7 +185,7 @@ def test_nonfinite_loss_exits_with_one_error_line(small_data, tmp_path: Path, mo
     ("args", "expected"),
     [
         (["--model.los", "rollout"], "unrecognized arguments: --model.los rollout"),
-        (["--trainer.max_epoch", "3"], "does not accept option 'trainer.max_epoch'"),
+        (["--trainer.max_epoch", "3"], "unrecognized arguments: --trainer.max_epoch 3"),
         (["--model.energy_weight", "lots"], 'Parser key "model.energy_weight"'),
         (["--trainer.max_epochs", "three"], 'Parser key "trainer.max_epochs"'),
     ],

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from hnnlab.errors import HnnlabError
+from hnnlab.errors import FileFormatError, HnnlabError
 
 SCHEMA_NAME = "hnnlab.dataset"
 SCHEMA_VERSION = 1
@@ -57,7 +57,7 @@ ENERGY_RTOL = {"float64": 1e-8, "float32": 1e-4}
 _BLOCK_ELEMENTS = 2**21  # read at most about this many numbers at once when checking values
 
 
-class DatasetError(HnnlabError, ValueError):
+class DatasetError(FileFormatError):
     """A dataset file that is missing, unreadable, or does not follow the spec (names file and field)."""
 
 

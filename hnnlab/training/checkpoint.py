@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from hnnlab.errors import HnnlabError
+from hnnlab.errors import FileFormatError
 
 
-class CheckpointError(HnnlabError, ValueError):
+class CheckpointError(FileFormatError):
     """A checkpoint that is missing, unreadable, or was not written by hnnlab."""
 
 

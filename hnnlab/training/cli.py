@@ -189,7 +189,7 @@ def run_lightning_cli(argv: list[str]) -> int:
                 save_config_kwargs={"overwrite": True},
                 seed_everything_default=0,
                 # No prefix matching: a mistyped key (--model.los) must be an error, not --model.loss.
-                parser_kwargs={"allow_abbrev": False},
+                parser_kwargs={"allow_abbrev": False, "prog": "hnnlab"},
                 args=args,
             )
         except HnnlabError as exc:

@@ -163,7 +163,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                 "test_loss": test_loss, "max_energy_error": energy.max_error, "energy_drift": energy.drift,
                 "energy_verdict": energy.verdict, "vpt_mean": acc.vpt_mean, "vpt_min": acc.vpt_min,
                 "rollout_mse": acc.mse, "horizon": acc.horizon, "train_seconds": train_seconds,
-                "rollout_seconds": rollout_seconds, "plots": [str(p) for p in report.plots],
+                "rollout_seconds": rollout_seconds, "plots": dict(report.plots),
                 "rollout_file": str(rollout_path), "first_nonfinite_step": summary["first_nonfinite_step"],
             }
             results.append(result)
@@ -197,11 +197,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-def _log_plots(logger: Any, paths: list[Any]) -> None:
+def _log_plots(logger: Any, plots: dict[str, str]) -> None:
     try:
         import wandb
 
-        if paths and logger.experiment is not None and not getattr(logger.experiment, "disabled", False):
-            logger.experiment.log({f"plots/{Path(p).stem}": wandb.Image(str(p)) for p in paths})
+        if plots and logger.experiment is not None and not getattr(logger.experiment, "disabled", False):
+            logger.experiment.log({f"plots/{name}": wandb.Image(str(path)) for name, path in plots.items()})
     except Exception as exc:  # noqa: BLE001 - media logging must never break the demo
         print(f"(could not log plots to W&B: {exc})")

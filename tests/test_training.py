@@ -232,7 +232,7 @@ def test_fit_logs_config_dataset_and_rollout_metrics_and_checkpoints(small_data,
     ])
     assert status == 0
     (logger,) = loggers
-    params = logger.hyperparams[-1]
+    (params,) = [p for p in logger.hyperparams if "config" in p]
     assert params["config"]["model"]["model"]["class_path"] == "hnnlab.models.HNN"
     assert params["config"]["trainer"]["max_epochs"] == 4
     assert params["dataset"]["recipe"]["name"] == "greydanus-spring"

@@ -129,7 +129,9 @@ class RolloutMetricsCallback(pl.Callback):
 
     # -- work ---------------------------------------------------------------------------------------
 
-    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, *, prefix: str) -> dict[str, float]:
+    def evaluate(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, *, prefix: str
+    ) -> dict[str, float]:
         """Roll out, log the metrics (synced over ranks), draw plots on rank zero; returns this rank's metrics."""
         from hnnlab.audit import metrics as M
         from hnnlab.evaluate import default_integrator
@@ -191,10 +193,13 @@ class RolloutMetricsCallback(pl.Callback):
         if split == "val" and "test" in splits:
             return "test"
         raise InvalidArgumentError(
-            f"RolloutMetricsCallback: the dataset has no {split!r} split for initial states (splits: {', '.join(splits)})"
+            f"RolloutMetricsCallback: the dataset has no {split!r} split for initial states "
+            f"(splits: {', '.join(splits)})"
         )
 
-    def _reference_rollout(self, datamodule: Any, split: str, rank: int, world_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    def _reference_rollout(
+        self, datamodule: Any, split: str, rank: int, world_size: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """This rank's initial states ``(n, 2 * dof)``, their true trajectories ``(n, n_steps + 1, 2 * dof)``
         and the times ``(n_steps + 1,)``, all float64 on the CPU; computed once and cached."""
         key = (split, rank, world_size)

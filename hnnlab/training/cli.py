@@ -109,6 +109,13 @@ def expand_configs(argv: list[str], tmpdir: str) -> list[str]:
 class HnnlabSaveConfig(SaveConfigCallback):
     """Save the resolved config beside the run and send it, with the dataset metadata, to the logger."""
 
+    def setup(self, trainer, pl_module, stage) -> None:  # noqa: ANN001 - Lightning's signature
+        if not self.already_saved and trainer.log_dir is None:  # a logger without a directory: send only
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+            return
+        super().setup(trainer, pl_module, stage)
+
     def save_config(self, trainer, pl_module, stage) -> None:  # noqa: ANN001 - Lightning's signature
         if trainer.logger is None:
             return
@@ -203,7 +210,13 @@ def run_lightning_cli(argv: list[str]) -> int:
 
 
 def _finish_wandb() -> None:
-    """Close this process's W&B run (flushes an offline run; the next run in the process starts clean)."""
+    """Close this process's W&B run (flushes an offline run) and reset W&B's process-wide settings, so
+    that the next run in the same process reads ``WANDB_MODE`` afresh."""
     wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
+    if wandb is None:
+        return
+    if getattr(wandb, "run", None) is not None:
         wandb.finish()
+    teardown = getattr(wandb, "teardown", None)
+    if callable(teardown):
+        teardown()

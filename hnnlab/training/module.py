@@ -131,6 +131,8 @@ class DynamicsModule(pl.LightningModule):
                 f"batch {batch_idx}): loss term {', '.join(bad) or 'total'}; lower the learning rate, check the "
                 "data for NaNs, or use a smaller step size"
             )
+        if stage == "train" and not self._logging_step():
+            return total  # self.log costs ~1 ms of Python per call: skip steps the logger would not write
         batch_size = next(iter(batch.values())).shape[0]
         sync = stage != "train"
         self.log(f"{stage}/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=sync)
@@ -138,6 +140,11 @@ class DynamicsModule(pl.LightningModule):
             for k, v in terms.items():
                 self.log(f"{stage}/{k}_loss", v, batch_size=batch_size, sync_dist=sync)
         return total
+
+    def _logging_step(self) -> bool:
+        """Whether the trainer writes logs after this training step (every ``log_every_n_steps``)."""
+        connector = getattr(self._trainer, "_logger_connector", None) if self._trainer is not None else None
+        return bool(getattr(connector, "should_update_logs", True))
 
     def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
         """Cast floating batch entries to the model's dtype (datasets are stored in float64)."""
@@ -171,8 +178,9 @@ class DynamicsModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         describe = getattr(self.model, "describe", None)
+        cls = type(self.model)
         checkpoint["hnnlab"] = {
-            "model": describe() if callable(describe) else {"class": f"{type(self.model).__module__}:{type(self.model).__qualname__}"},
+            "model": describe() if callable(describe) else {"class": f"{cls.__module__}:{cls.__qualname__}"},
             "integrator": self.integrator.describe(),
             "wandb_run_id": wandb_run_id(self.trainer) if self._trainer is not None else None,
         }

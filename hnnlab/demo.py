@@ -32,6 +32,7 @@ class DemoConfig:
     train_steps: int = 2000
     rollout_steps: int = 10_000
     n_rollouts: int = 16
+    integrator_steps: int = 20_000
     seed: int = 0
     overwrite: bool = True
 
@@ -120,7 +121,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     for sub in ("data", "rollouts", "plots", "checkpoints"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     print(f"[1/5] integrators on the analytic pendulum (W&B mode: {wandb_mode()})")
-    integrators, md_integrators = integrator_comparison()
+    integrators, md_integrators = integrator_comparison(cfg.integrator_steps)
 
     rows, results = [], []
     for recipe in DEMO_SYSTEMS:

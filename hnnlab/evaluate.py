@@ -75,24 +75,27 @@ def predict_to_file(
     first_bad: int | None = None
     with RolloutWriter(out, n, width // 2, x0.dtype, meta, with_reference=system is not None, overwrite=overwrite,
                        with_energy_model=has_energy) as writer:
-        pred_iter = iter_rollout(model, integ, x0, dt, n_steps, save_every, progress=progress)
-        ref_iter = (
-            iter_rollout(system, ref_integ, x0, dt / ref_sub, n_steps * ref_sub, save_every * ref_sub)
-            if system is not None else None
-        )
-        with torch.no_grad():
-            while True:
+        stream = _Stream(writer, model, integ, system, ref_integ, ref_sub, dt, save_every,
+                         energy_fn if has_energy else None, progress)
+        try:
+            stream.run(0, x0, x0, n_steps, first=True)
+        except NonFiniteStateError:
+            # Some trajectory blew up: continue every trajectory on its own from the last saved
+            # states (or from the start if nothing was saved yet), so that the finite ones reach the
+            # horizon and each bad one is recorded at its exact first non-finite step.
+            resumed = stream.last_pred is not None
+            done = stream.saved_steps if resumed else 0
+            for i in range(n):
+                sub = _Stream(writer, model, integ, system, ref_integ, ref_sub, dt, save_every,
+                              energy_fn if has_energy else None, False)
+                x_pred = stream.last_pred[i : i + 1] if resumed else x0[i : i + 1]
+                x_ref = (stream.last_ref[i : i + 1] if resumed else x0[i : i + 1]) if system is not None else None
                 try:
-                    chunk = next(pred_iter)
-                except StopIteration:
-                    break
+                    sub.run(i, x_pred, x_ref, n_steps - done, first=not resumed, t0=done * dt)
                 except NonFiniteStateError as exc:
-                    writer.mark_nonfinite(exc.trajectory, exc.step)
-                    first_bad = exc.step
-                    break
-                ref = next(ref_iter) if ref_iter is not None else None
-                energy = energy_fn(chunk) if has_energy else None
-                writer.append(chunk, reference=ref, energy_model=energy)
+                    step = done + exc.step
+                    writer.mark_nonfinite(i, step)
+                    first_bad = step if first_bad is None else min(first_bad, step)
     return {
         "integrator": integ.name,
         "reference_integrator": ref_integ.name if ref_integ is not None else None,
@@ -101,3 +104,39 @@ def predict_to_file(
         "first_nonfinite_step": first_bad,
         "path": os.fspath(out),
     }
+
+
+class _Stream:
+    """Roll trajectories ``start .. start + batch`` out and append their saved states to ``writer``."""
+
+    def __init__(self, writer, model, integ, system, ref_integ, ref_sub, dt, save_every, energy_fn, progress):
+        self.writer, self.model, self.integ = writer, model, integ
+        self.system, self.ref_integ, self.ref_sub = system, ref_integ, ref_sub
+        self.dt, self.save_every, self.energy_fn, self.progress = dt, save_every, energy_fn, progress
+        self.saved_steps = 0  # index of the last integrator step whose saved state was appended
+        self.last_pred: Tensor | None = None
+        self.last_ref: Tensor | None = None
+
+    def run(self, start: int, x_pred: Tensor, x_ref: Tensor | None, n_steps: int, *, first: bool,
+            t0: float = 0.0) -> None:
+        pred_iter = iter_rollout(self.model, self.integ, x_pred, self.dt, n_steps, self.save_every, t0=t0,
+                                 progress=self.progress)
+        ref_iter = None
+        if self.system is not None:
+            ref_iter = iter_rollout(self.system, self.ref_integ, x_ref, self.dt / self.ref_sub,
+                                    n_steps * self.ref_sub, self.save_every * self.ref_sub, t0=t0)
+        skip = not first  # a resumed rollout's first saved state is already in the file
+        if first:
+            self.saved_steps = -self.save_every  # the first saved state is step 0
+        with torch.no_grad():
+            for chunk in pred_iter:  # (batch, chunk_len, 2 * dof)
+                ref = next(ref_iter) if ref_iter is not None else None
+                if skip:
+                    chunk, ref = chunk[:, 1:], (ref[:, 1:] if ref is not None else None)
+                    skip = False
+                if chunk.shape[1] == 0:
+                    continue
+                energy = self.energy_fn(chunk) if self.energy_fn is not None else None
+                self.writer.append(chunk, reference=ref, energy_model=energy, start=start)
+                self.saved_steps += chunk.shape[1] * self.save_every
+                self.last_pred, self.last_ref = chunk[:, -1], (ref[:, -1] if ref is not None else None)

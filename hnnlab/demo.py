@@ -102,11 +102,25 @@ def _trainer(cfg: DemoConfig, name: str, logger: Any) -> Any:
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every stage; returns the summary (also written to ``cfg.out / "summary.json"``)."""
+    import logging
+    import warnings
+
+    from hnnlab.training.cli import QUIET_WARNINGS
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no accelerator banners or tips
+    with warnings.catch_warnings():
+        for pattern in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        return _run_demo(cfg)
+
+
+def _run_demo(cfg: DemoConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
 
     from hnnlab.data.datamodule import HDF5DataModule
     from hnnlab.data.io import load_dataset
     from hnnlab.evaluate import predict_to_file
+    from hnnlab.integrators import get_integrator
     from hnnlab.models import HNN, NeuralODE
     from hnnlab.training.logging import HnnlabWandbLogger, wandb_mode
     from hnnlab.training.module import DynamicsModule
@@ -153,8 +167,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             rollout_path = out / "rollouts" / f"{run_name}.h5"
             print(f"[4/5] rollout {model_name} on {system_name}: {cfg.rollout_steps:,} steps of dt = {split.dt:.4g}")
             t0 = time.perf_counter()
+            # A general learned H needs an implicit symplectic method; 1e-10 is far below the model's error.
+            integrator = get_integrator("implicit_midpoint", tol=1e-10) if model.has_energy else get_integrator("rk4")
             summary = predict_to_file(
                 model, x0, dt=split.dt, n_steps=cfg.rollout_steps, out=rollout_path, system=data.system,
+                integrator=integrator,
                 save_every=10, overwrite=cfg.overwrite,
                 metadata={"command": "hnnlab demo", "extra": {"test_loss": test_loss}},
             )

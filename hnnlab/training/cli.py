@@ -37,7 +37,7 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
     "checkpoint.save_on_train_epoch_end": True,
 }
 # Lightning warnings that say nothing about an hnnlab run.
-_QUIET = (
+QUIET_WARNINGS = (
     r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
     r".*Total length of `list` across ranks is zero.*",
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
@@ -184,7 +184,7 @@ def run_lightning_cli(argv: list[str]) -> int:
     from hnnlab.data.datamodule import HDF5DataModule
 
     with tempfile.TemporaryDirectory(prefix="hnnlab-config-") as tmpdir, warnings.catch_warnings():
-        for pattern in _QUIET:
+        for pattern in QUIET_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)
         try:
             args = expand_configs(argv, tmpdir)

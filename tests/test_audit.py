@@ -519,3 +519,19 @@ def test_rollout_file_of_a_learned_model_records_its_energy_and_needs_the_model_
     assert plain.model_energy.max_error == pytest.approx(plain.energy.max_error, rel=1e-12)
     full = audit_file(path, model=model, reversibility_steps=10)
     assert full.structure.field == "model" and full.structure.symplecticity_error < 1e-8
+
+
+def test_drift_verdict_catches_an_early_saturating_loss_and_keeps_bounded_oscillations() -> None:
+    """Three synthetic relative-energy deviations on t in [0, 100]: a bounded oscillation that returns to
+    zero every period, a linear drift, and a loss that saturates within the first 5% of the horizon
+    (a model spiralling into a fixed point). Only the oscillation is bounded."""
+    from hnnlab.audit.metrics import secular_drift
+
+    t = torch.linspace(0.0, 100.0, 2001, dtype=torch.float64)
+    oscillation = 1e-3 * torch.sin(2.0 * t) ** 2
+    linear = 1e-4 * t + 1e-4 * torch.sin(2.0 * t) ** 2
+    saturating = -(1.0 - torch.exp(-t / 1.5))
+    fit = secular_drift(torch.stack([oscillation, linear, saturating]), t)
+    assert fit.drifting.tolist() == [False, True, True]
+    # The linear fit alone calls the saturating loss bounded (flat after t ~ 5): the second rule decides.
+    assert float(fit.drift[2].abs()) < float(fit.oscillation[2])

@@ -74,6 +74,9 @@ class DriftFit:
     determined: Tensor
 
 
+PERSISTENT_FRACTION = 0.25
+
+
 def secular_drift(
     deviation: Tensor,
     t: Tensor,
@@ -112,6 +115,13 @@ def secular_drift(
     resid = torch.where(w > 0, (e0 - fitted).abs(), torch.zeros_like(e0))
     oscillation = torch.where(determined, resid.amax(dim=1), torch.nan)
     drifting = determined & (drift.abs() > ratio * oscillation) & (drift.abs() > floor)
+    # Persistent change: over the second half of the horizon the deviation never returns near zero.
+    t_half = t_first + 0.5 * (t_last - t_first)
+    late = (w > 0) & (tt >= t_half[:, None])
+    late_min = torch.where(late, e0.abs(), torch.inf).amin(dim=1)
+    overall_max = torch.where(w > 0, e0.abs(), torch.zeros_like(e0)).amax(dim=1)
+    persistent = determined & late.any(dim=1) & (late_min > PERSISTENT_FRACTION * overall_max) & (late_min > floor)
+    drifting = drifting | persistent
     return DriftFit(rate=rate, drift=drift, oscillation=oscillation, drifting=drifting, determined=determined)
 
 

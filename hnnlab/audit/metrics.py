@@ -74,7 +74,7 @@ class DriftFit:
     determined: Tensor
 
 
-PERSISTENT_FRACTION = 0.25
+PERSISTENT_FRACTION = 0.5
 
 
 def secular_drift(

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from hnnlab.errors import UnknownNameError
+from hnnlab.errors import InvalidArgumentError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -61,6 +62,26 @@ class Registry(Generic[T]):
             f"unknown {self.kind} {name_or_path!r}.{hint} Valid names: {', '.join(self.names())}, "
             "or 'package.module:ClassName' for your own class."
         )
+
+    def build(self, name_or_path: str, noun: str = "parameter", /, **kwargs: object) -> object:
+        """Construct the entry for ``name_or_path`` from keyword arguments, with clear errors.
+
+        Keywords the constructor does not take are refused before it runs, with a message that lists the
+        ones it takes (``noun`` names them: "parameter", "option", "argument"); a ``TypeError`` from the
+        constructor (a missing required argument, a wrong type) becomes an :class:`InvalidArgumentError`.
+        """
+        cls = self.get(name_or_path)
+        allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
+        unknown = [k for k in kwargs if k not in allowed]
+        if unknown:
+            raise InvalidArgumentError(
+                f"{self.kind} {name_or_path!r} has no {noun} {unknown[0]!r}; its {noun}s are: "
+                f"{', '.join(allowed) or '(none)'}"
+            )
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise InvalidArgumentError(f"{self.kind} {name_or_path!r}: {exc}") from None
 
     def _import(self, path: str) -> T:
         module_name, _, attr = path.partition(":")

@@ -530,13 +530,12 @@ def rebuild_system(description: Mapping[str, Any] | None, *, source: str = "meta
     """``get_system(d["class"], **d["params"])`` with a clear error, or ``None`` for no description."""
     if description is None:
         return None
-    from hnnlab.systems import get_system
+    from hnnlab.systems.registry import system_from_description
 
+    if not isinstance(description, Mapping) or "class" not in description:
+        raise RolloutFileError(f"{source!r}: system metadata {description!r} is incomplete (no 'class' entry)")
     try:
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in description.get("params", {}).items()}
-        return get_system(description["class"], **params)
-    except (KeyError, TypeError) as exc:
-        raise RolloutFileError(f"{source!r}: system metadata {description!r} is incomplete ({exc})") from None
+        return system_from_description(description)
     except HnnlabError as exc:
         raise RolloutFileError(f"{source!r}: cannot rebuild the system from its metadata: {exc}") from None
 

@@ -70,27 +70,18 @@ def read_metadata(source: str | os.PathLike | Any) -> dict[str, Any]:
 
 def rebuild_system(metadata: dict[str, Any]) -> AbstractSystem:
     """The analytic system that made a dataset, from its metadata (``get_system(class, **params)``)."""
-    from hnnlab.systems import get_system
+    from hnnlab.systems.registry import system_from_description
 
     system = metadata.get("system")
     if isinstance(system, str):
         system = json.loads(system)
     if not isinstance(system, dict) or "class" not in system:
         raise DatasetError("dataset metadata has no 'system' description with a 'class' entry")
-    params = dict(system.get("params", {}))
-    name = system.get("name") or system["class"]
     try:
-        from hnnlab.systems import SYSTEMS
-
-        target = name if name in SYSTEMS else system["class"]
-        return get_system(target, **_tuples(params))
+        return system_from_description(system)
     except HnnlabError as exc:
+        params = dict(system.get("params", {}))
         raise DatasetError(f"system {system['class']!r} with parameters {params} cannot be rebuilt: {exc}") from None
-
-
-def _tuples(params: dict[str, Any]) -> dict[str, Any]:
-    """JSON turns tuples into lists; systems take tuples (e.g. ``radius=(0.1, 1.0)``)."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from hnnlab._registry import Registry
@@ -22,12 +21,4 @@ def get_integrator(name_or_class_path: str | AbstractIntegrator, **options: Any)
         if options:
             raise InvalidArgumentError("options cannot be given together with an integrator instance")
         return name_or_class_path
-    cls = INTEGRATORS.get(name_or_class_path)
-    allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
-    unknown = [k for k in options if k not in allowed]
-    if unknown:
-        raise InvalidArgumentError(
-            f"integrator {name_or_class_path!r} has no option {unknown[0]!r}; its options are: "
-            f"{', '.join(allowed)}"
-        )
-    return cls(**options)
+    return INTEGRATORS.build(name_or_class_path, "option", **options)  # type: ignore[return-value]

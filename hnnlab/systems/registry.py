@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from hnnlab._registry import Registry
@@ -20,16 +20,21 @@ def get_system(name_or_class_path: str, **params: Any) -> AbstractSystem:
         UnknownNameError: the name is not registered (the message lists the valid names).
         InvalidArgumentError: a parameter the system does not have, or a value it does not allow.
     """
-    cls = SYSTEMS.get(name_or_class_path)
-    signature = inspect.signature(cls)
-    allowed = [p for p in signature.parameters if p not in ("self",)]
-    unknown = [k for k in params if k not in allowed]
-    if unknown:
-        raise InvalidArgumentError(
-            f"system {name_or_class_path!r} has no parameter {unknown[0]!r}; its parameters are: "
-            f"{', '.join(allowed) or '(none)'}"
-        )
-    try:
-        return cls(**params)
-    except TypeError as exc:  # wrong types inside dataclass post-init arithmetic, etc.
-        raise InvalidArgumentError(f"system {name_or_class_path!r}: {exc}") from None
+    return SYSTEMS.build(name_or_class_path, "parameter", **params)  # type: ignore[return-value]
+
+
+def system_from_description(description: Mapping[str, Any]) -> AbstractSystem:
+    """Rebuild a system from its ``describe()`` dict, as stored in dataset and rollout files.
+
+    Uses the registered name when there is one, else the class path; JSON lists become tuples again
+    (systems take e.g. ``radius=(0.1, 1.0)``).
+
+    Raises:
+        InvalidArgumentError: the description has no ``"class"`` entry, or the system refuses its parameters.
+        UnknownNameError: the class cannot be found.
+    """
+    if not isinstance(description, Mapping) or "class" not in description:
+        raise InvalidArgumentError(f"a system description needs a 'class' entry, got {description!r}")
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in (description.get("params") or {}).items()}
+    name = description.get("name")
+    return get_system(name if name in SYSTEMS else description["class"], **params)

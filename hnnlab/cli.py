@@ -22,8 +22,6 @@ COMMANDS = {
     "data": "data",
     "rollout": "rollout",
     "audit": "audit",
-    "bench": "bench",
-    "info": "info",
 }
 
 

@@ -143,6 +143,10 @@ def _run_demo(cfg: DemoConfig) -> dict[str, Any]:
         data_path = out / "data" / f"{recipe}.h5"
         print(f"[2/5] dataset {recipe} -> {data_path}")
         dm_kwargs = dict(path=str(data_path), recipe=recipe, mode="pairs", batch_size=None, seed=cfg.seed)
+        HDF5DataModule(**dm_kwargs).prepare_data()  # simulates the recipe when the file is missing
+        data = load_dataset(data_path)
+        split, system = data.splits["test"], data.system
+        x0 = split.clean[: cfg.n_rollouts, 0].double()  # (n_rollouts, 2), the same for every model
         for model_name, model_cls in (("HNN", HNN), ("baseline", NeuralODE)):
             pl.seed_everything(cfg.seed, verbose=False)
             run_name = f"{system_name}_{model_name.lower()}"
@@ -161,16 +165,13 @@ def _run_demo(cfg: DemoConfig) -> dict[str, Any]:
             train_seconds = time.perf_counter() - t0
 
             model = module.model.double().eval()
-            data = load_dataset(data_path)
-            split = data.splits["test"]
-            x0 = split.clean[: cfg.n_rollouts, 0].double()
             rollout_path = out / "rollouts" / f"{run_name}.h5"
             print(f"[4/5] rollout {model_name} on {system_name}: {cfg.rollout_steps:,} steps of dt = {split.dt:.4g}")
             t0 = time.perf_counter()
             # A general learned H needs an implicit symplectic method; 1e-10 is far below the model's error.
             integrator = get_integrator("implicit_midpoint", tol=1e-10) if model.has_energy else get_integrator("rk4")
             summary = predict_to_file(
-                model, x0, dt=split.dt, n_steps=cfg.rollout_steps, out=rollout_path, system=data.system,
+                model, x0, dt=split.dt, n_steps=cfg.rollout_steps, out=rollout_path, system=system,
                 integrator=integrator,
                 save_every=10, overwrite=cfg.overwrite,
                 metadata={"command": "hnnlab demo", "extra": {"test_loss": test_loss}},

@@ -22,6 +22,7 @@ COMMANDS = {
     "data": "data",
     "rollout": "rollout",
     "audit": "audit",
+    "reproduce": "reproduce",
 }
 
 

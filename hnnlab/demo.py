@@ -75,42 +75,18 @@ def integrator_comparison(n_steps: int = 20_000, dt: float = 0.1) -> tuple[list[
 
 
 def _trainer(cfg: DemoConfig, name: str, logger: Any) -> Any:
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from hnnlab.training.runner import build_trainer
 
-    from hnnlab.training.callbacks import PlainProgressLog
-
-    return pl.Trainer(
-        max_steps=cfg.train_steps,
-        max_epochs=-1,
-        accelerator="cpu",
-        devices=1,
-        logger=logger,
-        inference_mode=False,
-        use_distributed_sampler=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        check_val_every_n_epoch=max(cfg.train_steps // 4, 1),
-        log_every_n_steps=50,
-        callbacks=[
-            ModelCheckpoint(dirpath=cfg.out / "checkpoints" / name, save_last=True, save_top_k=0),
-            PlainProgressLog(every_n_epochs=max(cfg.train_steps // 4, 1)),
-        ],
-    )
+    every = max(cfg.train_steps // 4, 1)
+    return build_trainer(max_steps=cfg.train_steps, checkpoint_dir=cfg.out / "checkpoints" / name, logger=logger,
+                         val_every_n_epochs=every, progress_every_n_epochs=every)
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every stage; returns the summary (also written to ``cfg.out / "summary.json"``)."""
-    import logging
-    import warnings
+    from hnnlab.training.runner import quiet_lightning
 
-    from hnnlab.training.cli import QUIET_WARNINGS
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no accelerator banners or tips
-    with warnings.catch_warnings():
-        for pattern in QUIET_WARNINGS:
-            warnings.filterwarnings("ignore", message=pattern)
+    with quiet_lightning():  # no accelerator banners, tips or known-harmless warnings
         return _run_demo(cfg)
 
 

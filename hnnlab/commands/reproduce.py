@@ -1,0 +1,74 @@
+"""Reproduce a published result: regenerate the data, train, evaluate with the paper's protocol.
+
+Each reproduction writes the published figures beside hnnlab's, with error bars, to
+benchmarks/results/<name>.md and .csv (plus <name>.json with every per-seed number). The default
+budget fits 2 CPU cores in under an hour per reproduction; --budget published uses the paper's
+training budget (meant for a GPU: add --accelerator gpu).
+
+Reproductions:
+  greydanus  Greydanus et al. 2019, HNN table: mass-spring, pendulum, 2-body, 3-body
+  cranmer    Cranmer et al. 2020, LNN: double-pendulum energy error at t = 100 against the MLP baseline
+  finzi      Finzi et al. 2020: chain pendulum (1, 2, 3 links), geometric-mean relative error, NODE and HNN
+
+Examples:
+  hnnlab reproduce greydanus
+  hnnlab reproduce greydanus --tasks spring pendulum --seeds 0 1 2
+  hnnlab reproduce finzi --budget published --accelerator gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from hnnlab.errors import InvalidArgumentError
+
+# name -> module in hnnlab.reproduce
+REPRODUCTIONS = {"greydanus": "greydanus", "cranmer": "cranmer", "finzi": "finzi"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(REPRODUCTIONS)}")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="run only these tasks (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED",
+                        help="data and initialisation seeds; error bars are over seeds when several (default: 0)")
+    parser.add_argument("--budget", choices=("cpu", "published"), default="cpu",
+                        help="training budget: 'cpu' fits 2 cores in under an hour; 'published' is the paper's")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="working directory for data, checkpoints, W&B (default: runs/reproduce/NAME)")
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"), metavar="DIR",
+                        help="where the tables go (default: benchmarks/results)")
+    parser.add_argument("--no-wandb", action="store_true", help="do not track the training runs in W&B")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="torch intra-op threads unless OMP_NUM_THREADS is set (default: 1)")
+    parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator for training (default: cpu)")
+
+
+def load(name: str):  # noqa: ANN201 - a module
+    if name not in REPRODUCTIONS:
+        raise InvalidArgumentError(f"unknown reproduction {name!r}; available: {', '.join(REPRODUCTIONS)}")
+    return importlib.import_module(f"hnnlab.reproduce.{REPRODUCTIONS[name]}")
+
+
+def main(args: argparse.Namespace) -> int:
+    from hnnlab.reproduce.common import ReproduceConfig, set_threads
+
+    module = load(args.name)
+    if args.threads is not None and args.threads < 1:
+        raise InvalidArgumentError(f"--threads must be >= 1, got {args.threads}")
+    cfg = ReproduceConfig(
+        out=args.out or Path("runs/reproduce") / args.name,
+        results=args.results,
+        seeds=tuple(args.seeds),
+        budget=args.budget,
+        tasks=tuple(args.tasks) if args.tasks else None,
+        wandb=not args.no_wandb,
+        threads=args.threads,
+        accelerator=args.accelerator,
+    )
+    cfg.select(module.TASKS)  # refuse an unknown task before any work
+    set_threads(cfg.threads)
+    summary = module.run(cfg)
+    print(f"wrote {summary['markdown']} and {summary['csv']}")
+    return 0

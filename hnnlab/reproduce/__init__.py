@@ -1,0 +1,1 @@
+"""Reproductions of published results: ``hnnlab reproduce greydanus | cranmer | finzi``."""

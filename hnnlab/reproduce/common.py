@@ -1,0 +1,284 @@
+"""What every reproduction shares: its settings, datasets, training, statistics and result tables.
+
+A reproduction regenerates a paper's data with hnnlab's recipes, trains with hnnlab's Lightning
+module, evaluates with the paper's protocol (and a corrected one), and writes a Markdown table and a
+CSV file with the published figure beside hnnlab's to ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hnnlab.errors import InvalidArgumentError
+
+RESULTS_DIR = Path("benchmarks/results")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its standard error (``stderr`` is ``nan`` for a single value)."""
+
+    mean: float
+    stderr: float = math.nan
+    n: int = 1
+
+    def __format__(self, spec: str) -> str:
+        spec = spec or ".3e"
+        if math.isnan(self.stderr):
+            return format(self.mean, spec)
+        return f"{self.mean:{spec}} ± {self.stderr:.2e}"
+
+    @classmethod
+    def of(cls, values: Sequence[float] | torch.Tensor) -> Estimate:
+        """Mean and standard error ``std / sqrt(n)`` (sample std, ``n - 1``) of finite ``values``."""
+        x = torch.as_tensor(values, dtype=torch.float64).detach().reshape(-1)
+        if x.numel() == 0:
+            raise InvalidArgumentError("an estimate needs at least one value, got none")
+        if x.numel() == 1:
+            return cls(float(x[0]), math.nan, 1)
+        return cls(float(x.mean()), float(x.std(unbiased=True) / math.sqrt(x.numel())), int(x.numel()))
+
+    @classmethod
+    def geometric(cls, values: Sequence[float] | torch.Tensor) -> Estimate:
+        """Geometric mean; the standard error is that of the mean of the logs, mapped back
+        (``gmean * (exp(se_log) - 1)``, the half-width of the upper one-sigma band)."""
+        logs = torch.as_tensor(values, dtype=torch.float64).detach().reshape(-1).log()
+        est = cls.of(logs)
+        gmean = math.exp(est.mean)
+        stderr = math.nan if math.isnan(est.stderr) else gmean * math.expm1(est.stderr)
+        return cls(gmean, stderr, est.n)
+
+
+def pooled(estimates: Sequence[Estimate]) -> Estimate:
+    """Across seeds: the mean of the per-seed means, with the standard error over seeds
+    (a single seed keeps its own within-seed standard error)."""
+    if len(estimates) == 1:
+        return estimates[0]
+    return Estimate.of([e.mean for e in estimates])
+
+
+@dataclass
+class ReproduceConfig:
+    """Settings shared by every reproduction.
+
+    Attributes:
+        out: working directory for datasets, checkpoints and W&B runs (``runs/reproduce/<name>``).
+        results: where the Markdown and CSV tables go.
+        seeds: data-and-initialisation seeds; error bars are over seeds when there are several.
+        budget: ``"cpu"`` (sizes that fit 2 CPU cores in under an hour) or ``"published"`` (the
+            paper's training budget; meant for a GPU).
+        tasks: which of the reproduction's tasks to run (``None``: all).
+        wandb: track each training run in W&B (offline unless a key is configured).
+        threads: torch intra-op threads (``None``: leave as is).
+        accelerator: Lightning accelerator for training.
+    """
+
+    out: Path = Path("runs/reproduce")
+    results: Path = RESULTS_DIR
+    seeds: tuple[int, ...] = (0,)
+    budget: str = "cpu"
+    tasks: tuple[str, ...] | None = None
+    wandb: bool = True
+    threads: int | None = 1
+    accelerator: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.budget not in ("cpu", "published"):
+            raise InvalidArgumentError(f"budget must be 'cpu' or 'published', got {self.budget!r}")
+        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise InvalidArgumentError(f"seeds must be integers >= 0, got {self.seeds!r}")
+        self.out, self.results = Path(self.out), Path(self.results)
+
+    def select(self, available: Sequence[str]) -> list[str]:
+        """The requested tasks in ``available``'s order (all when none were requested)."""
+        if self.tasks is None:
+            return list(available)
+        unknown = [t for t in self.tasks if t not in available]
+        if unknown:
+            raise InvalidArgumentError(f"unknown task {unknown[0]!r}; available: {', '.join(available)}")
+        return [t for t in available if t in self.tasks]
+
+
+def set_threads(threads: int | None) -> None:
+    """Small networks run faster on one intra-op thread, much faster on a busy machine."""
+    if threads is not None and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(threads)
+
+
+def build_dataset(path: Path, recipe: str, *, seed: int, overrides: dict[str, Any] | None = None) -> Path:
+    """Simulate ``recipe`` (with ``overrides``) into ``path`` unless a file built the same way is there.
+
+    The recipe description and seed stored in the file are compared with the requested ones, so a
+    stale file from other settings is rebuilt rather than silently reused."""
+    from hnnlab.data.io import read_metadata
+    from hnnlab.data.recipes import get_recipe
+    from hnnlab.data.writer import write_dataset
+
+    spec = get_recipe(recipe, **(overrides or {}))
+    if path.exists():
+        try:
+            meta = read_metadata(path)
+            same = meta.get("recipe") == spec.describe() and int(meta.get("seed", -1)) == seed
+        except Exception:  # an unreadable file is rebuilt
+            same = False
+        if same:
+            return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    print(f"  simulating {recipe} (seed {seed}) -> {path}", flush=True)
+    result = spec.build(seed, command=f"hnnlab reproduce ({recipe}, seed {seed})")
+    write_dataset(path, result, overwrite=True)
+    print(f"  simulated in {time.perf_counter() - started:.0f} s", flush=True)
+    return path
+
+
+def fit(
+    model: torch.nn.Module,
+    data_path: Path,
+    cfg: ReproduceConfig,
+    *,
+    name: str,
+    steps: int,
+    batch_size: int | None,
+    optimizer: Callable[[Any], torch.optim.Optimizer],
+    seed: int,
+    loss: str = "derivative",
+    metric: str = "mse",
+    integrator: str = "leapfrog",
+    mode: str = "pairs",
+    window: int = 1,
+    scheduler: Callable[[Any], Any] | None = None,
+    substeps: int = 1,
+    group: str = "reproduce",
+) -> tuple[Any, float]:
+    """Train ``model`` on the dataset at ``data_path`` for ``steps`` optimizer steps through
+    :class:`~hnnlab.training.module.DynamicsModule` and Lightning; returns ``(module, seconds)``."""
+    import lightning.pytorch as pl
+
+    from hnnlab.data.datamodule import HDF5DataModule
+    from hnnlab.training.module import DynamicsModule
+    from hnnlab.training.runner import train
+
+    pl.seed_everything(seed, verbose=False)
+    module = DynamicsModule(model, loss=loss, metric=metric, integrator=integrator, substeps=substeps,
+                            optimizer=optimizer, scheduler=scheduler)
+    datamodule = HDF5DataModule(str(data_path), mode=mode, window=window, batch_size=batch_size, seed=seed)
+    logger: Any = False
+    if cfg.wandb:
+        from hnnlab.training.logging import HnnlabWandbLogger
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        logger = HnnlabWandbLogger(project="hnnlab-reproduce", name=name, group=group,
+                                   save_dir=str(cfg.out), log_model=False)
+    every = max(steps // 4, 1)
+    steps_per_epoch = _steps_per_epoch(datamodule)
+    print(f"  training {name}: {steps} steps", flush=True)
+    _, seconds = train(
+        module, datamodule, max_steps=steps, checkpoint_dir=cfg.out / "checkpoints" / name, logger=logger,
+        progress_every_n_epochs=max(every // steps_per_epoch, 1), accelerator=cfg.accelerator,
+    )
+    if logger:
+        logger.experiment.finish()
+    return module, seconds
+
+
+def _steps_per_epoch(datamodule: Any) -> int:
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return max(len(datamodule.train_dataloader()), 1)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A result-table column: the row key, its header, and a format for numbers."""
+
+    key: str
+    header: str
+    fmt: str = ".3e"
+
+
+def format_cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, Estimate):
+        return "–" if math.isnan(value.mean) else format(value, fmt)
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else format(value, fmt)
+    return str(value)
+
+
+def markdown_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(c.header for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(format_cell(r.get(c.key), c.fmt) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_results(
+    stem: Path,
+    *,
+    title: str,
+    command: str,
+    sections: Sequence[tuple[str, Sequence[Column], Sequence[dict[str, Any]]]],
+    notes: Sequence[str] = (),
+    config: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``stem.md`` (title, command, one table per section, notes) and ``stem.csv`` (every row of
+    every section, estimates as ``<key>`` and ``<key>_stderr`` columns). Returns both paths."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    parts = [f"# {title}", "", f"Regenerate with: `{command}`", ""]
+    parts.append(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                 f"{time.strftime('%Y-%m-%d')}.")
+    if config:
+        parts.append(f"Settings: `{json.dumps(config, default=str)}`")
+    parts.append("")
+    for heading, columns, rows in sections:
+        parts += [f"## {heading}", "", markdown_table(columns, rows), ""]
+    if notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    md_path, csv_path = stem.with_suffix(".md"), stem.with_suffix(".csv")
+    md_path.write_text("\n".join(parts))
+
+    flat: list[dict[str, Any]] = []
+    for heading, _, rows in sections:
+        for row in rows:
+            out: dict[str, Any] = {"section": heading}
+            for key, value in row.items():
+                if isinstance(value, Estimate):
+                    out[key], out[f"{key}_stderr"] = value.mean, value.stderr
+                else:
+                    out[key] = value
+            flat.append(out)
+    keys: list[str] = []
+    for row in flat:
+        keys += [k for k in row if k not in keys]
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(flat)
+    return md_path, csv_path
+
+
+def save_raw(path: Path, payload: dict[str, Any]) -> None:
+    """Every per-seed number, as JSON, beside the tables (``Estimate`` as ``{mean, stderr, n}``)."""
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, Estimate):
+            return asdict(value)
+        if isinstance(value, Path):
+            return str(value)
+        raise TypeError(type(value).__name__)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, default=encode))

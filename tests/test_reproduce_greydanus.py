@@ -1,0 +1,169 @@
+"""The Greydanus et al. (2019) reproduction: its protocol's mathematics, the shared result tables, the command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from hnnlab.cli import main as cli_main
+from hnnlab.errors import InvalidArgumentError
+from hnnlab.reproduce import greydanus as g
+from hnnlab.reproduce.common import Column, Estimate, ReproduceConfig, markdown_table, pooled
+from hnnlab.systems import get_system
+
+
+class Field(nn.Module):
+    """A known vector field as a "model": the true system's, optionally with a damping term ``-gamma * x``."""
+
+    def __init__(self, system, gamma: float = 0.0) -> None:
+        super().__init__()
+        self.system, self.gamma = system, gamma
+        self.anchor = nn.Parameter(torch.zeros(()))  # so that .float() / .double() have something to cast
+
+    def forward(self, t, x):
+        return self.system.vector_field(t, x.double()).to(x.dtype) - self.gamma * x
+
+
+SPRING = get_system("mass_spring", k=2.0, m=0.5)  # H = q^2 + p^2, rotation at angular speed 2
+
+
+def test_protocol_spans_grow_by_1_09_per_trajectory():
+    spans = g.protocol_spans(20.0, 15, 1.09)
+    assert spans[0] == 20.0
+    assert torch.allclose(spans[1:] / spans[:-1], torch.full((14,), 1.09, dtype=torch.float64))
+    assert math.isclose(float(spans[-1]), 20 * 1.09**14, rel_tol=1e-12)  # 66.5
+    assert torch.equal(g.protocol_spans(5.0, 3, 1.0), torch.full((3,), 5.0, dtype=torch.float64))
+
+
+def test_integrate_spans_matches_the_exact_spring_solution_on_each_trajectorys_own_grid():
+    x0 = torch.tensor([[1.0, 0.0], [0.3, -0.4], [0.0, 0.9]], dtype=torch.float64)
+    spans = torch.tensor([1.0, 2.5, 7.0], dtype=torch.float64)
+    states = g.integrate_spans(SPRING, x0, spans, 11, g.get_integrator("dopri8", rtol=1e-12, atol=1e-12))
+    assert states.shape == (3, 11, 2)
+    for k in range(3):
+        t = torch.linspace(0, float(spans[k]), 11, dtype=torch.float64)
+        c, s = torch.cos(2 * t), torch.sin(2 * t)
+        q0, p0 = x0[k]
+        exact = torch.stack([q0 * c + p0 * s, p0 * c - q0 * s], dim=-1)  # dq/dt = 2p, dp/dt = -2q
+        assert torch.allclose(states[k], exact, atol=1e-10), k
+
+
+@pytest.mark.parametrize("protocol", ["published", "corrected"])
+def test_energy_mse_is_zero_for_the_true_field(protocol):
+    x0 = SPRING.sample_initial_states(4, torch.Generator().manual_seed(0))
+    out = g.energy_mse(Field(SPRING), SPRING, x0, t_end=5.0, n_points=20, protocol=protocol,
+                       task=g.TASK_SPECS["spring"])
+    # published: float32 field and atol 1e-6, so the energy is only good to ~1e-6; corrected: round-off
+    assert out["estimate"].mean < (1e-9 if protocol == "published" else 1e-20)
+    assert out["per_traj"].shape == (4,)
+
+
+def test_energy_mse_of_a_damped_field_equals_the_closed_form():
+    # dx/dt = f_H(x) - gamma x  =>  dH/dt = -2 gamma H for H = q^2 + p^2, so H(t) = H0 exp(-2 gamma t).
+    gamma, n_points = 0.05, 30
+    x0 = SPRING.sample_initial_states(3, torch.Generator().manual_seed(1))
+    task = g.TASK_SPECS["spring"]
+    out = g.energy_mse(Field(SPRING, gamma), SPRING, x0, t_end=4.0, n_points=n_points, protocol="corrected",
+                       task=task)
+    h0 = SPRING.energy(x0)  # (3,)
+    t = torch.linspace(0, 4.0, n_points, dtype=torch.float64)
+    expected = ((h0[:, None] * torch.exp(-2 * gamma * t) - h0[:, None]) ** 2).mean(dim=1)
+    assert torch.allclose(out["per_traj"], expected, rtol=1e-8)
+    # the published protocol's growing spans: trajectory k runs to 4 * 1.09**k
+    pub = g.energy_mse(Field(SPRING, gamma), SPRING, x0, t_end=4.0, n_points=n_points, protocol="published",
+                       task=task)
+    spans = 4.0 * 1.09 ** torch.arange(3, dtype=torch.float64)
+    t_k = spans[:, None] * torch.linspace(0, 1, n_points, dtype=torch.float64)
+    expected_pub = ((h0[:, None] * torch.exp(-2 * gamma * t_k) - h0[:, None]) ** 2).mean(dim=1)
+    assert torch.allclose(pub["per_traj"], expected_pub, rtol=1e-4)
+
+
+def test_published_pendulum_energy_is_q2_plus_p2():
+    pend = get_system("pendulum", m=0.5, l=1.0, g=6.0)
+    x0 = pend.sample_initial_states(2, torch.Generator().manual_seed(2))
+    gamma, n_points = 0.1, 15
+    task = g.TASK_SPECS["pendulum"]
+    assert task.quirk_energy == "q2p2"
+    out = g.energy_mse(Field(pend, gamma), pend, x0, t_end=2.0, n_points=n_points, protocol="published", task=task)
+    spans = g.protocol_spans(2.0, 2, task.span_growth)
+    fine = 100  # RK4 steps per saved interval: far below the protocol's tolerance
+    expected = []
+    for k in range(2):
+        dt = float(spans[k]) / (n_points - 1) / fine
+        damped = g.rollout(lambda t, x: pend.vector_field(t, x) - gamma * x, "rk4", x0[k : k + 1], dt,
+                           (n_points - 1) * fine, save_every=fine)[0]
+        true = g.rollout(pend, "rk4", x0[k : k + 1], dt, (n_points - 1) * fine, save_every=fine)[0]
+        expected.append(((damped**2).sum(-1) - (true**2).sum(-1)).pow(2).mean())
+    assert torch.allclose(out["per_traj"], torch.stack(expected), rtol=1e-4)
+    corrected = g.energy_mse(Field(pend, gamma), pend, x0, t_end=2.0, n_points=n_points, protocol="corrected",
+                             task=task)
+    assert not torch.allclose(corrected["per_traj"], out["per_traj"], rtol=1e-2)  # the true H differs
+
+
+def test_test_loss_is_the_mean_squared_field_error_with_stderr_over_points():
+    gen = torch.Generator().manual_seed(3)
+    clean = SPRING.sample_initial_states(50, gen)
+    noise = 0.1 * torch.randn(clean.shape, generator=gen, dtype=torch.float64)
+    dxdt = SPRING.vector_field(0.0, clean)
+    out = g.test_loss(Field(SPRING), (clean + noise)[:, None], dxdt[:, None])
+    per_point = (2 * noise).pow(2).mean(dim=-1)  # the field is linear with |f(n)| = 2 |n|
+    assert math.isclose(out["estimate"].mean, float(per_point.mean()), rel_tol=1e-12)
+    assert math.isclose(out["estimate"].stderr, float(per_point.std() / math.sqrt(50)), rel_tol=1e-12)
+
+
+def test_estimates_and_tables():
+    e = Estimate.of([1.0, 2.0, 3.0])
+    assert (e.mean, e.n) == (2.0, 3) and math.isclose(e.stderr, 1 / math.sqrt(3))
+    assert format(e, ".2f") == "2.00 ± 5.77e-01"
+    gm = Estimate.geometric([1e-2, 1e-4])
+    assert math.isclose(gm.mean, 1e-3, rel_tol=1e-12)
+    assert math.isnan(Estimate.of([4.0]).stderr) and format(Estimate.of([4.0]), ".1f") == "4.0"
+    assert pooled([Estimate(1.0, 0.1), Estimate(3.0, 0.1)]).mean == 2.0
+    assert pooled([Estimate(1.0, 0.1)]) == Estimate(1.0, 0.1)
+    table = markdown_table([Column("a", "A"), Column("b", "B", ".1f")], [{"a": "x", "b": 2.0}, {"a": "y"}])
+    assert table.splitlines() == ["| A | B |", "|---|---|", "| x | 2.0 |", "| y | – |"]
+    with pytest.raises(InvalidArgumentError, match="at least one value"):
+        Estimate.of([])
+
+
+def test_config_refuses_unknown_tasks_and_budgets():
+    with pytest.raises(InvalidArgumentError, match="unknown task 'moon'; available: spring, pendulum, 2body, 3body"):
+        ReproduceConfig(tasks=("moon",)).select(g.TASKS)
+    with pytest.raises(InvalidArgumentError, match="budget must be 'cpu' or 'published', got 'gpu'"):
+        ReproduceConfig(budget="gpu")
+
+
+def test_command_refuses_an_unknown_reproduction_and_task(capsys):
+    assert cli_main(["reproduce", "hamilton"]) == 2
+    assert "unknown reproduction 'hamilton'; available: greydanus, cranmer, finzi" in capsys.readouterr().err
+    assert cli_main(["reproduce", "greydanus", "--tasks", "moon", "--no-wandb"]) == 2
+    assert "unknown task 'moon'" in capsys.readouterr().err
+
+
+def test_tiny_end_to_end_run_writes_the_tables(tmp_path):
+    cfg = ReproduceConfig(
+        out=tmp_path / "work", results=tmp_path / "results", tasks=("spring",), wandb=False,
+        extra={"steps_scale": 0.005, "n_energy": 2, "n_long": 2, "rollout_steps_scale": 0.02,
+               "models": ["baseline", "HNN"]},
+    )
+    summary = g.run(cfg)
+    md = summary["markdown"].read_text()
+    assert "| spring | HNN | published | 3.593e-02 ± 1.83e-03 | 3.842e-04 ± 6.53e-05 |" in md
+    assert "hnnlab reproduce greydanus" in md
+    assert summary["plot"].stat().st_size > 1000
+    with summary["csv"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    first = [r for r in rows if r["section"].startswith("Published table")]
+    assert [(r["model"], r["source"]) for r in first] == [
+        ("baseline", "published"), ("baseline", "hnnlab"), ("HNN", "published"), ("HNN", "hnnlab")]
+    assert {"test_loss", "test_loss_stderr", "energy_mse", "energy_mse_stderr"} <= set(rows[0])
+    raw = json.loads((tmp_path / "results" / "greydanus.json").read_text())
+    per_point = raw["results"]["spring"]["0"]["HNN"]["test_loss"]["per_point"]
+    assert len(per_point) == 750  # the 25 test trajectories of 30 points
+    hnn = next(r for r in first if r["model"] == "HNN" and r["source"] == "hnnlab")
+    assert math.isclose(float(hnn["test_loss"]), sum(per_point) / 750, rel_tol=1e-9)

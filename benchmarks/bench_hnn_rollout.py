@@ -71,6 +71,48 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def trained_models(train_steps: int, device: torch.device) -> tuple[dict[str, torch.nn.Module], torch.Tensor, float]:
+    """The two spring HNNs trained ``train_steps`` steps on greydanus-spring (on the CPU, then moved to
+    ``device``), the test initial states ``(n_test, 2)`` and the dataset's ``dt``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "spring.h5"
+        write_dataset(path, get_recipe("greydanus-spring").build(seed=0))
+        data = load_dataset(path)
+    train_split, test_split = data.splits["train"], data.splits["test"]
+    x = train_split.state.reshape(-1, 2).float()
+    dxdt = train_split.dxdt.reshape(-1, 2).float()
+    models = {
+        "SeparableHNN": train(SeparableHNN(1, hidden=(200, 200)), x, dxdt, train_steps).to(device),
+        "HNN": train(HNN(1, hidden=(200, 200)), x, dxdt, train_steps).to(device),
+    }
+    return models, test_split.clean[:, 0].float(), test_split.dt
+
+
+def measure_case(
+    models: dict[str, torch.nn.Module], initial: torch.Tensor, dt: float, batch: int, n_steps: int, repeats: int,
+    device: torch.device, keys: list[tuple[str, str]] | None = None,
+) -> list[dict]:
+    """Best-of-``repeats`` throughput of each (model, method) candidate (all, or ``keys``; a model's
+    ``torchdiffeq rk4`` must be among them) from ``batch`` states cycled from ``initial``."""
+    x0 = initial[torch.arange(batch) % initial.shape[0]].to(device)  # (batch, 2)
+    t = torch.arange(n_steps + 1, dtype=torch.float32, device=device) * dt
+    candidates = make_candidates(models, x0, t, dt, n_steps)
+    if keys is not None:
+        candidates = {key: candidates[key] for key in keys}
+    best = dict.fromkeys(candidates, float("inf"))
+    for _ in range(repeats):
+        for key, fn in candidates.items():
+            best[key] = min(best[key], timed(fn, device))
+    return [
+        {
+            "batch": batch, "steps": n_steps, "model": model, "method": method,
+            "state_steps_per_s": batch * n_steps / seconds,
+            "ratio_vs_torchdiffeq": best[(model, "torchdiffeq rk4")] / seconds,
+        }
+        for (model, method), seconds in best.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -83,37 +125,14 @@ def main() -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "spring.h5"
-        write_dataset(path, get_recipe("greydanus-spring").build(seed=0))
-        data = load_dataset(path)
-    train_split, test_split = data.splits["train"], data.splits["test"]
-    x = train_split.state.reshape(-1, 2).float()
-    dxdt = train_split.dxdt.reshape(-1, 2).float()
-    models = {
-        "SeparableHNN": train(SeparableHNN(1, hidden=(200, 200)), x, dxdt, args.train_steps).to(device),
-        "HNN": train(HNN(1, hidden=(200, 200)), x, dxdt, args.train_steps).to(device),
-    }
-    dt = test_split.dt
+    models, initial, dt = trained_models(args.train_steps, device)
     cases = [(1, 500), (64, 500), (1024, 200)] + ([(4096, 200)] if device.type == "cuda" else [])
     rows = []
     for batch, n_steps in cases:
-        x0 = test_split.clean[:, 0].float()
-        x0 = x0[torch.arange(batch) % x0.shape[0]].to(device)  # (batch, 2)
-        t = torch.arange(n_steps + 1, dtype=torch.float32, device=device) * dt
-        candidates = make_candidates(models, x0, t, dt, n_steps)
-        best = dict.fromkeys(candidates, float("inf"))
-        for _ in range(args.repeats):
-            for key, fn in candidates.items():
-                best[key] = min(best[key], timed(fn, device))
-        for (model, method), seconds in best.items():
-            base = best[(model, "torchdiffeq rk4")]
-            rows.append({
-                "batch": batch, "steps": n_steps, "model": model, "method": method,
-                "state_steps_per_s": batch * n_steps / seconds, "ratio_vs_torchdiffeq": base / seconds,
-            })
-        print(f"batch {batch}: " + ", ".join(f"{m}/{k}: {batch * n_steps / s:.3g}/s" for (m, k), s in best.items()),
-              flush=True)
+        case_rows = measure_case(models, initial, dt, batch, n_steps, args.repeats, device)
+        rows += case_rows
+        print(f"batch {batch}: " + ", ".join(f"{r['model']}/{r['method']}: {r['state_steps_per_s']:.3g}/s"
+                                             for r in case_rows), flush=True)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -87,10 +87,10 @@ def warm_up(step: Callable[[], object], n: int = 3) -> float:
 # HNN against a plain MLP.
 
 
-def bench_hnn(device: torch.device, rounds: int, compile_: bool) -> list[dict]:
+def bench_hnn(device: torch.device, rounds: int, compile_: bool, batch: int = 1024) -> list[dict]:
     system = MassSpring()
-    x = system.sample_initial_states(1024, torch.Generator().manual_seed(0), dtype=torch.float32, device=device)
-    target = system.vector_field(0.0, x)  # (1024, 2)
+    x = system.sample_initial_states(batch, torch.Generator().manual_seed(0), dtype=torch.float32, device=device)
+    target = system.vector_field(0.0, x)  # (batch, 2)
 
     torch.manual_seed(0)
     hnn = HNN(1, hidden=(200, 200), activation="tanh").to(device)
@@ -119,7 +119,7 @@ def bench_hnn(device: torch.device, rounds: int, compile_: bool) -> list[dict]:
     base = seconds["plain MLP"]
     return [
         {
-            "benchmark": "HNN step (batch 1024, 2-200-200-1 tanh, Adam)",
+            "benchmark": f"HNN step (batch {batch}, 2-200-200-1 tanh, Adam)",
             "candidate": name,
             "ms_per_step": 1e3 * s,
             "ratio": s / base,
@@ -151,10 +151,10 @@ def loop_accelerations(net: nn.Module, x: Tensor) -> Tensor:
     return torch.stack(rows)  # (batch, 2)
 
 
-def bench_lnn(device: torch.device, rounds: int, compile_: bool, loop_steps: int) -> list[dict]:
+def bench_lnn(device: torch.device, rounds: int, compile_: bool, loop_steps: int, batch: int = 256) -> list[dict]:
     system = DoublePendulum()
-    x = system.sample_initial_states(256, torch.Generator().manual_seed(0), dtype=torch.float32, device=device)
-    target = system.accelerations(x)  # (256, 2)
+    x = system.sample_initial_states(batch, torch.Generator().manual_seed(0), dtype=torch.float32, device=device)
+    target = system.accelerations(x)  # (batch, 2)
 
     torch.manual_seed(0)
     lnn = LNN(2, hidden=(500, 500), activation="softplus").to(device)
@@ -182,7 +182,7 @@ def bench_lnn(device: torch.device, rounds: int, compile_: bool, loop_steps: int
     loop = seconds["per-sample Hessian loop"]
     return [
         {
-            "benchmark": "LNN step (double pendulum, batch 256, 4-500-500-1 softplus, Adam)",
+            "benchmark": f"LNN step (double pendulum, batch {batch}, 4-500-500-1 softplus, Adam)",
             "candidate": name,
             "ms_per_step": 1e3 * s,
             "ratio": loop / s,

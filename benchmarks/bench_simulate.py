@@ -50,6 +50,48 @@ def solve_ivp_loop(system: Pendulum, x0: np.ndarray, t: np.ndarray, method: str,
     return out
 
 
+def measure(n_traj: int, n_steps: int, dt: float, tol: float, baseline_traj: int) -> list[dict]:
+    """Time hnnlab's batched simulation (four configurations) and the two solve_ivp loops; one row each.
+
+    The loop rows carry ``speedup_same_tolerance`` and ``speedup_same_accuracy`` (against the fastest
+    hnnlab row at least as accurate, named in ``matched_by``)."""
+    system = Pendulum()
+    n_base = min(baseline_traj, n_traj)
+    configs = [
+        (f"dopri8, rtol = atol = {tol:g}", "dopri8", {"rtol": tol, "atol": tol}, 1),
+        ("dopri8, rtol = atol = 1e-8", "dopri8", {"rtol": 1e-8, "atol": 1e-8}, 1),
+        ("rk4, 8 substeps", "rk4", {}, 8),
+        ("yoshida4, 8 substeps", "yoshida4", {}, 8),
+    ]
+    rows, x0, t, reference = [], None, None, None
+    for label, integrator, options, substeps in configs:
+        start = time.perf_counter()
+        result = simulate(system, n_traj, dt=dt, n_steps=n_steps, integrator=integrator,
+                          integrator_options=options, substeps=substeps, splits=(1.0, 0.0, 0.0), seed=0)
+        seconds = time.perf_counter() - start
+        states = result.splits["train"].state.numpy()  # (n_traj, n_times, 2)
+        if reference is None:
+            t, x0 = result.splits["train"].t.numpy(), states[:n_base, 0]
+            reference = solve_ivp_loop(system, x0, t, "DOP853", 1e-13)
+        rows.append({"method": f"hnnlab simulate ({label}, batched)", "trajectories_timed": n_traj,
+                     "seconds_for_all": seconds, "max_abs_error": float(np.abs(states[:n_base] - reference).max())})
+    hnnlab_rows = list(rows)
+    for method in ("RK45", "DOP853"):
+        start = time.perf_counter()
+        baseline = solve_ivp_loop(system, x0, t, method, tol)
+        seconds = (time.perf_counter() - start) * n_traj / n_base
+        error = float(np.abs(baseline - reference).max())
+        # the fastest hnnlab configuration at least as accurate as this baseline
+        matched = min((r for r in hnnlab_rows if r["max_abs_error"] <= error), key=lambda r: r["seconds_for_all"])
+        rows.append({
+            "method": f"solve_ivp loop ({method}, rtol = atol = {tol:g})", "trajectories_timed": n_base,
+            "seconds_for_all": seconds, "max_abs_error": error,
+            "speedup_same_tolerance": seconds / hnnlab_rows[0]["seconds_for_all"],
+            "speedup_same_accuracy": seconds / matched["seconds_for_all"], "matched_by": matched["method"],
+        })
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-traj", type=int, default=1000)
@@ -61,41 +103,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    system = Pendulum()
     n_base = min(args.baseline_traj, args.n_traj)
-
-    configs = [
-        (f"dopri8, rtol = atol = {args.tol:g}", "dopri8", {"rtol": args.tol, "atol": args.tol}, 1),
-        ("dopri8, rtol = atol = 1e-8", "dopri8", {"rtol": 1e-8, "atol": 1e-8}, 1),
-        ("rk4, 8 substeps", "rk4", {}, 8),
-        ("yoshida4, 8 substeps", "yoshida4", {}, 8),
-    ]
-    rows, x0, t, reference = [], None, None, None
-    for label, integrator, options, substeps in configs:
-        start = time.perf_counter()
-        result = simulate(system, args.n_traj, dt=args.dt, n_steps=args.n_steps, integrator=integrator,
-                          integrator_options=options, substeps=substeps, splits=(1.0, 0.0, 0.0), seed=0)
-        seconds = time.perf_counter() - start
-        states = result.splits["train"].state.numpy()  # (n_traj, n_times, 2)
-        if reference is None:
-            t, x0 = result.splits["train"].t.numpy(), states[:n_base, 0]
-            reference = solve_ivp_loop(system, x0, t, "DOP853", 1e-13)
-        rows.append({"method": f"hnnlab simulate ({label}, batched)", "trajectories_timed": args.n_traj,
-                     "seconds_for_all": seconds, "max_abs_error": float(np.abs(states[:n_base] - reference).max())})
-    hnnlab_rows = list(rows)
-    for method in ("RK45", "DOP853"):
-        start = time.perf_counter()
-        baseline = solve_ivp_loop(system, x0, t, method, args.tol)
-        seconds = (time.perf_counter() - start) * args.n_traj / n_base
-        error = float(np.abs(baseline - reference).max())
-        # the fastest hnnlab configuration at least as accurate as this baseline
-        matched = min((r for r in hnnlab_rows if r["max_abs_error"] <= error), key=lambda r: r["seconds_for_all"])
-        rows.append({
-            "method": f"solve_ivp loop ({method}, rtol = atol = {args.tol:g})", "trajectories_timed": n_base,
-            "seconds_for_all": seconds, "max_abs_error": error,
-            "speedup_same_tolerance": seconds / hnnlab_rows[0]["seconds_for_all"],
-            "speedup_same_accuracy": seconds / matched["seconds_for_all"], "matched_by": matched["method"],
-        })
+    rows = measure(args.n_traj, args.n_steps, args.dt, args.tol, args.baseline_traj)
 
     header = (f"{args.n_traj} pendulum trajectories x {args.n_steps} steps (dt = {args.dt}), "
               f"rtol = atol = {args.tol:g}; "

@@ -98,17 +98,11 @@ def hnnlab_fit(
     return final, seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/bench_training"))
-    args = parser.parse_args()
-    os.environ["WANDB_MODE"] = "disabled"
-    os.environ.setdefault("CI", "1")  # plain progress lines
-    torch.set_num_threads(args.threads)
+def measure(steps: int, rounds: int, verbose: bool = True) -> tuple[dict[str, float], dict[str, float]]:
+    """Alternate the published loop and ``hnnlab fit`` for ``rounds`` rounds of ``steps`` steps each.
 
+    Returns (median seconds, final test loss) by candidate (``"published loop"``, ``"hnnlab fit"``).
+    W&B must be disabled (``WANDB_MODE=disabled``) by the caller."""
     from hnnlab.data import get_recipe, write_dataset
     from hnnlab.data.dataset import TrajectoryDataset
 
@@ -122,22 +116,38 @@ def main() -> None:
 
         times: dict[str, list[float]] = {"published loop": [], "hnnlab fit": []}
         losses: dict[str, float] = {}
-        for r in range(args.rounds):
-            losses["published loop"], sec = published_loop(x, dxdt, test_x, test_dxdt, args.steps, seed=r)
+        for r in range(rounds):
+            losses["published loop"], sec = published_loop(x, dxdt, test_x, test_dxdt, steps, seed=r)
             times["published loop"].append(sec)
-            print(f"round {r + 1}: published loop {sec:.1f}s, test loss {losses['published loop']:.5f}", flush=True)
+            if verbose:
+                print(f"round {r + 1}: published loop {sec:.1f}s, test loss {losses['published loop']:.5f}",
+                      flush=True)
             workdir = Path(tmp) / f"fit-{r}"
             workdir.mkdir()
-            losses["hnnlab fit"], sec = hnnlab_fit(data, workdir, args.steps, test_x, test_dxdt)
+            losses["hnnlab fit"], sec = hnnlab_fit(data, workdir, steps, test_x, test_dxdt)
             times["hnnlab fit"].append(sec)
-            print(f"round {r + 1}: hnnlab fit {sec:.1f}s, test loss {losses['hnnlab fit']:.5f}", flush=True)
+            if verbose:
+                print(f"round {r + 1}: hnnlab fit {sec:.1f}s, test loss {losses['hnnlab fit']:.5f}", flush=True)
+    return {k: statistics.median(v) for k, v in times.items()}, losses
 
-    median = {k: statistics.median(v) for k, v in times.items()}
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/bench_training"))
+    args = parser.parse_args()
+    os.environ["WANDB_MODE"] = "disabled"
+    os.environ.setdefault("CI", "1")  # plain progress lines
+    torch.set_num_threads(args.threads)
+    median, losses = measure(args.steps, args.rounds)
+
     ratio = median["published loop"] / median["hnnlab fit"]
     rows = [
         {"candidate": name, "seconds": f"{median[name]:.2f}", "ms_per_step": f"{1e3 * median[name] / args.steps:.2f}",
          "test_loss": f"{losses[name]:.5f}", "speedup": f"{median['published loop'] / median[name]:.2f}"}
-        for name in times
+        for name in median
     ]
     header = (
         f"{args.steps} full-batch steps (750 points), float32, cpu ({platform.processor() or platform.machine()}), "

@@ -145,7 +145,7 @@ def build_dataset(path: Path, recipe: str, *, seed: int, overrides: dict[str, An
 
 
 def fit(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Callable[[], torch.nn.Module],
     data_path: Path,
     cfg: ReproduceConfig,
     *,
@@ -164,7 +164,10 @@ def fit(
     group: str = "reproduce",
 ) -> tuple[Any, float]:
     """Train ``model`` on the dataset at ``data_path`` for ``steps`` optimizer steps through
-    :class:`~hnnlab.training.module.DynamicsModule` and Lightning; returns ``(module, seconds)``."""
+    :class:`~hnnlab.training.module.DynamicsModule` and Lightning; returns ``(module, seconds)``.
+
+    ``model`` may be a factory (a callable returning the network): it is then built after seeding with
+    ``seed``, so that the initialisation is the seed's too (a network passed in is initialised already)."""
     import lightning.pytorch as pl
 
     from hnnlab.data.datamodule import HDF5DataModule
@@ -172,6 +175,8 @@ def fit(
     from hnnlab.training.runner import train
 
     pl.seed_everything(seed, verbose=False)
+    if not isinstance(model, torch.nn.Module):
+        model = model()
     module = DynamicsModule(model, loss=loss, metric=metric, integrator=integrator, substeps=substeps,
                             optimizer=optimizer, scheduler=scheduler)
     datamodule = HDF5DataModule(str(data_path), mode=mode, window=window, batch_size=batch_size, seed=seed)

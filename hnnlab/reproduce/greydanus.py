@@ -275,8 +275,8 @@ def run_task(task_name: str, cfg: ReproduceConfig, seed: int) -> dict[str, Any]:
         if loss == "rollout":
             kwargs = {"mode": "windows", "window": task.window, "integrator": "leapfrog", "substeps": task.substeps}
         module, seconds = fit(
-            builder(task.dof), path, cfg, name=f"greydanus-{task_name}-{name}-seed{seed}", steps=steps,
-            batch_size=task.batch_size, seed=seed, loss=loss,
+            lambda builder=builder: builder(task.dof), path, cfg, name=f"greydanus-{task_name}-{name}-seed{seed}",
+            steps=steps, batch_size=task.batch_size, seed=seed, loss=loss,
             optimizer=lambda p, wd=task.weight_decay: torch.optim.Adam(p, lr=1e-3, weight_decay=wd),
             group=f"greydanus-{task_name}", **kwargs,
         )

@@ -26,6 +26,7 @@ energy error, drift verdict and valid prediction time.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -182,7 +183,8 @@ def energy_mse(
     n = x0.shape[0]
     published = protocol == "published"
     spans = protocol_spans(t_end, n, task.span_growth if published else 1.0)
-    truth = integrate_spans(system, x0, spans, n_points, get_integrator("dopri8", rtol=1e-12, atol=1e-12))
+    with torch.no_grad():
+        truth = integrate_spans(system, x0, spans, n_points, get_integrator("dopri8", rtol=1e-12, atol=1e-12))
     if published:
         field = float32_field(model)
         integ = get_integrator("dopri5", rtol=1e-12, atol=1e-6)
@@ -191,8 +193,9 @@ def energy_mse(
         integ = get_integrator("dopri8", rtol=1e-12, atol=1e-12)
     energy = sum_of_squares if (published and task.quirk_energy == "q2p2") else system.energy
     try:
-        pred = integrate_spans(field, x0, spans, n_points, integ)
-        per_traj = ((energy(pred) - energy(truth)) ** 2).mean(dim=1)  # (n,)
+        with torch.no_grad():  # HNNs differentiate H inside; no graph to the parameters is kept
+            pred = integrate_spans(field, x0, spans, n_points, integ)
+        per_traj = ((energy(pred) - energy(truth)) ** 2).mean(dim=1).detach()  # (n,)
     except (NonFiniteStateError, ConvergenceError):
         per_traj = torch.full((n,), math.inf, dtype=torch.float64)
     model.double()
@@ -217,7 +220,8 @@ def long_rollout(model: torch.nn.Module, name: str, system: Any, x0: Tensor, tas
     save_every = max(n_steps // 200, 1)
     n_steps = (n_steps // save_every) * save_every
     t = torch.arange(n_steps // save_every + 1, dtype=torch.float64) * task.long_dt * save_every
-    ref = rollout(system, "yoshida4", x0, task.long_dt / 4, n_steps * 4, save_every=save_every * 4)
+    with torch.no_grad():
+        ref = rollout(system, "yoshida4", x0, task.long_dt / 4, n_steps * 4, save_every=save_every * 4)
     runs = []
     if name == "baseline":
         runs.append(("rk4 (float64)", lambda: rollout(model.double(), "rk4", x0, task.long_dt, n_steps, save_every)))
@@ -234,7 +238,8 @@ def long_rollout(model: torch.nn.Module, name: str, system: Any, x0: Tensor, tas
     for label, run in runs:
         started = time.perf_counter()
         try:
-            pred = run()
+            with torch.no_grad():  # no graph to the parameters along the rollout
+                pred = run()
             model.double()
             report = audit_trajectories(pred, t, system=system, reference=ref, check_structure=False)
             e, acc = report.energy, report.accuracy
@@ -250,8 +255,26 @@ def long_rollout(model: torch.nn.Module, name: str, system: Any, x0: Tensor, tas
 
 
 def run_task(task_name: str, cfg: ReproduceConfig, seed: int) -> dict[str, Any]:
-    """Train every model of one task with one seed and evaluate it; returns the raw numbers."""
+    """Train every model of one task with one seed and evaluate it; returns the raw numbers.
+
+    The numbers are also saved under ``cfg.out / "results"`` with the settings that produced them, and
+    reused when a later run asks for the same task, seed and settings (so a long reproduction can be run
+    task by task, in separate processes, and the tables written at the end)."""
     budget = _budget(cfg)
+    cache = cfg.out / "results" / f"{task_name}-seed{seed}.pt"
+    key = json.dumps({"task": task_name, "seed": seed, "budget": cfg.budget, **budget}, sort_keys=True, default=str)
+    if cache.exists():
+        saved = torch.load(cache, weights_only=False)
+        if saved.get("key") == key:
+            print(f"  {task_name} seed {seed}: reusing {cache}", flush=True)
+            return saved["results"]
+    results = _run_task(task_name, cfg, seed, budget)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"key": key, "results": results}, cache)
+    return results
+
+
+def _run_task(task_name: str, cfg: ReproduceConfig, seed: int, budget: dict[str, Any]) -> dict[str, Any]:
     task = TASK_SPECS[task_name]
     overrides: dict[str, Any] = {"published_quirks": True}
     if task_name == "3body":

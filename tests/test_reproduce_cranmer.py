@@ -143,6 +143,41 @@ def test_segments_keep_what_was_reached_before_the_budget_ran_out(system, x0, mo
             counted(0.0, x0)
 
 
+def test_blown_up_trajectories_leave_the_batch(system, monkeypatch):
+    # domega/dt = omega from theta = 0, omega = (10, 10): E = 250 e^(2t) - 29.4 passes 1000 at t = 0.71, in the
+    # second segment (t in [0.5, 1]), where it is frozen; the state at rest stays put; the blown-up one is NaN
+    # after t = 1.
+    monkeypatch.setattr(cranmer, "SEGMENT", 5)
+
+    def pump(t, x):
+        return torch.cat([torch.zeros_like(x[..., :2]), x[..., 2:]], dim=-1)
+
+    x0 = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    ev = cranmer.evaluate(pump, system, x0, t_end=3.0, n_times=31, rtol=1e-8)
+    energy = system.energy(ev.states[0, :11])
+    torch.testing.assert_close(energy[:8], 250 * torch.exp(2 * ev.t[:8]) - 29.4, rtol=1e-6, atol=1e-6)
+    # frozen once past the bound: the state stops exactly, just beyond |E| = 1000
+    assert torch.equal(ev.states[0, 8], ev.states[0, 10])
+    assert cranmer.BLOWUP_ENERGY < float(energy[10]) < 1.01 * cranmer.BLOWUP_ENERGY
+    assert torch.isfinite(ev.states[0, :11]).all() and torch.isnan(ev.states[0, 11:]).all()
+    assert ev.diverged == 1 and ev.reached.tolist() == [1.0, 3.0]
+    assert torch.equal(ev.states[1], x0[1].expand(31, 4))
+
+
+def test_a_finite_time_blow_up_is_frozen_and_does_not_stall_the_batch(system):
+    # dtheta1_dot/dt = omega1^2 blows up at t = 1 / omega1(0) = 0.5 inside the first 10-unit segment; the
+    # blown-up state is frozen at |E| > 1000, so the other state reaches t = 3 within a small budget.
+    def blow(t, x):
+        return torch.cat([x[..., 2:], x[..., 2:3] ** 2, torch.zeros_like(x[..., 3:])], dim=-1)
+
+    x0 = torch.tensor([[0.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    ev = cranmer.evaluate(blow, system, x0, t_end=3.0, n_times=31, rtol=1e-8, max_evaluations=5000)
+    assert ev.evaluations < 5000
+    assert ev.reached.tolist() == [3.0, 3.0]  # frozen, not failed: the energy says it blew up
+    assert float(system.energy(ev.states[0, -1]).abs()) > cranmer.BLOWUP_ENERGY
+    assert float(ev.final[0]) > 1000 / 29.4 and float(ev.final[1]) == 0.0
+
+
 def test_valid_prediction_time_against_a_shifted_reference(system, x0):
     ev = cranmer.evaluate(system, system, x0, t_end=2.0, n_times=21, rtol=1e-10)
     vpt, censored = cranmer.valid_prediction_times(ev, ev.states)

@@ -320,38 +320,44 @@ class _Counted:
         return self.field(t, x)
 
 
+BLOWUP_ENERGY = 1000.0  # |E| beyond this (|omega| ~ 30, three times the training range) counts as diverged
 SEGMENT = 100  # saved steps integrated per call: what was reached before a failure is kept
 
 
 def integrate_states(field: Callable[[Any, Tensor], Tensor], x0: Tensor, dt: float, n_steps: int,
-                     rtol: float) -> Tensor:
+                     rtol: float, keep: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """States ``(n, n_steps + 1, 4)`` of ``dx/dt = field(t, x)`` at ``t = k dt`` from ``x0`` ``(n, 4)``, by
     hnnlab's dopri5 (max-norm error control) at ``rtol = atol``, in segments of :data:`SEGMENT` saved
-    steps (the fields are autonomous). When a segment fails, the batch is split until the diverging
-    trajectories are alone; those are NaN from that segment on. Once a counted field's evaluation budget
-    is spent, every trajectory is NaN from the segment it had not finished."""
+    steps (the fields are autonomous).
+
+    A trajectory is NaN from the segment on where it: failed (the batch is split until the failing
+    trajectories are alone), left ``keep`` (``keep(x) -> (n,) bool`` on a segment's last states: a
+    blown-up trajectory would shrink the step shared by the batch), or was unfinished when a counted
+    field's evaluation budget ran out."""
     from hnnlab.data.simulate import integrate_grid
     from hnnlab.integrators import get_integrator
 
     integrator = get_integrator("dopri5", rtol=rtol, atol=rtol)
-    out, x, done = [x0[:, None]], x0, 0
-    while done < n_steps:
+    out = torch.full((x0.shape[0], n_steps + 1, x0.shape[-1]), math.nan, dtype=x0.dtype, device=x0.device)
+    out[:, 0] = x0
+    active, x, done = torch.arange(x0.shape[0], device=x0.device), x0, 0
+    while done < n_steps and active.numel():
         k = min(SEGMENT, n_steps - done)
         try:
             with torch.no_grad():
-                part = integrate_grid(field, integrator, x, dt, k, 1)[:, 1:]  # (n, k, 4)
+                part = integrate_grid(field, integrator, x, dt, k, 1)[:, 1:]  # (n_active, k, 4)
         except (NonFiniteStateError, ConvergenceError):
-            rest = n_steps - done
-            if x.shape[0] == 1 or getattr(field, "exhausted", False):
-                out.append(torch.full((x.shape[0], rest, x.shape[-1]), math.nan, dtype=x.dtype, device=x.device))
-            else:
-                half = x.shape[0] // 2
-                out.append(torch.cat([integrate_states(field, x[:half], dt, rest, rtol)[:, 1:],
-                                      integrate_states(field, x[half:], dt, rest, rtol)[:, 1:]]))
+            if active.numel() > 1 and not getattr(field, "exhausted", False):
+                half, rest = active.numel() // 2, n_steps - done
+                out[active, done + 1 :] = torch.cat([integrate_states(field, x[:half], dt, rest, rtol, keep)[:, 1:],
+                                                     integrate_states(field, x[half:], dt, rest, rtol, keep)[:, 1:]])
             break
-        out.append(part)
+        out[active, done + 1 : done + k + 1] = part
         x, done = part[:, -1], done + k
-    return torch.cat(out, dim=1)
+        if keep is not None:
+            ok = keep(x)
+            active, x = active[ok], x[ok]
+    return out
 
 
 def evaluate(field: Callable[[Any, Tensor], Tensor], system: Any, x0: Tensor, *, t_end: float, n_times: int,
@@ -360,11 +366,21 @@ def evaluate(field: Callable[[Any, Tensor], Tensor], system: Any, x0: Tensor, *,
     ``n_times`` saved times and measure the true energy error ``|E(x(t)) - E(x0)| / 29.4``.
 
     ``max_evaluations`` caps the vector-field evaluations (an adaptive solver on a stiff learned field
-    can otherwise take tiny steps for hours); trajectories left unfinished count as diverged."""
-    counted = _Counted(field, max_evaluations)
+    can otherwise take tiny steps for hours); trajectories left unfinished count as diverged, as do those
+    whose true energy leaves ``|E| <= BLOWUP_ENERGY``."""
     dt = t_end / (n_times - 1)
     start = time.perf_counter()
-    states = integrate_states(counted, x0, dt, n_times - 1, rtol)  # (n, n_times, 4)
+
+    def bounded(x: Tensor) -> Tensor:
+        return system.energy(x.to(torch.float64)).abs() <= BLOWUP_ENERGY
+
+    def frozen_when_blown_up(t: Any, x: Tensor) -> Tensor:
+        # a blown-up state stops moving, so that it does not shrink the step the batch shares
+        return torch.where(bounded(x)[:, None], field(t, x), 0.0)
+
+    counted = _Counted(frozen_when_blown_up, max_evaluations)
+
+    states = integrate_states(counted, x0, dt, n_times - 1, rtol, keep=bounded)  # (n, n_times, 4)
     seconds = time.perf_counter() - start
     states64 = states.to(torch.float64)
     with torch.no_grad():

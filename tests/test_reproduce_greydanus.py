@@ -136,6 +136,9 @@ def test_config_refuses_unknown_tasks_and_budgets():
         ReproduceConfig(tasks=("moon",)).select(g.TASKS)
     with pytest.raises(InvalidArgumentError, match="budget must be 'cpu' or 'published', got 'gpu'"):
         ReproduceConfig(budget="gpu")
+    with pytest.raises(InvalidArgumentError,
+                       match="greydanus: unknown setting 'stepz' in extra; settings: steps_scale, 3body_n_traj"):
+        g.run(ReproduceConfig(tasks=("spring",), wandb=False, extra={"stepz": 1}))
 
 
 def test_command_refuses_an_unknown_reproduction_and_task(capsys):

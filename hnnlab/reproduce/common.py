@@ -111,6 +111,16 @@ class ReproduceConfig:
         return [t for t in available if t in self.tasks]
 
 
+def merged_settings(name: str, budgets: dict[str, dict[str, Any]], cfg: ReproduceConfig) -> dict[str, Any]:
+    """The sizes of ``cfg.budget`` in ``budgets`` with ``cfg.extra`` applied; an unknown key is refused."""
+    merged = dict(budgets[cfg.budget])
+    unknown = [k for k in cfg.extra if k not in merged]
+    if unknown:
+        raise InvalidArgumentError(f"{name}: unknown setting {unknown[0]!r} in extra; settings: {', '.join(merged)}")
+    merged.update(cfg.extra)
+    return merged
+
+
 def set_threads(threads: int | None) -> None:
     """Small networks run faster on one intra-op thread, much faster on a busy machine."""
     if threads is not None and "OMP_NUM_THREADS" not in os.environ:
@@ -276,11 +286,14 @@ def write_results(
 
 
 def save_raw(path: Path, payload: dict[str, Any]) -> None:
-    """Every per-seed number, as JSON, beside the tables (``Estimate`` as ``{mean, stderr, n}``)."""
+    """Every per-seed number, as JSON, beside the tables (``Estimate`` as ``{mean, stderr, n}``, tensors as
+    nested lists)."""
 
     def encode(value: Any) -> Any:
         if isinstance(value, Estimate):
             return asdict(value)
+        if isinstance(value, torch.Tensor):
+            return value.tolist()
         if isinstance(value, Path):
             return str(value)
         raise TypeError(type(value).__name__)

@@ -36,6 +36,7 @@ from hnnlab.reproduce.common import (
     ReproduceConfig,
     build_dataset,
     fit,
+    merged_settings,
     pooled,
     save_raw,
     write_results,
@@ -116,13 +117,7 @@ ANGLE_NOTES = {
 
 def settings(cfg: ReproduceConfig) -> dict[str, Any]:
     """The budget's sizes with ``cfg.extra`` applied; unknown keys are refused."""
-    sizes = dict(BUDGETS[cfg.budget])
-    unknown = [k for k in cfg.extra if k not in sizes]
-    if unknown:
-        raise InvalidArgumentError(
-            f"cranmer: unknown setting {unknown[0]!r} in extra; settings: {', '.join(sizes)}"
-        )
-    sizes.update(cfg.extra)
+    sizes = merged_settings(NAME, BUDGETS, cfg)
     _angle_input(sizes["angles"], 2)  # refuse an unknown choice before any work
     if sizes["truth"] not in TRUTH_INTEGRATORS:
         raise InvalidArgumentError(

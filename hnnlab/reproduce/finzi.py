@@ -37,6 +37,7 @@ from hnnlab.reproduce.common import (
     ReproduceConfig,
     build_dataset,
     fit,
+    merged_settings,
     pooled,
     save_raw,
     write_results,
@@ -168,13 +169,7 @@ def build_model(spec: ModelSpec, dof: int, sizes: dict[str, Any], seed: int) -> 
 
 def settings(cfg: ReproduceConfig) -> dict[str, Any]:
     """The budget's sizes with ``cfg.extra`` applied; unknown keys and unknown models are refused."""
-    merged = dict(BUDGETS[cfg.budget])
-    unknown = [k for k in cfg.extra if k not in merged]
-    if unknown:
-        raise InvalidArgumentError(
-            f"finzi: unknown setting {unknown[0]!r} in extra; settings: {', '.join(merged)}"
-        )
-    merged.update(cfg.extra)
+    merged = merged_settings("finzi", BUDGETS, cfg)
     merged["models"] = tuple(merged["models"])
     merged["hidden"] = tuple(merged["hidden"])
     bad = [m for m in merged["models"] if m not in MODELS]

@@ -25,7 +25,6 @@ energy error, drift verdict and valid prediction time.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -48,6 +47,7 @@ from hnnlab.reproduce.common import (
     ReproduceConfig,
     build_dataset,
     fit,
+    merged_settings,
     pooled,
     save_raw,
     write_results,
@@ -128,7 +128,7 @@ PUBLISHED_MODELS = ("baseline", "HNN")
 
 
 def _budget(cfg: ReproduceConfig) -> dict[str, Any]:
-    return {**BUDGETS[cfg.budget], **cfg.extra}
+    return merged_settings("greydanus", BUDGETS, cfg)
 
 
 def _rollout_train_scale(budget: dict[str, Any], task_name: str) -> float:
@@ -287,9 +287,6 @@ def _run_task(task_name: str, cfg: ReproduceConfig, seed: int, budget: dict[str,
     overrides: dict[str, Any] = {"published_quirks": True}
     if task_name == "3body":
         overrides["n_traj"] = int(budget["3body_n_traj"])
-    for key in ("n_traj", "batch_size"):
-        if f"{task_name}_{key}" in budget and key not in overrides:
-            overrides[key] = budget[f"{task_name}_{key}"]
     path = build_dataset(cfg.out / "data" / f"{task.recipe}-seed{seed}.h5", task.recipe, seed=seed,
                          overrides=overrides)
     data = load_dataset(path)
@@ -357,7 +354,7 @@ def run(cfg: ReproduceConfig) -> dict[str, Any]:
     )
     plot = plot_table(table, cfg.results / "greydanus" / "energy_mse.png")
     save_raw(stem.with_suffix(".json"), {"source": SOURCE, "config": {"budget": cfg.budget, "seeds": cfg.seeds},
-                                          "results": _jsonable(raw)})
+                                          "results": raw})
     return {"markdown": md, "csv": csv_path, "plot": plot, "rows": table + protocol_rows + long_rows}
 
 
@@ -470,14 +467,3 @@ def _notes(cfg: ReproduceConfig, budget: dict[str, Any], seconds: float) -> list
     notes.append(f"Wall time of this run: {seconds / 60:.1f} min.")
     return notes
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Tensor):
-        return value.tolist()
-    if isinstance(value, Estimate):
-        return dataclasses.asdict(value)
-    return value

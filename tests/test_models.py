@@ -23,8 +23,10 @@ from hnnlab.models import (
     NeuralODE,
     SecondOrderNeuralODE,
     SeparableHNN,
+    StructuredLNN,
     get_model,
 )
+from hnnlab.dynamics import lagrangian_energy
 from hnnlab.rollout import rollout
 from hnnlab.systems import SYSTEMS, get_system
 
@@ -103,6 +105,74 @@ def test_lnn_with_true_lagrangian_reproduces_closed_form_accelerations(system_na
     torch.testing.assert_close(model.accelerations(x), expected, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(model(0.0, x), torch.cat([x[:, system.dof :], expected], -1), rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(model.energy(x), system.energy(x), rtol=1e-12, atol=1e-12)
+
+
+class TrueCholeskyEntries(nn.Module):
+    """The entries a StructuredLNN's ``mass_net`` must output for ``M(q)``: softplus^-1 of the diagonal of
+    ``chol(M - eps I)``, then its strictly lower part row by row."""
+
+    def __init__(self, mass_matrix, eps: float) -> None:
+        super().__init__()
+        self.mass_matrix, self.eps = mass_matrix, eps
+
+    def forward(self, q: Tensor) -> Tensor:
+        m = self.mass_matrix(q)
+        dof = m.shape[-1]
+        c = torch.linalg.cholesky(m - self.eps * torch.eye(dof, dtype=m.dtype))
+        diagonal = c.diagonal(dim1=-2, dim2=-1)
+        rows, cols = torch.tril_indices(dof, dof, offset=-1)
+        return torch.cat([diagonal + torch.log(-torch.expm1(-diagonal)), c[..., rows, cols]], dim=-1)
+
+
+@pytest.mark.parametrize("backend", ["autograd", "func"])
+@pytest.mark.parametrize("system_name", LAGRANGIAN)
+def test_structured_lnn_with_true_mass_and_potential_reproduces_closed_form_accelerations(
+    system_name: str, backend: str
+) -> None:
+    system = get_system(system_name, **({"n": 3} if system_name == "chain_pendulum" else {}))
+    eps = 1e-3
+    model = StructuredLNN(system.dof, eps=eps, mass_net=TrueCholeskyEntries(system.mass_matrix, eps),
+                          potential_net=Scalar(system.potential), backend=backend)
+    x = states_of(system)
+    q = x[:, : system.dof]
+    torch.testing.assert_close(model.mass_matrix(q), system.mass_matrix(q), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(model.lagrangian(x), system.lagrangian(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(model.accelerations(x), system.accelerations(x), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(model.energy(x), system.energy(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dof", [1, 2, 3])
+def test_structured_lnn_mass_matrix_is_positive_definite_and_is_the_velocity_hessian(dof: int) -> None:
+    torch.manual_seed(dof)
+    model = StructuredLNN(dof, hidden=SMALL, eps=1e-3).double()
+    with torch.no_grad():  # large random weights: a general LNN's mass matrix would be indefinite here
+        for p in model.parameters():
+            p.mul_(5.0)
+    x = 3 * torch.randn(200, 2 * dof, dtype=torch.float64)
+    m = model.mass_matrix(x[:, :dof])
+    torch.testing.assert_close(m, m.transpose(-1, -2), rtol=0, atol=0)
+    assert torch.linalg.eigvalsh(m).min() >= 1e-3 * (1 - 1e-9)
+    hessian = torch.func.vmap(torch.func.hessian(model.lagrangian))(x)[:, dof:, dof:]
+    torch.testing.assert_close(hessian, m, rtol=1e-10, atol=1e-10)
+    # E = T + V equals the general q_dot . dL/dq_dot - L, and the learned flow conserves it.
+    torch.testing.assert_close(model.energy(x), lagrangian_energy(model.lagrangian, x), rtol=1e-12, atol=1e-10)
+    dE_dt = (input_gradient(model.energy, x) * model(0.0, x)).sum(-1)
+    scale = input_gradient(model.energy, x).abs().sum(-1) * model(0.0, x).abs().max(-1).values
+    assert (dE_dt.abs() / scale).max() < 1e-10
+
+
+def test_structured_lnn_rejects_bad_options_and_bad_networks() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"^eps must be a finite number > 0, got 0$"):
+        StructuredLNN(2, eps=0)
+    with pytest.raises(InvalidArgumentError, match=r"^solve_dtype must be None or one of 'float32', 'float64', got 'f16'$"):
+        StructuredLNN(2, solve_dtype="f16")
+    model = StructuredLNN(2, mass_net=nn.Linear(2, 2))
+    with pytest.raises(InvalidArgumentError) as info:
+        model(0.0, torch.zeros(4, 4))
+    assert str(info.value) == (
+        "mass_net must map (..., 2) to (..., 3) entries of the Cholesky factor; for input shape (4, 2) it "
+        "returned shape (4, 2)"
+    )
 
 
 def test_lnn_test_covers_the_double_pendulum() -> None:
@@ -313,6 +383,7 @@ def test_model_capabilities() -> None:
         "lnn": ("lagrangian", False, True),
         "node": ("canonical", False, False),
         "second_order_node": ("lagrangian", False, False),
+        "structured_lnn": ("lagrangian", False, True),
     }
     assert sorted(expected) == MODELS.names()
     for name, (coordinates, separable, has_energy) in expected.items():
@@ -497,8 +568,10 @@ def test_wrong_state_shape_and_bad_net_output_are_clear_errors() -> None:
 
 
 def test_registry_builds_every_model_and_names_unknown_ones() -> None:
-    assert MODELS.names() == ["dissipative_hnn", "hnn", "lnn", "node", "second_order_node", "separable_hnn"]
-    classes = {HNN, SeparableHNN, DissipativeHNN, LNN, NeuralODE, SecondOrderNeuralODE}
+    assert MODELS.names() == [
+        "dissipative_hnn", "hnn", "lnn", "node", "second_order_node", "separable_hnn", "structured_lnn"
+    ]
+    classes = {HNN, SeparableHNN, DissipativeHNN, LNN, NeuralODE, SecondOrderNeuralODE, StructuredLNN}
     assert {type(get_model(n, dof=1, hidden=SMALL)) for n in MODELS.names()} == classes
     with pytest.raises(UnknownNameError, match="unknown model 'hn'. Did you mean 'hnn'?"):
         get_model("hn", dof=1)

@@ -16,6 +16,7 @@ from hnnlab.models.mlp import MLP as MLP
 from hnnlab.models.registry import MODELS as MODELS
 from hnnlab.models.registry import get_model as get_model
 from hnnlab.models.separable_hnn import SeparableHNN as SeparableHNN
+from hnnlab.models.structured_lnn import StructuredLNN as StructuredLNN
 
 __all__ = [
     "ACTIVATIONS",
@@ -28,5 +29,6 @@ __all__ = [
     "NeuralODE",
     "SecondOrderNeuralODE",
     "SeparableHNN",
+    "StructuredLNN",
     "get_model",
 ]

@@ -207,6 +207,40 @@ def test_wrapped_models_are_periodic_in_the_angles(x0):
         cranmer.make_model("LNN", (8,), angles="polar")
 
 
+def test_velocity_scale_divides_only_the_velocities(x0):
+    s = cranmer.VELOCITY_STD
+    assert s == pytest.approx(10 / math.sqrt(3))
+    for angles in ("features", "wrap", "raw"):
+        front, width = cranmer._angle_input(angles, 2, s)
+        unscaled, _ = cranmer._angle_input(angles, 2, 1.0)
+        mapped = front(x0)
+        assert mapped.shape[-1] == width
+        torch.testing.assert_close(mapped[..., -2:], x0[..., 2:] / s, rtol=0, atol=0)
+        expected_angles = x0[..., :2] if unscaled is None else unscaled(x0)[..., :-2]
+        torch.testing.assert_close(mapped[..., :-2], expected_angles, rtol=0, atol=0)
+        # given q alone (the Structured LNN's M(q) and V(q)), only the angles are mapped
+        torch.testing.assert_close(front(x0[..., :2]), mapped[..., :-2], rtol=0, atol=0)
+    # an LNN on scaled inputs is an LNN: its field is still the Euler-Lagrange field of its own L
+    model = cranmer.make_model("LNN", (16, 16), velocity_scale=s).double()
+    x = x0.clone().requires_grad_(True)
+    e = model.energy(x)
+    (grad,) = torch.autograd.grad(e.sum(), x)
+    assert float(((grad * model(0.0, x0)).sum(-1)).abs().max()) < 1e-9 * float(grad.abs().max())
+    for bad in (0.0, -1.0, math.inf, True):
+        with pytest.raises(InvalidArgumentError, match=r"velocity_scale must be a finite number > 0"):
+            cranmer.make_model("LNN", (8,), velocity_scale=bad)
+
+
+def test_structured_lnn_of_the_comparison_has_a_positive_definite_mass_matrix(x0):
+    model = cranmer.make_model("Structured LNN", (16, 16), velocity_scale=cranmer.VELOCITY_STD).double()
+    q = 10 * torch.randn(50, 2, dtype=torch.float64)
+    assert float(torch.linalg.eigvalsh(model.mass_matrix(q)).min()) >= 1e-3 * (1 - 1e-9)
+    # functions of the angles only: M and V do not see q_dot
+    shifted = x0.clone()
+    shifted[:, 2:] += 1.0
+    torch.testing.assert_close(model.potential(shifted[:, :2]), model.potential(x0[:, :2]), rtol=0, atol=0)
+
+
 def test_cranmer_init_has_the_published_layer_scales():
     from hnnlab.models import MLP
 
@@ -270,13 +304,13 @@ def test_tiny_end_to_end_run_writes_the_tables(tmp_path, monkeypatch):
     assert [(r["model"], r["source"], r["dtype"]) for r in main] == [
         ("LNN", "published", "–"), ("LNN", "hnnlab", "float64"),
         ("MLP baseline", "published", "–"), ("MLP baseline", "hnnlab", "float64"),
-        ("MLP baseline", "hnnlab", "float32"),
+        ("MLP baseline", "hnnlab", "float32"), ("Structured LNN", "hnnlab (addition)", "float64"),
     ]
     assert {"metric", "metric_stderr", "diverged"} <= set(rows[0])
     raw = json.loads((tmp_path / "results" / "cranmer.json").read_text())
     seed = raw["seeds"][0]
     # the table's number is the mean of the finite per-state values in the JSON; the others are counted
-    for row in main[1], main[3]:
+    for row in main[1], main[3], main[5]:
         per_state = seed["models"][row["model"]]["float64"]["per_state_final"]
         assert len(per_state) == 3
         finite = [v for v in per_state if math.isfinite(v)]
@@ -285,9 +319,11 @@ def test_tiny_end_to_end_run_writes_the_tables(tmp_path, monkeypatch):
             assert float(row["metric"]) == pytest.approx(sum(finite) / len(finite), rel=1e-12)
     assert int(main[3]["diverged"]) == 0  # a small smooth MLP finishes
     check = [r for r in rows if r["section"].startswith("Evaluation-integrator")]
-    assert [r["model"] for r in check] == ["true system", "LNN", "MLP baseline"]
+    assert [r["model"] for r in check] == ["true system", "LNN", "MLP baseline", "Structured LNN"]
     assert float(check[0]["at_rtol"]) < 1e-5  # the true field: only integration error
-    assert "drift" in check[1] and check[2]["drift"] == ""  # measured for the LNN only (the MLP has no energy)
+    # the learned-energy drift is measured for the two Lagrangian models only (the MLP has no energy)
+    # (the tiny untrained LNN may blow up, leaving NaN; the Structured LNN's positive mass matrix finishes)
+    assert check[2]["drift"] == "" and "drift" in check[1] and 0 <= float(check[3]["drift"]) < 1
     png = tmp_path / "results" / "cranmer" / "energy_error.png"
     assert png.exists() and png.stat().st_size < 200_000
     # one dataset per seed, under cfg.out

@@ -75,3 +75,7 @@ class HnnlabWandbLogger(WandbLogger):
             **extra,
             **kwargs,
         )
+        # Lightning always passes anonymous=None to wandb.init, which current wandb answers with a
+        # deprecation warning on every run ("The anonymous setting has no effect"); None means "not set".
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from hnnlab.dynamics import input_gradient
+from hnnlab.dynamics import input_gradient, lagrangian_energy
 from hnnlab.errors import IncompatibleIntegratorError, InvalidArgumentError, UnknownNameError
 from hnnlab.integrators import INTEGRATORS, get_integrator
 from hnnlab.models import (
@@ -26,7 +26,6 @@ from hnnlab.models import (
     StructuredLNN,
     get_model,
 )
-from hnnlab.dynamics import lagrangian_energy
 from hnnlab.rollout import rollout
 from hnnlab.systems import SYSTEMS, get_system
 
@@ -164,7 +163,8 @@ def test_structured_lnn_mass_matrix_is_positive_definite_and_is_the_velocity_hes
 def test_structured_lnn_rejects_bad_options_and_bad_networks() -> None:
     with pytest.raises(InvalidArgumentError, match=r"^eps must be a finite number > 0, got 0$"):
         StructuredLNN(2, eps=0)
-    with pytest.raises(InvalidArgumentError, match=r"^solve_dtype must be None or one of 'float32', 'float64', got 'f16'$"):
+    message = r"^solve_dtype must be None or one of 'float32', 'float64', got 'f16'$"
+    with pytest.raises(InvalidArgumentError, match=message):
         StructuredLNN(2, solve_dtype="f16")
     model = StructuredLNN(2, mass_net=nn.Linear(2, 2))
     with pytest.raises(InvalidArgumentError) as info:

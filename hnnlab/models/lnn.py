@@ -18,6 +18,15 @@ from hnnlab.models.registry import register_model
 SOLVE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
 
+def resolve_solve_dtype(solve_dtype: str | None) -> torch.dtype | None:
+    """The dtype named by ``solve_dtype`` (``None``: the state's own), else a clear error."""
+    if solve_dtype is not None and solve_dtype not in SOLVE_DTYPES:
+        raise InvalidArgumentError(
+            f"solve_dtype must be None or one of {', '.join(map(repr, SOLVE_DTYPES))}, got {solve_dtype!r}"
+        )
+    return None if solve_dtype is None else SOLVE_DTYPES[solve_dtype]
+
+
 @register_model("lnn")
 class LNN(AbstractModel):
     """Lagrangian neural network (Cranmer et al. 2020): a network ``L_theta(q, q_dot)`` and the
@@ -65,16 +74,12 @@ class LNN(AbstractModel):
             dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init, solve_dtype=solve_dtype,
             regularization=regularization, net=net, backend=backend,
         )
-        if solve_dtype is not None and solve_dtype not in SOLVE_DTYPES:
-            raise InvalidArgumentError(
-                f"solve_dtype must be None or one of {', '.join(map(repr, SOLVE_DTYPES))}, got {solve_dtype!r}"
-            )
         if isinstance(regularization, bool) or not isinstance(regularization, int | float) or not (
             math.isfinite(regularization) and regularization >= 0
         ):
             raise InvalidArgumentError(f"regularization must be a finite number >= 0, got {regularization!r}")
         check_backend(backend)
-        self.solve_dtype = None if solve_dtype is None else SOLVE_DTYPES[solve_dtype]
+        self.solve_dtype = resolve_solve_dtype(solve_dtype)
         self.regularization = float(regularization)
         self.backend = backend
         self.net = net if net is not None else MLP(2 * self.dof, hidden, 1, activation, False, orthogonal_init)

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from hnnlab.dynamics import check_backend, euler_lagrange_accelerations
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.models.base import AbstractModel
+from hnnlab.models.lnn import resolve_solve_dtype
 from hnnlab.models.mlp import MLP, scalar_output
 from hnnlab.models.registry import register_model
 
@@ -68,15 +69,9 @@ class StructuredLNN(AbstractModel):
         )
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not (math.isfinite(eps) and eps > 0):
             raise InvalidArgumentError(f"eps must be a finite number > 0, got {eps!r}")
-        from hnnlab.models.lnn import SOLVE_DTYPES
-
-        if solve_dtype is not None and solve_dtype not in SOLVE_DTYPES:
-            raise InvalidArgumentError(
-                f"solve_dtype must be None or one of {', '.join(map(repr, SOLVE_DTYPES))}, got {solve_dtype!r}"
-            )
         check_backend(backend)
         self.eps = float(eps)
-        self.solve_dtype = None if solve_dtype is None else SOLVE_DTYPES[solve_dtype]
+        self.solve_dtype = resolve_solve_dtype(solve_dtype)
         self.backend = backend
         n_entries = self.dof * (self.dof + 1) // 2
         self.mass_net = mass_net if mass_net is not None else MLP(

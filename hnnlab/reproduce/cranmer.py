@@ -727,7 +727,8 @@ def _notes(rows: dict[str, list[dict[str, Any]]], sizes: dict[str, Any], cfg: Re
         + (f"The networks see q_dot / {sizes['velocity_scale']:.3g} (the standard deviation of the training "
            "velocities), not the raw q_dot up to 10: a change of input units that leaves every model's class of "
            "functions as it was (for the LNN, L(q, q_dot / s) is still a Lagrangian) and, measured on this "
-           "machine, takes the LNN's validation L1 after 400 steps from 22.8 to 18.6 (predicting zero: 23.5). " if sizes["velocity_scale"] != 1 else "")
+           "machine, takes the LNN's validation L1 after 400 steps from 22.8 to 18.6 (predicting zero: 23.5). "
+           if sizes["velocity_scale"] != 1 else "")
         + f"Whole run: {minutes:.1f} min.",
         "Structured LNN (hnnlab's addition, not in the paper): L = q_dot^T M(q) q_dot / 2 - V(q) with "
         "M(q) = C C^T + 1e-3 I positive definite by construction (C lower-triangular, softplus diagonal) and two "

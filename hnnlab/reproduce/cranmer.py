@@ -80,7 +80,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "truth": "dopri8",  # recipe default, dopri8 at 1e-12 (faster here than the paper's dopri5 at 1e-10)
         "max_evaluations_factor": 1.5,  # a model's rollout may use this many times the true system's evaluations
         "lnn_init": "cranmer",  # the paper's custom_init ("default": PyTorch's)
-        "angles": "features",  # networks see (cos q, sin q); "wrap": the paper's q mod 2 pi (see AngleFeatures)
+        "angles": "features",  # networks see (cos q, sin q); "wrap": the paper's q mod 2 pi (see NetworkInput)
         "velocity_scale": VELOCITY_STD,  # networks see q_dot / this (1.0: the paper's raw q_dot)
     },
     "published": {
@@ -152,33 +152,6 @@ def recipe_overrides(sizes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class WrapAngles(nn.Module):
-    """``(q, q_dot) -> (q mod 2 pi, q_dot / s)`` in front of a network: the paper's equations of motion
-    wrap the angles before the network (its ``lagrangian_eom``), so a network trained on angles in
-    ``[0, 2 pi)`` is never asked about angles outside. ``d(q mod 2 pi)/dq = 1``, so every derivative the
-    Euler-Lagrange equations need is unchanged away from the wrap. ``s`` (``velocity_scale``) rescales
-    the velocities (1: the paper's raw ones); given ``q`` alone (``(..., dof)``), only ``q`` is mapped."""
-
-    def __init__(self, dof: int, velocity_scale: float = 1.0) -> None:
-        super().__init__()
-        self.dof, self.velocity_scale = dof, velocity_scale
-
-    def forward(self, x: Tensor) -> Tensor:
-        q, rest = x[..., : self.dof], x[..., self.dof :]
-        return torch.cat([torch.remainder(q, 2 * math.pi), rest / self.velocity_scale], dim=-1)  # (..., 2 * dof)
-
-
-class ScaleVelocities(nn.Module):
-    """``(q, q_dot) -> (q, q_dot / s)``: raw angles, rescaled velocities."""
-
-    def __init__(self, dof: int, velocity_scale: float = 1.0) -> None:
-        super().__init__()
-        self.dof, self.velocity_scale = dof, velocity_scale
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([x[..., : self.dof], x[..., self.dof :] / self.velocity_scale], dim=-1)
-
-
 def cranmer_init(mlp: nn.Module, generator: torch.Generator | None = None) -> None:
     """The paper's LNN initialisation (``custom_init`` in its ``lnn.py``): zero biases and normal weights
     of std ``s / sqrt(n)``, ``n`` the larger side of the layer, with ``s = 2.2`` for the first layer,
@@ -193,21 +166,37 @@ def cranmer_init(mlp: nn.Module, generator: torch.Generator | None = None) -> No
                 layer.bias.zero_()
 
 
-class AngleFeatures(nn.Module):
-    """``(q, q_dot) -> (cos q, sin q, q_dot / s)`` in front of a network: an exactly periodic and smooth
-    function of the angles. The paper's ``q mod 2 pi`` (:class:`WrapAngles`) is periodic too but makes
-    the learned field jump at ``q = 0``, the pendulum's rest position, which every swing crosses: an
-    adaptive solver then stalls on the jump (measured: the MLP baseline spent 1.5x the true system's
-    evaluations and did not reach t = 100). ``s`` (``velocity_scale``) rescales the velocities; given
-    ``q`` alone (``(..., dof)``), the output is ``(cos q, sin q)``."""
+class NetworkInput(nn.Module):
+    """``(q, q_dot) -> (a(q), q_dot / s)`` in front of a network; given ``q`` alone (``(..., dof)``), only
+    ``a(q)`` (the Structured LNN's ``M(q)`` and ``V(q)`` see the angles only).
 
-    def __init__(self, dof: int, velocity_scale: float = 1.0) -> None:
+    ``angles`` chooses ``a``:
+
+    - ``"features"``: ``(cos q, sin q)``, exactly periodic and smooth in the angles;
+    - ``"wrap"``: ``q mod 2 pi``, the paper's (its ``lagrangian_eom``): a network trained on angles in
+      ``[0, 2 pi)`` is never asked about angles outside, and ``d(q mod 2 pi)/dq = 1``, so every derivative
+      the Euler-Lagrange equations need is unchanged away from the wrap. But the learned field jumps at
+      ``q = 0``, the pendulum's rest position, which every swing crosses: an adaptive solver then stalls on
+      the jump (measured: the MLP baseline spent 1.5x the true system's evaluations and did not reach
+      t = 100);
+    - ``"raw"``: ``q`` itself.
+
+    ``s`` (``velocity_scale``) rescales the velocities (1: the paper's raw ones).
+    """
+
+    def __init__(self, dof: int, angles: str, velocity_scale: float = 1.0) -> None:
         super().__init__()
-        self.dof, self.velocity_scale = dof, velocity_scale
+        self.dof, self.angles, self.velocity_scale = dof, angles, velocity_scale
 
     def forward(self, x: Tensor) -> Tensor:
         q, rest = x[..., : self.dof], x[..., self.dof :]
-        return torch.cat([torch.cos(q), torch.sin(q), rest / self.velocity_scale], dim=-1)  # (..., 3 * dof)
+        if self.angles == "features":
+            mapped = [torch.cos(q), torch.sin(q)]
+        elif self.angles == "wrap":
+            mapped = [torch.remainder(q, 2 * math.pi)]
+        else:
+            mapped = [q]
+        return torch.cat([*mapped, rest / self.velocity_scale], dim=-1)  # (..., width)
 
 
 ANGLE_INPUTS = ("features", "wrap", "raw")
@@ -219,13 +208,12 @@ def _angle_input(angles: str, dof: int, velocity_scale: float = 1.0) -> tuple[nn
         math.isfinite(velocity_scale) and velocity_scale > 0
     ):
         raise InvalidArgumentError(f"cranmer: velocity_scale must be a finite number > 0, got {velocity_scale!r}")
-    if angles == "features":
-        return AngleFeatures(dof, velocity_scale), 3 * dof
-    if angles == "wrap":
-        return WrapAngles(dof, velocity_scale), 2 * dof
-    if angles == "raw":
-        return (None if velocity_scale == 1 else ScaleVelocities(dof, velocity_scale)), 2 * dof
-    raise InvalidArgumentError(f"cranmer: angles must be one of {', '.join(ANGLE_INPUTS)}, got {angles!r}")
+    if angles not in ANGLE_INPUTS:
+        raise InvalidArgumentError(f"cranmer: angles must be one of {', '.join(ANGLE_INPUTS)}, got {angles!r}")
+    width = (3 if angles == "features" else 2) * dof
+    if angles == "raw" and velocity_scale == 1:
+        return None, width  # the network sees the state itself
+    return NetworkInput(dof, angles, velocity_scale), width
 
 
 def make_model(name: str, hidden: Sequence[int], *, init: str = "cranmer", angles: str = "features",
@@ -249,7 +237,7 @@ def make_model(name: str, hidden: Sequence[int], *, init: str = "cranmer", angle
 
         def net(out: int, bias_last: bool) -> nn.Module:
             mlp = MLP(q_width, tuple(hidden), out, "softplus", bias_last=bias_last)
-            return mlp if front is None else nn.Sequential(copy.deepcopy(front), mlp)
+            return mlp if front is None else nn.Sequential(front, mlp)  # front: no parameters, shared
 
         return StructuredLNN(2, mass_net=net(3, True), potential_net=net(1, False), solve_dtype="float64")
     if name == "LNN":
@@ -536,7 +524,7 @@ def run_seed(cfg: ReproduceConfig, sizes: dict[str, Any], seed: int) -> dict[str
                                  "curve": ev.energy_error.mean(dim=0).tolist()}
         print(f"    {name} float64: {_estimate(ev.final):.3e} ({ev.evaluations} evaluations, {ev.seconds:.0f} s)",
               flush=True)
-        if name in ("LNN", "Structured LNN"):
+        if m64.has_energy:
             entry["learned_drift"] = _estimate(learned_energy_drift(m64, system, ev))
         if name in sizes["check_models"]:
             check_rtol = float(sizes["check_rtol"])
@@ -705,15 +693,11 @@ def _notes(rows: dict[str, list[dict[str, Any]]], sizes: dict[str, Any], cfg: Re
            minutes: float) -> list[str]:
     def metric(model: str, dtype: str = "float64") -> Estimate | None:
         for r in rows["main"]:
-            if r["model"] == model and r["source"] == "hnnlab" and r["dtype"] == dtype:
+            if r["model"] == model and r["source"] != "published" and r["dtype"] == dtype:
                 return r["metric"]
         return None
 
-    lnn, base = metric("LNN"), metric("MLP baseline")
-    structured = None
-    for r in rows["main"]:
-        if r["model"] == "Structured LNN" and r["dtype"] == "float64":
-            structured = r["metric"]
+    lnn, base, structured = metric("LNN"), metric("MLP baseline"), metric("Structured LNN")
     notes = [
         f"Source: {SOURCE}. Published figures: LNN {PUBLISHED['LNN']} (about 0.4 %), MLP baseline "
         f"{PUBLISHED['MLP baseline']} (about 7 %); the paper gives no error bars.",

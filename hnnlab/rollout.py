@@ -1,37 +1,137 @@
-"""The one time loop: batched rollouts of any vector field with any integrator.
+"""The one time loop: batched solves of any vector field with any integrator.
 
-``rollout(f, integrator, x0, dt, n_steps, save_every=1)`` returns the states at steps
-``0, save_every, 2 * save_every, ...`` (the initial state included), shape
-``(batch, n_steps // save_every + 1, 2 * dof)``. Only saved states are kept, so memory does not grow
-with the number of steps beyond what is returned; :func:`iter_rollout` yields the same states in
-chunks for streaming to disk, so memory stays constant.
+Every stepping of a vector field in hnnlab (simulation, rollout losses, evaluation, reproductions, audits,
+benchmarks) goes through :func:`solve`:
 
-Rollouts stop with :class:`~hnnlab.errors.NonFiniteStateError` naming the first step and trajectory
-whose state turned NaN or infinite. Finiteness is checked every ``check_every`` steps (one device
-synchronisation each); when a check fails, the steps since the last good check are replayed one at a
-time to find the exact first bad step.
+``solve(f, integrator, x0, dt, n_steps, save_every=1)`` returns a :class:`Solution` with the states at steps
+``0, save_every, 2 * save_every, ..., n_steps`` (``ys``, ``(batch, n_steps // save_every + 1, 2 * dof)``), their
+times ``ts``, a per-trajectory ``status`` (:class:`Status`: ok, non-finite, not converged), the first bad step of
+each trajectory (``-1`` when none) and ``stats`` (steps, field evaluations). With ``on_nonfinite="mask"`` (the
+default) a trajectory whose state turns NaN or infinite, or whose implicit or adaptive solve fails, is frozen: its
+later saved states are NaN while the rest of the batch goes on to the horizon, at full speed (the live rows are
+stepped alone). ``on_nonfinite="raise"`` raises :class:`~hnnlab.errors.NonFiniteStateError` naming the first bad
+step and trajectory (or the implicit method's :class:`~hnnlab.errors.ConvergenceError`).
 
-The steps come from the integrator's ``_steps`` (the same states as calling ``step`` in a loop; leapfrog
-and the other splitting methods reuse the last force of a step as the first of the next). When the
-first step's result does not require grad (nothing upstream does), the rest of the loop runs under
-``torch.no_grad``.
+:func:`rollout` (returns the states, raises) and :func:`iter_rollout` (yields them in chunks for streaming to disk,
+raises) are thin forms of the same loop.
+
+Finiteness is checked every ``check_every`` steps (one device synchronisation each); when a check finds bad
+trajectories, the steps since the last good check are replayed, for those trajectories alone, one at a time,
+to find each one's exact first bad step. Solver state between steps (the first-same-as-last force of the
+splitting methods, the per-trajectory step sizes of the adaptive ones) is carried by the integrator's
+``advance``. When the first step's result does not require grad (nothing upstream does), the rest of the loop
+runs under ``torch.no_grad``. Memory holds only what is returned (or one chunk, streaming).
 """
 
 from __future__ import annotations
 
+import enum
+import math
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from hnnlab.dynamics import check_state
 from hnnlab.errors import InvalidArgumentError, NonFiniteStateError
-from hnnlab.integrators.base import AbstractIntegrator, VectorField, check_dt
+from hnnlab.fields import counted, declared_dof
+from hnnlab.integrators.base import AbstractIntegrator, SolverState, VectorField, check_dt
 from hnnlab.integrators.registry import get_integrator
 
 PROGRESS_MIN_STEPS = 10_000
+OnNonfinite = Literal["mask", "raise"]
+ON_NONFINITE: tuple[str, ...] = ("mask", "raise")
+
+
+class Status(enum.IntEnum):
+    """What happened to one trajectory of a solve."""
+
+    OK = 0
+    NONFINITE = 1  # its state turned NaN or infinite
+    NOT_CONVERGED = 2  # its implicit or adaptive step failed
+
+
+@dataclass
+class Solution:
+    """The result of :func:`solve`.
+
+    Attributes:
+        ts: saved times ``(n_saved,)``, float64.
+        ys: saved states ``(batch, n_saved, 2 * dof)`` in ``x0``'s dtype; NaN from a bad trajectory's first bad
+            step on.
+        status: ``(batch,)`` int8 codes of :class:`Status`.
+        first_bad_step: ``(batch,)`` int64, the first step whose result was bad (1 = the first step), ``-1``
+            where the trajectory is ok.
+        stats: ``steps`` (steps of the loop), ``field_evaluations`` (calls of the field, each on the live rows
+            of the batch; a half field counts 0.5), ``replayed_steps`` (steps taken again to locate failures).
+    """
+
+    ts: Tensor
+    ys: Tensor
+    status: Tensor
+    first_bad_step: Tensor
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> Tensor:
+        """``(batch,)`` bool, the trajectories that reached the horizon."""
+        return self.status == Status.OK
+
+    @property
+    def all_ok(self) -> bool:
+        return bool(self.ok.all())
+
+
+def solve(
+    f: VectorField,
+    integrator: AbstractIntegrator | str,
+    x0: Tensor,
+    dt: float,
+    n_steps: int,
+    save_every: int = 1,
+    *,
+    t0: float = 0.0,
+    on_nonfinite: OnNonfinite = "mask",
+    check_every: int = 32,
+    progress: bool | None = None,
+    description: str = "rollout",
+) -> Solution:
+    """Integrate ``dx/dt = f(t, x)`` from ``x0`` for ``n_steps`` steps of size ``dt``.
+
+    Args:
+        f: vector field ``f(t, x) -> dx/dt`` on ``(batch, 2 * dof)`` states (a system, a model, or
+            any callable).
+        integrator: an integrator or its registered name.
+        x0: initial states ``(batch, 2 * dof)`` (or ``(2 * dof,)``, then ``ys`` has no batch axis).
+        dt: step size, ``> 0``.
+        n_steps: number of steps, ``>= 0``; when ``save_every`` does not divide it, the solve stops at the last
+            multiple and warns (:func:`steps_to_save`).
+        save_every: keep every ``save_every``-th state; steps ``0, k, 2k, ..., n_steps`` are kept.
+        t0: initial time.
+        on_nonfinite: ``"mask"`` (freeze bad trajectories, go on with the others) or ``"raise"``.
+        check_every: steps between finiteness checks.
+        progress: show a progress bar; ``None`` shows one on long runs in an interactive terminal.
+        description: the progress bar's label.
+
+    Returns:
+        A :class:`Solution`. ``ys`` is differentiable with respect to ``x0`` and the parameters of ``f`` when
+        gradients are enabled.
+    """
+    unbatched = isinstance(x0, Tensor) and x0.ndim == 1
+    x0 = x0[None] if unbatched else x0
+    integrator, n_steps = _validate(f, integrator, x0, dt, n_steps, save_every, 1, check_every, on_nonfinite)
+    loop = _Loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), check_every, on_nonfinite)
+    chunks = list(loop.run(chunk_size=n_steps // save_every + 1, progress=progress, description=description))
+    ys = torch.cat(chunks, dim=1) if len(chunks) > 1 else chunks[0]  # (batch, n_saved, 2 * dof)
+    solution = loop.solution(ys)
+    if unbatched:
+        solution.ys = solution.ys[0]
+    return solution
 
 
 def rollout(
@@ -46,33 +146,12 @@ def rollout(
     check_every: int = 32,
     progress: bool | None = None,
 ) -> Tensor:
-    """Integrate ``dx/dt = f(t, x)`` from ``x0`` for ``n_steps`` steps of size ``dt``.
-
-    Args:
-        f: vector field ``f(t, x) -> dx/dt`` on ``(batch, 2 * dof)`` states (a system, a model, or
-            any callable).
-        integrator: an integrator or its registered name.
-        x0: initial states ``(batch, 2 * dof)`` (or ``(2 * dof,)``, then the result has no batch axis).
-        dt: step size, ``> 0``.
-        n_steps: number of steps, ``>= 0``.
-        save_every: keep every ``save_every``-th state; steps ``0, k, 2k, ... <= n_steps`` are kept.
-        t0: initial time.
-        check_every: steps between finiteness checks.
-        progress: show a progress bar; ``None`` shows one on long runs in an interactive terminal.
-
-    Returns:
-        ``(batch, n_steps // save_every + 1, 2 * dof)`` states, in ``x0``'s dtype and device.
-        Differentiable with respect to ``x0`` and the parameters of ``f`` when gradients are enabled.
-    """
-    unbatched = isinstance(x0, Tensor) and x0.ndim == 1
-    x0 = x0[None] if unbatched else x0
-    integrator = _validate(f, integrator, x0, dt, n_steps, save_every, chunk_size=1, check_every=check_every)
-    n_saved = n_steps // save_every + 1
-    (states,) = _saved_states(
-        f, integrator, x0, float(dt), n_steps, save_every, float(t0), n_saved, check_every, progress
-    )
-    out = torch.stack(states, dim=1)  # (batch, saved_times, 2 * dof): one copy of each saved state
-    return out[0] if unbatched else out
+    """The states of :func:`solve` with ``on_nonfinite="raise"``: ``(batch, n_steps // save_every + 1, 2 * dof)``
+    (no batch axis for an unbatched ``x0``), in ``x0``'s dtype and device."""
+    return solve(
+        f, integrator, x0, dt, n_steps, save_every, t0=t0, on_nonfinite="raise", check_every=check_every,
+        progress=progress,
+    ).ys
 
 
 def iter_rollout(
@@ -87,16 +166,16 @@ def iter_rollout(
     chunk_size: int = 256,
     check_every: int = 32,
     progress: bool | None = None,
+    description: str = "rollout",
 ) -> Iterator[Tensor]:
     """Like :func:`rollout`, but yields the saved states in chunks ``(batch, <= chunk_size, 2 * dof)``.
 
-    The first chunk starts with ``x0``. All arguments are validated before the first step runs.
+    The first chunk starts with ``x0``. All arguments are validated before the first step runs; a chunk is
+    yielded only once all its states have passed the finiteness check.
     """
-    integrator = _validate(f, integrator, x0, dt, n_steps, save_every, chunk_size=chunk_size, check_every=check_every)
-    chunks = _saved_states(
-        f, integrator, x0, float(dt), n_steps, save_every, float(t0), chunk_size, check_every, progress
-    )
-    return (torch.stack(chunk, dim=1) for chunk in chunks)  # each (batch, <= chunk_size, 2 * dof)
+    integrator, n_steps = _validate(f, integrator, x0, dt, n_steps, save_every, chunk_size, check_every, "raise")
+    loop = _Loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), check_every, "raise")
+    return loop.run(chunk_size=chunk_size, progress=progress, description=description)
 
 
 def _validate(
@@ -106,124 +185,242 @@ def _validate(
     dt: float,
     n_steps: int,
     save_every: int,
-    *,
     chunk_size: int,
     check_every: int,
-) -> AbstractIntegrator:
-    """Check every argument (and the integrator/field pair) before any step runs."""
+    on_nonfinite: str,
+) -> tuple[AbstractIntegrator, int]:
+    """Check every argument (and the integrator/field pair) before any step runs; the integrator and the number
+    of steps to run (:func:`steps_to_save`)."""
     integrator = get_integrator(integrator)
     check_dt(dt)
-    _check_count("n_steps", n_steps, minimum=0)
-    _check_count("save_every", save_every, minimum=1)
-    _check_count("chunk_size", chunk_size, minimum=1)
-    _check_count("check_every", check_every, minimum=1)
+    check_count("n_steps", n_steps, minimum=0)
+    check_count("save_every", save_every, minimum=1)
+    check_count("chunk_size", chunk_size, minimum=1)
+    check_count("check_every", check_every, minimum=1)
+    if on_nonfinite not in ON_NONFINITE:
+        raise InvalidArgumentError(
+            f"on_nonfinite must be one of {', '.join(map(repr, ON_NONFINITE))}, got {on_nonfinite!r}"
+        )
     check_state(x0, name="x0")
     if x0.ndim != 2:
         raise InvalidArgumentError(f"x0 must have shape (batch, 2 * dof), got shape {tuple(x0.shape)}")
-    dof = getattr(f, "dof", None) or getattr(getattr(f, "__self__", None), "dof", None)
-    if isinstance(dof, int) and x0.shape[-1] != 2 * dof:
+    dof = declared_dof(f)
+    if dof is not None and x0.shape[-1] != 2 * dof:
         raise InvalidArgumentError(
             f"x0 must have last dimension 2 * dof = {2 * dof} for this vector field, got shape {tuple(x0.shape)}"
         )
     integrator.check_compatible(f)
-    return integrator
+    return integrator, steps_to_save(n_steps, save_every)
 
 
-def _saved_states(
-    f: VectorField,
-    integrator: AbstractIntegrator,
-    x0: Tensor,
-    dt: float,
-    n_steps: int,
-    save_every: int,
-    t0: float,
-    chunk_size: int,
-    check_every: int,
-    progress: bool | None,
-) -> Iterator[list[Tensor]]:
-    """The saved states, ``x0`` first, in lists of at most ``chunk_size`` states ``(batch, 2 * dof)``."""
-    show = progress if progress is not None else (n_steps >= PROGRESS_MIN_STEPS and sys.stderr.isatty())
-    bar = _progress_bar(n_steps) if show else nullcontext(None)
-    states = integrator._steps(f, t0, x0, dt, n_steps)
-    # Once the first step shows that its result needs no graph (nothing upstream requires grad), the
-    # remaining steps run under no_grad: the same values without autograd bookkeeping. The mode is set
-    # only while this generator computes, never while the caller holds a chunk.
-    graph_free = not torch.is_grad_enabled()
-    chunk: list[Tensor] = [x0]  # saved states, each (batch, 2 * dof)
-    good_x, good_step = x0, 0
-    step = 0
-    with bar as bar_task:
-        while step < n_steps:
-            with torch.no_grad() if graph_free else nullcontext():
-                while step < n_steps and len(chunk) < chunk_size:
-                    x = next(states)
-                    step += 1
-                    if step % check_every == 0 or step == n_steps:
-                        if not bool(torch.isfinite(x).all()):
-                            _raise_first_nonfinite(f, integrator, good_x, good_step, step, dt, t0)
-                        good_x, good_step = x, step
-                        if bar_task is not None:
-                            bar_task.update(step)
-                    if step % save_every == 0:
-                        chunk.append(x)
-                    if not graph_free and not x.requires_grad:
-                        graph_free = True
-                        break
-            if len(chunk) >= chunk_size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-
-
-def _raise_first_nonfinite(
-    f: VectorField, integrator: AbstractIntegrator, x: Tensor, start: int, stop: int, dt: float, t0: float
-) -> None:
-    """Replay steps ``start + 1 .. stop`` from the last good state and raise at the first bad one."""
-    with torch.no_grad():
-        for step in range(start + 1, stop + 1):
-            x = integrator._step(f, t0 + (step - 1) * dt, x, dt)
-            finite = torch.isfinite(x).all(dim=-1)
-            if not bool(finite.all()):
-                traj = int(torch.nonzero(~finite)[0])
-                time = t0 + step * dt
-                raise NonFiniteStateError(
-                    f"rollout became non-finite (NaN or inf) at step {step} (t = {time:.6g}) in trajectory "
-                    f"{traj} of {x.shape[0]}; the step size may be too large for this system "
-                    f"(dt = {dt:g}, integrator {integrator.name!r}) or the model may be unstable",
-                    step=step,
-                    trajectory=traj,
-                    time=time,
-                )
-    raise NonFiniteStateError(  # the replay was finite: f is not deterministic
-        f"rollout became non-finite between steps {start + 1} and {stop}",
-        step=stop,
-        trajectory=-1,
-        time=t0 + stop * dt,
-    )
-
-
-def _check_count(name: str, value: object, *, minimum: int) -> None:
+def check_count(name: str, value: object, *, minimum: int) -> None:
+    """Raise a clear error unless ``value`` is an integer ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+class SaveEveryWarning(UserWarning):
+    """A step count that ``save_every`` does not divide: the solve stops at the last multiple."""
+
+
+def steps_to_save(n_steps: int, save_every: int, *, names: tuple[str, str] = ("n_steps", "save_every")) -> int:
+    """The steps a solve runs: ``n_steps`` when ``save_every`` divides it, else the last multiple of
+    ``save_every`` below it, with a :class:`SaveEveryWarning` that says so (steps after the last saved state
+    would be computed and never kept). Every command that takes both counts goes through this rule."""
+    below = n_steps - n_steps % save_every
+    if below != n_steps:
+        warnings.warn(
+            f"{names[0]} = {n_steps} is not a multiple of {names[1]} = {save_every}: running {below} steps (the last "
+            f"saved state); use {names[0]} = {below} or {below + save_every} to silence this",
+            SaveEveryWarning,
+            stacklevel=3,
+        )
+    return below
+
+
+def _take(state: SolverState, rows: Tensor) -> SolverState:
+    """The rows ``rows`` of a solver state (``None``, a tensor, or a tuple of them, batch first)."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state[rows]
+    return tuple(_take(s, rows) for s in state)
+
+
+class _Loop:
+    """One solve: the live rows of the batch, their solver state, and the per-trajectory bookkeeping."""
+
+    def __init__(
+        self, f: VectorField, integrator: AbstractIntegrator, x0: Tensor, dt: float, n_steps: int,
+        save_every: int, t0: float, check_every: int, on_nonfinite: str,
+    ) -> None:
+        self.f = counted(f)
+        self.integrator = integrator
+        self.x0 = x0
+        self.dt, self.n_steps, self.save_every, self.t0 = dt, n_steps, save_every, t0
+        self.check_every = check_every
+        self.raise_ = on_nonfinite == "raise"
+        batch = x0.shape[0]
+        self.status = torch.zeros(batch, dtype=torch.int8)
+        self.first_bad = torch.full((batch,), -1, dtype=torch.long)
+        self.live: Tensor | None = None  # indices of the live rows, None while all are live
+        self.replayed = 0
+
+    def _full(self, x: Tensor) -> Tensor:
+        """A live-row state as a whole-batch state ``(batch, 2 * dof)``, NaN in the frozen rows."""
+        if self.live is None:
+            return x
+        out = torch.full_like(self.x0, math.nan)
+        return out.index_put((self.live.to(x.device),), x)
+
+    def run(self, *, chunk_size: int, progress: bool | None, description: str) -> Iterator[Tensor]:
+        """The saved states, ``x0`` first, in chunks ``(batch, <= chunk_size, 2 * dof)``."""
+        n_steps, dt, t0 = self.n_steps, self.dt, self.t0
+        show = progress if progress is not None else (n_steps >= PROGRESS_MIN_STEPS and sys.stderr.isatty())
+        bar = _Bar(n_steps, description) if show else nullcontext(None)
+        integrator, f = self.integrator, self.f
+        # Once the first step shows that its result needs no graph (nothing upstream requires grad), the
+        # remaining steps run under no_grad: the same values without autograd bookkeeping. The mode is set
+        # only while this generator computes, never while the caller holds a chunk.
+        graph_free = not torch.is_grad_enabled()
+        x = self.x0
+        state = integrator.init(f, t0, x, dt)
+        good = (x, state, 0)  # the last state that passed a check, its solver state and its step
+        chunk: list[tuple[int, Tensor]] = [(0, x)]  # (step, whole-batch state), not yet yielded
+        step = 0
+        with bar as bar_task:
+            while step < n_steps:
+                with torch.no_grad() if graph_free else nullcontext():
+                    while step < n_steps:
+                        x, state, _ = integrator.advance(f, t0 + step * dt, x, dt, state)
+                        step += 1
+                        saved = step % self.save_every == 0
+                        if saved:
+                            chunk.append((step, self._full(x)))
+                        full_chunk = len(chunk) >= chunk_size
+                        if step % self.check_every == 0 or step == n_steps or full_chunk:
+                            x, state, chunk = self._check(x, state, good, step, chunk)
+                            good = (x, state, step)
+                            if bar_task is not None:
+                                bar_task.update(step)
+                        if not graph_free and not x.requires_grad:
+                            graph_free = True
+                            break
+                        if full_chunk:
+                            break
+                if len(chunk) >= chunk_size:
+                    yield torch.stack([s for _, s in chunk], dim=1)
+                    chunk = []
+            if chunk:
+                yield torch.stack([s for _, s in chunk], dim=1)
+
+    def _check(
+        self, x: Tensor, state: SolverState, good: tuple[Tensor, SolverState, int], step: int,
+        chunk: list[tuple[int, Tensor]],
+    ) -> tuple[Tensor, SolverState, list[tuple[int, Tensor]]]:
+        """Find the live rows that went bad since the last good check; freeze them (or raise)."""
+        finite = torch.isfinite(x).all(dim=-1)  # (live,)
+        if bool(finite.all()):
+            return x, state, chunk
+        if self.raise_:
+            self._raise_first_bad(good, step)
+        bad = torch.nonzero(~finite).squeeze(-1)  # (n_bad,) in live-row indices
+        first, reason = self._replay(good, step, bad)
+        rows = bad if self.live is None else self.live.to(bad.device)[bad]  # whole-batch indices
+        rows_cpu = rows.cpu()
+        self.first_bad[rows_cpu] = first
+        self.status[rows_cpu] = reason
+        # Saved states after a bad row's first bad step are NaN in that row.
+        first_full = torch.full((self.x0.shape[0],), self.n_steps + 1, dtype=torch.long, device=x.device)
+        first_full[rows] = first.to(x.device)
+        keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        keep[bad] = False
+        earliest = int(first.min())
+        for i in range(len(chunk) - 1, -1, -1):  # the saved states since the earliest bad step, newest first
+            s, v = chunk[i]
+            if s < earliest:
+                break
+            chunk[i] = (s, torch.where((first_full <= s)[:, None], math.nan, v))
+        self.live = torch.nonzero(keep).squeeze(-1) if self.live is None else self.live.to(keep.device)[keep]
+        return x[keep], _take(state, keep), chunk
+
+    def _replay(self, good: tuple[Tensor, SolverState, int], stop: int, bad: Tensor) -> tuple[Tensor, Tensor]:
+        """Step the live rows ``bad`` again from the last good check to ``stop``: each one's first bad step and
+        its :class:`Status`."""
+        x, state, start = good
+        x, state = x[bad], _take(state, bad)
+        first = torch.full((bad.numel(),), stop, dtype=torch.long)
+        reason = torch.full((bad.numel(),), int(Status.NONFINITE), dtype=torch.int8)
+        pending = torch.ones(bad.numel(), dtype=torch.bool)
+        with torch.no_grad():
+            for step in range(start + 1, stop + 1):
+                x, state, failed = self.integrator.advance(self.f, self.t0 + (step - 1) * self.dt, x, self.dt, state)
+                self.replayed += 1
+                now_bad = (~torch.isfinite(x).all(dim=-1)).cpu() & pending
+                if now_bad.any():
+                    first[now_bad] = step
+                    if failed is not None:
+                        reason[now_bad & failed.cpu()] = int(Status.NOT_CONVERGED)
+                    pending &= ~now_bad
+                if not pending.any():
+                    break
+        return first, reason  # rows still pending were non-finite at the check but not in the replay
+
+    def _raise_first_bad(self, good: tuple[Tensor, SolverState, int], stop: int) -> None:
+        """Replay steps after the last good check with the raising step and raise at the first bad one."""
+        x, _, start = good
+        integrator, dt, t0 = self.integrator, self.dt, self.t0
+        with torch.no_grad():
+            for step in range(start + 1, stop + 1):
+                x = integrator._step(self.f, t0 + (step - 1) * dt, x, dt)  # raises ConvergenceError itself
+                finite = torch.isfinite(x).all(dim=-1)
+                if not bool(finite.all()):
+                    live_row = int(torch.nonzero(~finite)[0])
+                    traj = live_row if self.live is None else int(self.live[live_row])
+                    time = t0 + step * dt
+                    raise NonFiniteStateError(
+                        f"rollout became non-finite (NaN or inf) at step {step} (t = {time:.6g}) in trajectory "
+                        f"{traj} of {self.x0.shape[0]}; the step size may be too large for this system "
+                        f"(dt = {dt:g}, integrator {integrator.name!r}) or the model may be unstable",
+                        step=step,
+                        trajectory=traj,
+                        time=time,
+                    )
+        raise NonFiniteStateError(  # the replay was finite: f is not deterministic
+            f"rollout became non-finite between steps {start + 1} and {stop}",
+            step=stop,
+            trajectory=-1,
+            time=t0 + stop * dt,
+        )
+
+    def solution(self, ys: Tensor) -> Solution:
+        n_saved = ys.shape[1]
+        ts = self.t0 + torch.arange(n_saved, dtype=torch.float64) * (self.dt * self.save_every)
+        stats = {
+            "steps": self.n_steps,
+            "field_evaluations": self.f.evaluations,
+            "replayed_steps": self.replayed,
+        }
+        return Solution(ts=ts, ys=ys, status=self.status, first_bad_step=self.first_bad, stats=stats)
 
 
 class _Bar:
     """A rich progress bar over steps, used as a context manager."""
 
-    def __init__(self, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    def __init__(self, total: int, description: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
         self._progress = Progress(
             "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), transient=True,
+            TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
         )
         self._total = total
+        self._description = description
         self._task = None
 
     def __enter__(self) -> _Bar:
         self._progress.start()
-        self._task = self._progress.add_task("rollout", total=self._total)
+        self._task = self._progress.add_task(self._description, total=self._total)
         return self
 
     def update(self, completed: int) -> None:
@@ -231,7 +428,3 @@ class _Bar:
 
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
-
-
-def _progress_bar(total: int) -> _Bar:
-    return _Bar(total)

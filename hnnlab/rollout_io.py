@@ -21,23 +21,27 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
+import inspect
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 from torch import Tensor
 
 from hnnlab import __version__
+from hnnlab._hdf5 import AtomicWrite, check_schema, open_read, read_attr, read_json_attr, write_attrs
 from hnnlab.errors import FileFormatError, HnnlabError, InvalidArgumentError
+from hnnlab.integrators import INTEGRATORS, get_integrator
+from hnnlab.systems.registry import rebuild_system
 
 SCHEMA = "hnnlab.rollout"
 SCHEMA_VERSION = 1
+JSON_ATTRS = frozenset({"integrator", "system", "model", "reference_integrator", "extra"})
 DEFAULT_TIME_CHUNK = 256
 _CHUNK_CACHE_BYTES = 64 * 2**20
 
@@ -128,7 +132,7 @@ class Rollout:
 
     def system(self):
         """The analytic system rebuilt from the metadata, or ``None`` when the file names none."""
-        return rebuild_system(self.metadata.system, source=self.path)
+        return rebuild_system(self.metadata.system, source=repr(self.path), error=RolloutFileError)
 
     def integrator(self):
         """The integrator rebuilt from the metadata (``allow_nonseparable=True``: it already ran)."""
@@ -138,9 +142,10 @@ class Rollout:
 class RolloutWriter:
     """Streams a batched rollout to an HDF5 file, atomically.
 
-    The file is written under a temporary name in the target's directory and renamed to ``path`` only
-    when the ``with`` block ends without an exception; on failure nothing is left at ``path`` (and an
-    existing file there is untouched). An existing ``path`` is refused unless ``overwrite=True``.
+    The file is written under a temporary name in the target's directory (created if needed) and moved
+    to ``path`` only when the ``with`` block ends without an exception (:class:`hnnlab._hdf5.AtomicWrite`);
+    on failure nothing is left at ``path`` (and an existing file there is untouched). An existing ``path``
+    is refused unless ``overwrite=True``.
 
     Usage::
 
@@ -183,18 +188,14 @@ class RolloutWriter:
             except TypeError as exc:
                 raise InvalidArgumentError(f"metadata: {exc}") from None
         self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise InvalidArgumentError(f"cannot write rollout {str(self.path)!r}: directory does not exist")
-        if self.path.exists() and not overwrite:
-            raise InvalidArgumentError(
-                f"rollout file {str(self.path)!r} already exists; pass overwrite=True (--overwrite) to replace it"
-            )
+        self._target = AtomicWrite(
+            path, overwrite=overwrite, what="rollout file", error=InvalidArgumentError,
+            overwrite_flag="overwrite=True (--overwrite)",
+        )
         self.n_traj, self.dof, self.dtype = n_traj, dof, dtype
         self.metadata = metadata
         self.with_reference, self.with_energy_model = with_reference, with_energy_model
-        self.overwrite = overwrite
         self.time_chunk = time_chunk
-        self._tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp"
         self._file = None
         self._cursor = np.zeros(n_traj, dtype=np.int64)  # saved states written per trajectory
         self._first_bad = np.full(n_traj, -1, dtype=np.int64)  # integrator step, -1 = finite
@@ -202,23 +203,25 @@ class RolloutWriter:
     # -- context manager -------------------------------------------------------------------------
 
     def __enter__(self) -> RolloutWriter:
-        import h5py
-
         np_dtype = _np_dtype(self.dtype)
         width = 2 * self.dof
-        self._file = h5py.File(self._tmp, "w", rdcc_nbytes=_CHUNK_CACHE_BYTES)
-        chunks = (1, self.time_chunk, width)
-        names = ["state"] + (["reference"] if self.with_reference else [])
-        for name in names:
-            self._file.create_dataset(
-                name, shape=(self.n_traj, 0, width), maxshape=(self.n_traj, None, width), dtype=np_dtype,
-                chunks=chunks, fillvalue=np.nan,
-            )
-        if self.with_energy_model:
-            self._file.create_dataset(
-                "energy_model", shape=(self.n_traj, 0), maxshape=(self.n_traj, None), dtype=np_dtype,
-                chunks=(1, self.time_chunk), fillvalue=np.nan,
-            )
+        try:
+            self._file = h5py.File(self._target.begin(), "w", rdcc_nbytes=_CHUNK_CACHE_BYTES)
+            chunks = (1, self.time_chunk, width)
+            names = ["state"] + (["reference"] if self.with_reference else [])
+            for name in names:
+                self._file.create_dataset(
+                    name, shape=(self.n_traj, 0, width), maxshape=(self.n_traj, None, width), dtype=np_dtype,
+                    chunks=chunks, fillvalue=np.nan,
+                )
+            if self.with_energy_model:
+                self._file.create_dataset(
+                    "energy_model", shape=(self.n_traj, 0), maxshape=(self.n_traj, None), dtype=np_dtype,
+                    chunks=(1, self.time_chunk), fillvalue=np.nan,
+                )
+        except BaseException:
+            self.abort()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -318,7 +321,7 @@ class RolloutWriter:
             attrs = {
                 "schema": SCHEMA,
                 "schema_version": SCHEMA_VERSION,
-                "integrator": json.dumps(meta.integrator),
+                "integrator": meta.integrator,
                 "dt": float(meta.dt),
                 "save_every": int(meta.save_every),
                 "t0": float(meta.t0),
@@ -328,23 +331,18 @@ class RolloutWriter:
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "hnnlab_version": __version__,
-                "extra": json.dumps(meta.extra),
+                "extra": meta.extra,
             }
             for name in ("system", "model", "reference_integrator"):
                 if getattr(meta, name) is not None:
-                    attrs[name] = json.dumps(getattr(meta, name))
+                    attrs[name] = getattr(meta, name)
             for name in ("checkpoint", "command"):
                 if getattr(meta, name) is not None:
                     attrs[name] = str(getattr(meta, name))
-            for key, value in attrs.items():
-                f.attrs[key] = value
+            write_attrs(f, attrs, json_keys=JSON_ATTRS)
             f.close()
             self._file = None
-            if self.path.exists() and not self.overwrite:
-                raise InvalidArgumentError(
-                    f"rollout file {str(self.path)!r} appeared while writing; not overwritten (pass overwrite=True)"
-                )
-            os.replace(self._tmp, self.path)
+            self._target.commit()
         except BaseException:
             self.abort()
             raise
@@ -356,7 +354,7 @@ class RolloutWriter:
                 self._file.close()
             finally:
                 self._file = None
-        self._tmp.unlink(missing_ok=True)
+        self._target.discard()
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -386,43 +384,9 @@ class RolloutWriter:
 # Reading
 
 
-def open_hdf5(path: str | os.PathLike[str], *, what: str = "file"):
+def open_hdf5(path: str | os.PathLike[str], *, what: str = "file") -> h5py.File:
     """Open an HDF5 file read-only with a clear :class:`RolloutFileError` for the usual failures."""
-    import h5py
-
-    path = str(path)
-    if not os.path.exists(path):
-        raise RolloutFileError(f"{what} {path!r} does not exist")
-    if os.path.isdir(path):
-        raise RolloutFileError(f"{what} {path!r} is a directory, not an HDF5 file")
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        reason = str(exc)
-        if "signature" in reason:
-            detail = "not an HDF5 file"
-        elif "truncated" in reason or "eof" in reason.lower():
-            detail = "the file is truncated (an interrupted write?)"
-        else:
-            detail = f"unreadable HDF5 ({reason})"
-        raise RolloutFileError(f"cannot open {what} {path!r}: {detail}") from None
-
-
-def read_json_attr(f, name: str, *, path: str, required: bool = False) -> Any:
-    """A root attribute stored as JSON (``None`` when absent and not required)."""
-    if name not in f.attrs:
-        if required:
-            raise RolloutFileError(f"{path!r}: missing root attribute {name!r}")
-        return None
-    raw = f.attrs[name]
-    if isinstance(raw, bytes):
-        raw = raw.decode()
-    if not isinstance(raw, str):
-        raise RolloutFileError(f"{path!r}: root attribute {name!r} must be a JSON string, got {type(raw).__name__}")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise RolloutFileError(f"{path!r}: root attribute {name!r} is not valid JSON ({exc})") from None
+    return open_read(path, what=what, error=RolloutFileError)
 
 
 def read_dataset(f, name: str, *, path: str, rows: Any = None) -> np.ndarray:
@@ -448,27 +412,29 @@ def read_rollout(
             inconsistent field; the message names the file and the field.
     """
     path = str(path)
+    where = repr(path)
     with open_hdf5(path, what="rollout file") as f:
-        check_schema(f, path=path, schema=SCHEMA)
+        check_schema(f, schema=SCHEMA, version=SCHEMA_VERSION, kind="hnnlab rollout file", where=where,
+                     error=RolloutFileError)
         rows = _rows(trajectories, path)
         state = read_dataset(f, "state", path=path, rows=rows)
         t = read_dataset(f, "t", path=path)
         first_bad = read_dataset(f, "first_nonfinite_step", path=path, rows=rows)
         reference = read_dataset(f, "reference", path=path, rows=rows) if "reference" in f else None
         energy_model = read_dataset(f, "energy_model", path=path, rows=rows) if "energy_model" in f else None
-        integrator = read_json_attr(f, "integrator", path=path, required=True)
+        integrator = read_json_attr(f, "integrator", where=where, error=RolloutFileError, required=True)
         try:
             metadata = RolloutMetadata(
                 integrator=integrator,
-                dt=float(_attr(f, "dt", path)),
-                save_every=int(_attr(f, "save_every", path)),
+                dt=float(_required_attr(f, "dt", path)),
+                save_every=int(_required_attr(f, "save_every", path)),
                 t0=float(f.attrs.get("t0", 0.0)),
-                system=read_json_attr(f, "system", path=path),
-                model=read_json_attr(f, "model", path=path),
+                system=read_json_attr(f, "system", where=where, error=RolloutFileError),
+                model=read_json_attr(f, "model", where=where, error=RolloutFileError),
                 checkpoint=_str_attr(f, "checkpoint"),
-                reference_integrator=read_json_attr(f, "reference_integrator", path=path),
+                reference_integrator=read_json_attr(f, "reference_integrator", where=where, error=RolloutFileError),
                 command=_str_attr(f, "command"),
-                extra=read_json_attr(f, "extra", path=path) or {},
+                extra=read_json_attr(f, "extra", where=where, error=RolloutFileError) or {},
             )
         except InvalidArgumentError as exc:
             raise RolloutFileError(f"{path!r}: invalid metadata: {exc}") from None
@@ -507,46 +473,9 @@ def read_rollout(
     )
 
 
-def check_schema(f, *, path: str, schema: str, version: int = SCHEMA_VERSION) -> None:
-    """Raise unless the root attributes say ``schema`` at ``version``."""
-    found = f.attrs.get("schema")
-    if isinstance(found, bytes):
-        found = found.decode()
-    if found is None:
-        raise RolloutFileError(f"{path!r}: missing root attribute 'schema' (expected {schema!r}); not an hnnlab file")
-    if found != schema:
-        raise RolloutFileError(f"{path!r}: root attribute 'schema' is {found!r}, expected {schema!r}")
-    found_version = f.attrs.get("schema_version")
-    if hasattr(found_version, "item"):
-        found_version = found_version.item()  # numpy scalar -> Python
-    if not isinstance(found_version, int) or isinstance(found_version, bool) or found_version != version:
-        raise RolloutFileError(
-            f"{path!r}: root attribute 'schema_version' is {found_version!r}; this hnnlab reads {schema} "
-            f"version {version}"
-        )
-
-
-def rebuild_system(description: Mapping[str, Any] | None, *, source: str = "metadata"):
-    """``get_system(d["class"], **d["params"])`` with a clear error, or ``None`` for no description."""
-    if description is None:
-        return None
-    from hnnlab.systems.registry import system_from_description
-
-    if not isinstance(description, Mapping) or "class" not in description:
-        raise RolloutFileError(f"{source!r}: system metadata {description!r} is incomplete (no 'class' entry)")
-    try:
-        return system_from_description(description)
-    except HnnlabError as exc:
-        raise RolloutFileError(f"{source!r}: cannot rebuild the system from its metadata: {exc}") from None
-
-
 def rebuild_integrator(description: Mapping[str, Any], *, source: str = "metadata"):
     """The integrator named by ``integrator.describe()``, with its constructor options (other keys of
     the description are ignored) and ``allow_nonseparable=True`` (the method already ran)."""
-    import inspect
-
-    from hnnlab.integrators import INTEGRATORS, get_integrator
-
     if not isinstance(description, Mapping) or "name" not in description:
         raise RolloutFileError(f"{source!r}: integrator metadata {description!r} has no 'name'")
     try:
@@ -571,16 +500,15 @@ def _rows(trajectories: slice | Sequence[int] | None, path: str) -> Any:
     return rows
 
 
-def _attr(f, name: str, path: str) -> Any:
-    if name not in f.attrs:
+def _required_attr(f, name: str, path: str) -> Any:
+    value = read_attr(f, name)
+    if value is None:
         raise RolloutFileError(f"{path!r}: missing root attribute {name!r}")
-    return f.attrs[name]
+    return value
 
 
 def _str_attr(f, name: str) -> str | None:
-    value = f.attrs.get(name)
-    if isinstance(value, bytes):
-        value = value.decode()
+    value = read_attr(f, name)
     return None if value is None else str(value)
 
 

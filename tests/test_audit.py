@@ -1,12 +1,11 @@
-"""Tests of the conservation audit (hnnlab.audit), the rollout file (hnnlab.rollout_io) and `hnnlab audit`."""
+"""Tests of the conservation audit (hnnlab.audit) and `hnnlab audit`; the rollout file itself is tested in
+tests/test_rollout_io.py."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 
-import h5py
 import pytest
 import torch
 
@@ -15,34 +14,12 @@ from hnnlab.cli import main as cli_main
 from hnnlab.errors import HnnlabError, InvalidArgumentError, NonFiniteStateError
 from hnnlab.integrators import get_integrator
 from hnnlab.rollout import iter_rollout, rollout
-from hnnlab.rollout_io import RolloutFileError, RolloutMetadata, RolloutWriter, read_rollout
+from hnnlab.rollout_io import RolloutMetadata, RolloutWriter, read_rollout
 from hnnlab.systems import Pendulum, get_system
+from tests._rollout_helpers import BAD_FILES, grid, make_bad_file, pendulum_states, write_rollout
 
 DTYPES = [torch.float32, torch.float64]
 EPS = {torch.float32: 1.2e-7, torch.float64: 2.3e-16}
-
-
-def grid(n_times: int, spacing: float) -> torch.Tensor:
-    return torch.arange(n_times, dtype=torch.float64) * spacing
-
-
-def pendulum_states(n: int = 4, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
-    return Pendulum().sample_initial_states(n, torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def write_rollout(path, system, integrator, x0, dt, n_steps, save_every=1, *, reference=False, batch=None):
-    """Stream a rollout of ``system`` to ``path`` (optionally with a reference from the same system)."""
-    integ = get_integrator(integrator)
-    meta = RolloutMetadata(integrator=integ.describe(), dt=dt, save_every=save_every, system=system.describe(),
-                           command="pytest")
-    batch = batch or x0.shape[0]
-    with RolloutWriter(path, x0.shape[0], system.dof, x0.dtype, meta, with_reference=reference) as writer:
-        for start in range(0, x0.shape[0], batch):
-            xb = x0[start : start + batch]
-            chunks = iter_rollout(system, integ, xb, dt, n_steps, save_every, chunk_size=64)
-            for chunk in chunks:
-                writer.append(chunk, reference=chunk.clone() if reference else None, start=start)
-    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,110 +298,12 @@ def test_energy_metrics_use_the_finite_prefix_only():
 
 
 # --------------------------------------------------------------------------------------------------
-# The rollout file
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_rollout_file_round_trip_in_batches(tmp_path, dtype):
-    system = Pendulum()
-    x0 = pendulum_states(5, dtype=dtype)
-    path = write_rollout(tmp_path / "r.h5", system, "leapfrog", x0, 0.05, 300, 3, reference=True, batch=2)
-    r = read_rollout(path)
-    expected = rollout(system, "leapfrog", x0, 0.05, 300, save_every=3)
-    assert r.state.dtype == dtype and r.state.shape == (5, 101, 2)
-    assert torch.equal(r.state, expected) and torch.equal(r.reference, expected)
-    assert torch.allclose(r.t, grid(101, 0.15), atol=1e-12)
-    assert r.first_nonfinite_step.tolist() == [-1] * 5
-    assert r.metadata.system == system.describe() and r.metadata.integrator["name"] == "leapfrog"
-    assert r.metadata.save_every == 3 and r.metadata.dt == 0.05 and r.metadata.command == "pytest"
-    assert r.system() == system and r.integrator().name == "leapfrog"
-    with h5py.File(path) as f:
-        assert f.attrs["schema"] == "hnnlab.rollout" and f.attrs["schema_version"] == 1
-        assert f["state"].chunks == (1, 256, 2)  # chunked along time
-    part = read_rollout(path, trajectories=slice(1, 3))
-    assert torch.equal(part.state, expected[1:3])
-
-
-def test_rollout_writer_is_atomic_and_refuses_to_overwrite(tmp_path):
-    meta = {"integrator": get_integrator("leapfrog").describe(), "dt": 0.1}
-    path = tmp_path / "out.h5"
-    with pytest.raises(RuntimeError, match="boom"):
-        with RolloutWriter(path, 2, 1, torch.float64, meta) as writer:
-            writer.append(torch.zeros(2, 3, 2))
-            raise RuntimeError("boom")
-    assert os.listdir(tmp_path) == []  # no target, no temporary file
-    with RolloutWriter(path, 2, 1, torch.float64, meta) as writer:
-        writer.append(torch.zeros(2, 3, 2))
-    with pytest.raises(InvalidArgumentError, match="already exists; pass overwrite=True"):
-        RolloutWriter(path, 2, 1, torch.float64, meta)
-    with RolloutWriter(path, 2, 1, torch.float64, meta, overwrite=True) as writer:
-        writer.append(torch.ones(2, 4, 2))
-    assert read_rollout(path).state.shape == (2, 4, 2)
-    # an incomplete trajectory that was not marked non-finite is refused, and nothing is written
-    other = tmp_path / "incomplete.h5"
-    with pytest.raises(InvalidArgumentError, match="trajectory 1 has 3 saved states but others have 5"):
-        with RolloutWriter(other, 2, 1, torch.float64, meta) as writer:
-            writer.append(torch.zeros(1, 5, 2), start=0)
-            writer.append(torch.zeros(1, 3, 2), start=1)
-    assert sorted(os.listdir(tmp_path)) == ["out.h5"]
-
-
-def test_rollout_writer_rejects_bad_chunks(tmp_path):
-    meta = {"integrator": get_integrator("leapfrog").describe(), "dt": 0.1}
-    with RolloutWriter(tmp_path / "a.h5", 2, 1, torch.float64, meta, with_reference=True) as writer:
-        with pytest.raises(InvalidArgumentError, match=r"states must be a floating tensor \(batch, chunk_len, 2"):
-            writer.append(torch.zeros(2, 3, 4), reference=torch.zeros(2, 3, 4))
-        with pytest.raises(InvalidArgumentError, match="pass reference= with each chunk"):
-            writer.append(torch.zeros(2, 3, 2))
-        with pytest.raises(InvalidArgumentError, match="does not fit n_traj = 2"):
-            writer.append(torch.zeros(2, 3, 2), reference=torch.zeros(2, 3, 2), start=1)
-        writer.append(torch.zeros(2, 3, 2), reference=torch.zeros(2, 3, 2))
-    with pytest.raises(InvalidArgumentError, match="metadata.dt must be a finite number > 0, got -1"):
-        RolloutWriter(tmp_path / "b.h5", 2, 1, torch.float64, {"integrator": {"name": "rk4"}, "dt": -1})
-
-
-def make_bad_file(tmp_path, kind):
-    path = tmp_path / f"{kind}.h5"
-    if kind == "missing":
-        return path
-    if kind == "not_hdf5":
-        path.write_text("t,q,p\n0,1,0\n")
-        return path
-    good = write_rollout(tmp_path / "good.h5", Pendulum(), "leapfrog", pendulum_states(2), 0.1, 300)
-    if kind == "truncated":
-        data = good.read_bytes()
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "wrong_schema":
-        with h5py.File(path, "w") as f:
-            f.attrs["schema"] = "someone.else"
-            f.create_dataset("state", data=torch.zeros(1, 2, 2).numpy())
-    elif kind == "wrong_version":
-        os.replace(good, path)
-        with h5py.File(path, "a") as f:
-            f.attrs["schema_version"] = 7
-    elif kind == "missing_state":
-        os.replace(good, path)
-        with h5py.File(path, "a") as f:
-            del f["state"]
-    return path
-
-
-BAD_FILES = {
-    "missing": "does not exist",
-    "not_hdf5": "not an HDF5 file",
-    "truncated": "truncated",
-    "wrong_schema": "'schema' is 'someone.else', expected 'hnnlab.rollout'",
-    "wrong_version": "'schema_version' is 7",
-    "missing_state": "missing dataset 'state'",
-}
+# Bad files (read_rollout's own errors: tests/test_rollout_io.py)
 
 
 @pytest.mark.parametrize("kind", list(BAD_FILES))
-def test_bad_files_give_clear_errors_naming_file_and_field(tmp_path, kind, capsys):
+def test_audit_of_a_bad_file_is_a_one_line_error_naming_it(tmp_path, kind, capsys):
     path = make_bad_file(tmp_path, kind)
-    with pytest.raises(RolloutFileError) as info:
-        read_rollout(path)
-    assert str(path) in str(info.value) and BAD_FILES[kind] in str(info.value)
     with pytest.raises(HnnlabError):
         audit_file(path)
     assert cli_main(["audit", str(path), "--json", str(tmp_path / "report.json")]) == 2

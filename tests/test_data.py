@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -25,8 +26,7 @@ from hnnlab.data import (
     write_dataset,
 )
 from hnnlab.data.simulate import split_counts
-from hnnlab.data.writer import atomic_target
-from hnnlab.errors import InvalidArgumentError, UnknownNameError
+from hnnlab.errors import FileFormatError, InvalidArgumentError, UnknownNameError
 from hnnlab.systems import MassSpring, Pendulum
 
 
@@ -132,6 +132,21 @@ def test_round_trip_is_exact(tmp_path):
     assert rebuild_system(loaded.metadata) == MassSpring()
 
 
+def test_rebuild_system_from_a_description_its_json_or_a_files_metadata():
+    description = MassSpring(k=3.0).describe()
+    for source in (description, json.dumps(description), {"system": description, "dof": 1}):
+        assert rebuild_system(source) == MassSpring(k=3.0)
+    assert rebuild_system(None) is None  # a rollout file that names no system
+    with pytest.raises(DatasetError, match=r"^x\.h5: the system description \{.*\} is incomplete \(no 'class' entry\)"):
+        rebuild_system({"params": {}}, source="x.h5", error=DatasetError)
+    bad = {**description, "params": {"k": 3.0, "mass": 1.0}}
+    with pytest.raises(FileFormatError) as info:
+        rebuild_system(bad, source="x.h5")
+    message = str(info.value)
+    assert message.startswith(f"x.h5: system {description['class']!r} with parameters {{'k': 3.0, 'mass': 1.0}}")
+    assert "cannot be rebuilt: " in message and "'mass'" in message
+
+
 def test_layout_has_one_chunk_per_trajectory_and_omits_empty_splits(tmp_path):
     result = simulate(MassSpring(), 4, dt=0.1, n_steps=5, integrator="rk4", splits=(0.5, 0.0, 0.5))
     path = write_dataset(tmp_path / "c.h5", result)
@@ -231,17 +246,6 @@ def test_existing_file_is_never_overwritten_without_overwrite(spring_file):
 def _copy_bytes(data: bytes, path: Path) -> Path:
     path.write_bytes(data)
     return path
-
-
-@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
-def test_interrupted_write_leaves_nothing_at_the_target(tmp_path, error):
-    target = tmp_path / "out" / "x.h5"
-    with pytest.raises(error):
-        with atomic_target(target) as tmp:
-            tmp.write_bytes(b"partial")
-            raise error("interrupted")
-    assert not target.exists()
-    assert os.listdir(target.parent) == []
 
 
 def test_failure_inside_write_dataset_keeps_the_old_file(spring_file, monkeypatch):

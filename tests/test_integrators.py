@@ -305,7 +305,7 @@ def test_unknown_name_lists_valid_names() -> None:
     [
         ("leapfrog", {"tol": 1e-8}, "integrator 'leapfrog' has no option 'tol'; its options are: allow_nonseparable"),
         ("implicit_midpoint", {"rtol": 1e-8}, "its options are: tol, max_iter, allow_nonseparable"),
-        ("dopri5", {"tol": 1e-8}, "its options are: rtol, atol, allow_nonseparable"),
+        ("dopri5", {"tol": 1e-8}, "its options are: rtol, atol, max_steps, allow_nonseparable"),
         ("implicit_midpoint", {"tol": 0.0}, "implicit_midpoint: tol must be a finite number > 0, got 0.0"),
         ("gauss_legendre4", {"max_iter": 0}, "gauss_legendre4: max_iter must be an integer >= 1, got 0"),
         ("dopri8", {"atol": -1.0}, "dopri8: atol must be a finite number > 0, got -1.0"),

@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from hnnlab.errors import IncompatibleIntegratorError, InvalidArgumentError, NonFiniteStateError
+from hnnlab.errors import ConvergenceError, IncompatibleIntegratorError, InvalidArgumentError, NonFiniteStateError
+from hnnlab.fields import AbstractVectorField
 from hnnlab.integrators import INTEGRATORS, get_integrator
-from hnnlab.rollout import iter_rollout, rollout
+from hnnlab.rollout import SaveEveryWarning, Status, iter_rollout, rollout, solve
 from hnnlab.systems import MassSpring, Pendulum
 
 X0 = torch.tensor([[1.0, 0.5], [-0.4, 1.8], [2.0, 0.0]], dtype=torch.float64)
@@ -168,8 +169,8 @@ def test_invalid_arguments(kwargs: dict, message: str) -> None:
 def test_incompatible_pair_is_refused_before_any_step() -> None:
     calls = []
 
-    class Counting(nn.Module):
-        is_separable = False
+    class Counting(nn.Module, AbstractVectorField):  # declares is_separable = False through the protocol
+        dof = 1
 
         def forward(self, t, x):
             calls.append(t)
@@ -242,3 +243,106 @@ def test_dtype_is_kept(dtype: torch.dtype) -> None:
     exact = MassSpring().exact_solution(X0, 0.01 * torch.arange(101, dtype=torch.float64))
     assert out.dtype == dtype
     torch.testing.assert_close(out.double(), exact, rtol=0, atol=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------------
+# solve: per-trajectory status, masking, solver state, adaptive step sizes per trajectory.
+
+BLOWUP_X0 = torch.tensor([[10.0, 0.0], [-1.0, 0.0], [-1.0, -0.5]], dtype=torch.float64)
+
+
+def test_solve_masks_a_trajectory_that_blows_up_and_finishes_the_others() -> None:
+    # dx/dt = x^2 from x0 = 10 blows up at t = 0.1; from -1 it decays as -1 / (1 + t)
+    sol = solve(Blowup(), "rk4", BLOWUP_X0, 0.01, 1000)
+    assert sol.ys.shape == (3, 1001, 2) and sol.ts.shape == (1001,)
+    assert sol.status.tolist() == [Status.NONFINITE, Status.OK, Status.OK]
+    first = int(sol.first_bad_step[0])
+    assert sol.first_bad_step[1:].tolist() == [-1, -1]
+    assert torch.isfinite(sol.ys[0, :first]).all() and torch.isnan(sol.ys[0, first:]).all()
+    assert not torch.isfinite(by_hand(Blowup(), "rk4", BLOWUP_X0[:1], 0.01, first)[-1]).all()
+    assert torch.isfinite(by_hand(Blowup(), "rk4", BLOWUP_X0[:1], 0.01, first - 1)[-1]).all()
+    # the finite rows are those of a solve without the bad row, bit for bit, to the horizon
+    alone = rollout(Blowup(), "rk4", BLOWUP_X0[1:], 0.01, 1000)
+    assert torch.equal(sol.ys[1:], alone)
+    torch.testing.assert_close(sol.ys[1:, -1, 0], -1 / (1 + 10 * torch.ones(2, dtype=torch.float64)), rtol=1e-9, atol=0)
+    assert sol.stats["steps"] == 1000 and sol.stats["field_evaluations"] > 4 * 1000 - 1
+
+
+def test_solve_raise_names_the_first_bad_step_and_trajectory() -> None:
+    masked = solve(Blowup(), "rk4", BLOWUP_X0, 0.01, 1000)
+    with pytest.raises(NonFiniteStateError) as info:
+        solve(Blowup(), "rk4", BLOWUP_X0, 0.01, 1000, on_nonfinite="raise")
+    assert info.value.step == int(masked.first_bad_step[0]) and info.value.trajectory == 0
+    assert str(info.value).startswith(f"rollout became non-finite (NaN or inf) at step {info.value.step} ")
+
+
+def test_solve_records_each_bad_trajectory_at_its_own_step() -> None:
+    x0 = torch.tensor([[-1.0, 0.0], [4.0, 0.0], [-1.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    sol = solve(Blowup(), "rk4", x0, 0.01, 1000, check_every=64)
+    assert sol.status.tolist() == [Status.OK, Status.NONFINITE, Status.OK, Status.NONFINITE]
+    for row in (1, 3):
+        first = int(sol.first_bad_step[row])
+        states = by_hand(Blowup(), "rk4", x0[row : row + 1], 0.01, first)
+        assert torch.isfinite(states[-2]).all() and not torch.isfinite(states[-1]).all()
+    assert 25 < sol.first_bad_step[1] < sol.first_bad_step[3] < 55  # blow-ups at t = 0.25 and 0.5
+
+
+@pytest.mark.parametrize("name", ["implicit_midpoint", "gauss_legendre4"])
+def test_solve_marks_an_implicit_solve_that_fails_as_not_converged(name: str) -> None:
+    sol = solve(Blowup(), name, BLOWUP_X0, 0.01, 500)
+    assert sol.status.tolist() == [Status.NOT_CONVERGED, Status.OK, Status.OK]
+    assert 0 < sol.first_bad_step[0] <= 10  # before the blow-up at t = 0.1
+    # the batch shares the iteration count, so the bad row's extra iterations move the others within tol only
+    torch.testing.assert_close(sol.ys[1:], rollout(Blowup(), name, BLOWUP_X0[1:], 0.01, 500), rtol=1e-12, atol=1e-13)
+    with pytest.raises(ConvergenceError, match=f"^{name}: the fixed-point iteration"):
+        solve(Blowup(), name, BLOWUP_X0, 0.01, 500, on_nonfinite="raise")
+
+
+@pytest.mark.parametrize("name", ["dopri5", "dopri8"])
+def test_adaptive_step_sizes_are_per_trajectory(name: str) -> None:
+    # A blowing-up trajectory beside a regular one: the regular one's steps, and so its states, are those it
+    # takes alone, bit for bit (a shared step size would have shrunk them).
+    sol = solve(Blowup(), name, BLOWUP_X0[:2], 0.01, 300)
+    alone = solve(Blowup(), name, BLOWUP_X0[1:2], 0.01, 300)
+    assert sol.status.tolist() == [Status.NOT_CONVERGED, Status.OK]
+    assert torch.equal(sol.ys[1], alone.ys[0])
+    torch.testing.assert_close(sol.ys[1, -1, 0], torch.tensor(-1 / 4, dtype=torch.float64), rtol=1e-9, atol=0)
+    assert 0 < sol.first_bad_step[0] <= 11  # the exact solution is singular at t = 0.1 (step 10)
+
+
+def test_adaptive_step_counts_are_those_of_the_error_control() -> None:
+    # Exponential decay at rtol = atol = 1e-6: the internal steps of dopri5 grow with the tolerance demanded.
+    f = lambda t, x: -x  # noqa: E731
+    x0 = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    loose = solve(f, get_integrator("dopri5", rtol=1e-4, atol=1e-4), x0, 1.0, 5)
+    tight = solve(f, get_integrator("dopri5", rtol=1e-10, atol=1e-10), x0, 1.0, 5)
+    assert loose.stats["field_evaluations"] < tight.stats["field_evaluations"]
+    exact = torch.exp(-torch.arange(6, dtype=torch.float64))
+    assert (tight.ys[0, :, 0] - exact).abs().max() < 1e-9 < (loose.ys[0, :, 0] - exact).abs().max()
+
+
+def test_adaptive_max_steps_fails_only_the_trajectories_that_need_more() -> None:
+    # x' = x^2 from 0.9 needs ever smaller steps towards t = 1.11; from -1 it needs few
+    x0 = torch.tensor([[0.9, 0.0], [-1.0, 0.0]], dtype=torch.float64)
+    sol = solve(Blowup(), get_integrator("dopri5", max_steps=40), x0, 0.1, 10)
+    assert sol.status.tolist() == [Status.NOT_CONVERGED, Status.OK]
+    with pytest.raises(ConvergenceError, match="^dopri5: the adaptive solve from t = "):
+        get_integrator("dopri5", max_steps=3).step(Blowup(), 0.0, x0, 1.0)
+
+
+def test_splitting_state_reuses_the_last_force() -> None:
+    # leapfrog on a separable field: 2 half-field evaluations a step in the loop (one of each half), 3 by hand
+    sol = solve(Pendulum(), "leapfrog", X0, 0.1, 100)
+    assert sol.stats["field_evaluations"] == pytest.approx(0.5 * (2 * 100 + 1))
+    assert torch.equal(sol.ys, torch.stack(by_hand(Pendulum(), "leapfrog", X0, 0.1, 100), dim=1))
+
+
+def test_solve_refuses_an_unknown_on_nonfinite() -> None:
+    with pytest.raises(InvalidArgumentError, match="^on_nonfinite must be one of 'mask', 'raise', got 'skip'$"):
+        solve(Pendulum(), "rk4", X0, 0.1, 10, on_nonfinite="skip")
+
+
+def test_save_every_that_does_not_divide_runs_to_the_last_multiple_and_says_so() -> None:
+    with pytest.warns(SaveEveryWarning, match="^n_steps = 10 is not a multiple of save_every = 3: running 9 steps"):
+        sol = solve(Pendulum(), "rk4", X0, 0.1, 10, save_every=3)
+    assert sol.stats["steps"] == 9 and sol.ts.tolist() == pytest.approx([0.0, 0.3, 0.6, 0.9])

@@ -13,13 +13,7 @@ from hnnlab.data.io import (
     load_dataset as load_dataset,
 )
 from hnnlab.data.io import (
-    open_file as open_file,
-)
-from hnnlab.data.io import (
     read_metadata as read_metadata,
-)
-from hnnlab.data.io import (
-    rebuild_system as rebuild_system,
 )
 from hnnlab.data.recipes import RECIPES as RECIPES
 from hnnlab.data.recipes import Recipe as Recipe
@@ -34,11 +28,15 @@ from hnnlab.data.schema import (
     DatasetError as DatasetError,
 )
 from hnnlab.data.schema import (
+    open_file as open_file,
+)
+from hnnlab.data.schema import (
     validate as validate,
 )
 from hnnlab.data.simulate import SimulationResult as SimulationResult
 from hnnlab.data.simulate import simulate as simulate
 from hnnlab.data.writer import write_dataset as write_dataset
+from hnnlab.systems.registry import rebuild_system as rebuild_system
 
 
 def __getattr__(name: str):  # lazy: Lightning is slow to import

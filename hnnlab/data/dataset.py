@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hnnlab.data.io import open_file, raise_if_invalid, read_metadata
-from hnnlab.data.schema import NOISY_FIELD, DatasetError, _short
+from hnnlab.data.schema import CLEAN_FIELD, DatasetError, _short
 from hnnlab.errors import InvalidArgumentError
 
 IN_MEMORY_MAX_BYTES = 256 * 2**20
@@ -79,9 +79,9 @@ class TrajectoryDataset(Dataset):
             self.n_traj, self.n_times, width = group["state"].shape
             self.t = torch.from_numpy(np.asarray(group["t"][()]))  # (n_times,)
             self.dt = float(group.attrs["dt"]) if self.n_times > 1 else float(self.metadata["dt"])
-            noisy = NOISY_FIELD in group
+            noisy = CLEAN_FIELD in group
         self.dof = width // 2
-        self.state_field = "state" if (use_noisy or not noisy) else NOISY_FIELD
+        self.state_field = "state" if (use_noisy or not noisy) else CLEAN_FIELD
         if mode == "windows" and self.n_times < window + 1:
             raise DatasetError(
                 f"{self.path}: split {split!r} has {self.n_times} saved times per trajectory; windows of "

@@ -1,49 +1,23 @@
-"""Reading dataset files: open with clear errors, metadata, the analytic system, whole-file loads.
+"""Reading dataset files: metadata, the analytic system, whole-file loads.
 
 Every failure raises :class:`~hnnlab.data.schema.DatasetError` naming the file (and the field), never
-a traceback from inside h5py.
+a traceback from inside h5py. Files are opened with :func:`~hnnlab.data.schema.open_file`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from hnnlab.data.schema import NOISY_FIELD, ROOT_ATTRS, SPLITS, DatasetError, _attr, _short, validate
-from hnnlab.errors import HnnlabError
+from hnnlab._hdf5 import first_line, read_attr, read_json_attr
+from hnnlab.data.schema import CLEAN_FIELD, JSON_ATTRS, SPLITS, DatasetError, validate
+from hnnlab.data.schema import open_file as open_file  # public here: hnnlab.data.io.open_file
 from hnnlab.systems.base import AbstractSystem
-
-
-def open_file(path: str | os.PathLike) -> Any:
-    """Open ``path`` read-only as an ``h5py.File``; raise :class:`DatasetError` if it is missing,
-    not a file, not HDF5, or damaged."""
-    import h5py
-
-    p = Path(path)
-    if not p.exists():
-        raise DatasetError(f"dataset file {str(p)!r} does not exist")
-    if not p.is_file():
-        raise DatasetError(f"dataset path {str(p)!r} is not a file")
-    if p.stat().st_size == 0:
-        raise DatasetError(f"dataset file {str(p)!r} is empty (0 bytes); it is not an HDF5 file")
-    try:
-        is_hdf5 = h5py.is_hdf5(p)
-    except OSError as exc:
-        raise DatasetError(f"dataset file {str(p)!r} cannot be read: {_short(exc)}") from None
-    if not is_hdf5:
-        raise DatasetError(f"dataset file {str(p)!r} is not an HDF5 file (no HDF5 signature)")
-    try:
-        return h5py.File(p, "r")
-    except (OSError, RuntimeError) as exc:
-        raise DatasetError(
-            f"dataset file {str(p)!r} is corrupted or truncated (HDF5 open failed: {_short(exc)})"
-        ) from None
+from hnnlab.systems.registry import rebuild_system
 
 
 def read_metadata(source: str | os.PathLike | Any) -> dict[str, Any]:
@@ -54,34 +28,15 @@ def read_metadata(source: str | os.PathLike | Any) -> dict[str, Any]:
     name = getattr(source, "filename", "<file>")
     meta: dict[str, Any] = {}
     try:
-        for key, value in source.attrs.items():
-            value = _attr(source.attrs, key)
-            if key in ROOT_ATTRS and ROOT_ATTRS[key][1] and isinstance(value, str):
-                try:
-                    value = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{name}: root attribute {key!r} is not valid JSON ({exc.msg})") from None
+        for key in source.attrs:
+            value = read_attr(source, key)
+            if key in JSON_ATTRS and isinstance(value, str):
+                value = read_json_attr(source, key, where=name, error=DatasetError)
             meta[key] = value
     except (OSError, RuntimeError) as exc:
-        raise DatasetError(f"{name}: the root attributes cannot be read ({_short(exc)})") from None
+        raise DatasetError(f"{name}: the root attributes cannot be read ({first_line(exc)})") from None
     meta["splits"] = [s for s in SPLITS if s in source]
     return meta
-
-
-def rebuild_system(metadata: dict[str, Any]) -> AbstractSystem:
-    """The analytic system that made a dataset, from its metadata (``get_system(class, **params)``)."""
-    from hnnlab.systems.registry import system_from_description
-
-    system = metadata.get("system")
-    if isinstance(system, str):
-        system = json.loads(system)
-    if not isinstance(system, dict) or "class" not in system:
-        raise DatasetError("dataset metadata has no 'system' description with a 'class' entry")
-    try:
-        return system_from_description(system)
-    except HnnlabError as exc:
-        params = dict(system.get("params", {}))
-        raise DatasetError(f"system {system['class']!r} with parameters {params} cannot be rebuilt: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -126,7 +81,8 @@ class LoadedDataset:
 
     @property
     def system(self) -> AbstractSystem:
-        return rebuild_system(self.metadata)
+        """The analytic system that made the data, rebuilt from ``metadata["system"]``."""
+        return rebuild_system(self.metadata.get("system", {}), source="dataset metadata", error=DatasetError)
 
 
 def load_dataset(path: str | os.PathLike, *, check: bool = True) -> LoadedDataset:
@@ -146,13 +102,13 @@ def load_dataset(path: str | os.PathLike, *, check: bool = True) -> LoadedDatase
         try:
             splits = {name: read_split(file[name]) for name in meta["splits"]}
         except (OSError, RuntimeError, KeyError) as exc:
-            raise DatasetError(f"{path}: the file is corrupted or truncated ({_short(exc)})") from None
+            raise DatasetError(f"{path}: the file is corrupted or truncated ({first_line(exc)})") from None
     return LoadedDataset(metadata=meta, splits=splits)
 
 
 def read_split(group: Any) -> SplitData:
     """Read one split group into tensors."""
-    clean = torch.from_numpy(group[NOISY_FIELD][()]) if NOISY_FIELD in group else None
+    clean = torch.from_numpy(group[CLEAN_FIELD][()]) if CLEAN_FIELD in group else None
     return SplitData(
         t=torch.from_numpy(group["t"][()]),
         state=torch.from_numpy(group["state"][()]),

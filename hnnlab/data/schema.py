@@ -16,15 +16,19 @@ and the field.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterator
 from typing import Any
 
+import h5py
 import numpy as np
+import torch
 
+from hnnlab._hdf5 import check_schema, open_read, read_attr, read_json_attr
+from hnnlab._hdf5 import first_line as _short  # also imported by hnnlab.data.dataset
 from hnnlab.errors import FileFormatError, HnnlabError
+from hnnlab.systems.registry import rebuild_system
 
 SCHEMA_NAME = "hnnlab.dataset"
 SCHEMA_VERSION = 1
@@ -49,9 +53,10 @@ ROOT_ATTRS: dict[str, tuple[tuple[type, ...], bool]] = {
     "created": ((str,), False),  # ISO 8601, UTC
     "command": ((str,), False),  # the command line (or API call) that made the file
 }
+JSON_ATTRS = frozenset(key for key, (_, is_json) in ROOT_ATTRS.items() if is_json)
 SPLIT_ATTRS = ("n_traj", "n_times", "dt")
 FIELDS = ("t", "state", "dxdt", "energy")
-NOISY_FIELD = "clean_state"
+CLEAN_FIELD = "clean_state"  # the states before noise was added; present only when noise_std > 0
 
 ENERGY_RTOL = {"float64": 1e-8, "float32": 1e-4}
 _BLOCK_ELEMENTS = 2**21  # read at most about this many numbers at once when checking values
@@ -59,6 +64,12 @@ _BLOCK_ELEMENTS = 2**21  # read at most about this many numbers at once when che
 
 class DatasetError(FileFormatError):
     """A dataset file that is missing, unreadable, or does not follow the spec (names file and field)."""
+
+
+def open_file(path: str | os.PathLike) -> h5py.File:
+    """Open ``path`` read-only as an ``h5py.File``; raise :class:`DatasetError` if it is missing,
+    not a file, not HDF5, or damaged."""
+    return open_read(path, what="dataset file", error=DatasetError)
 
 
 def validate(path: str | os.PathLike, *, energy_rtol: float | None = None, check_values: bool = True) -> list[str]:
@@ -71,8 +82,6 @@ def validate(path: str | os.PathLike, *, energy_rtol: float | None = None, check
         check_values: also read the arrays (finite values, energy and derivatives against the
             system); ``False`` checks only the structure.
     """
-    from hnnlab.data.io import open_file
-
     try:
         file = open_file(path)
     except DatasetError as exc:
@@ -87,30 +96,22 @@ def validate(path: str | os.PathLike, *, energy_rtol: float | None = None, check
 
 
 def _validate_open(file: Any, name: str, energy_rtol: float | None, check_values: bool) -> Iterator[str]:
-    attrs = file.attrs
-    schema = _attr(attrs, "schema")
-    if schema != SCHEMA_NAME:
-        yield f"{name}: root attribute 'schema' is {schema!r}, expected {SCHEMA_NAME!r} (not an hnnlab dataset)"
-        return
-    version = _attr(attrs, "schema_version")
-    if version != SCHEMA_VERSION:
-        yield (
-            f"{name}: root attribute 'schema_version' is {version!r}; this hnnlab reads version "
-            f"{SCHEMA_VERSION} only"
-        )
+    try:
+        check_schema(file, schema=SCHEMA_NAME, version=SCHEMA_VERSION, kind="hnnlab dataset", where=name,
+                     error=DatasetError)
+    except DatasetError as exc:
+        yield str(exc)
         return
     meta: dict[str, Any] = {}
     for key, (types, is_json) in ROOT_ATTRS.items():
-        if key not in attrs:
+        if key not in file.attrs:
             yield f"{name}: missing root attribute {key!r}"
             continue
-        value = _attr(attrs, key)
-        if is_json:
-            try:
-                value = json.loads(value) if isinstance(value, str) else value
-            except json.JSONDecodeError as exc:
-                yield f"{name}: root attribute {key!r} is not valid JSON ({exc.msg})"
-                continue
+        try:
+            value = read_json_attr(file, key, where=name, error=DatasetError) if is_json else read_attr(file, key)
+        except DatasetError as exc:
+            yield str(exc)
+            continue
         if not isinstance(value, types) or isinstance(value, bool):
             allowed = " or ".join(t.__name__ for t in types)
             yield f"{name}: root attribute {key!r} must be {allowed}, got {type(value).__name__} {value!r}"
@@ -131,12 +132,10 @@ def _validate_open(file: Any, name: str, energy_rtol: float | None, check_values
         yield f"{name}: root attribute 'noise_std' must be finite and >= 0, got {noise!r}"
     system = None
     if check_values and "system" in meta:
-        from hnnlab.data.io import rebuild_system
-
         try:
-            system = rebuild_system(meta)
+            system = rebuild_system(meta["system"], source=f"{name}: root attribute 'system'", error=DatasetError)
         except HnnlabError as exc:
-            yield f"{name}: root attribute 'system' cannot be rebuilt: {exc}"
+            yield str(exc)
     present = [s for s in SPLITS if s in file]
     if not present:
         yield f"{name}: no split group; expected at least one of {', '.join('/' + s for s in SPLITS)}"
@@ -146,8 +145,6 @@ def _validate_open(file: Any, name: str, energy_rtol: float | None, check_values
 
 
 def _validate_split(group, where, meta, dof, noise, system, energy_rtol, check_values) -> Iterator[str]:
-    import h5py
-
     if not isinstance(group, h5py.Group):
         yield f"{where} must be a group, found a {type(group).__name__}"
         return
@@ -155,11 +152,11 @@ def _validate_split(group, where, meta, dof, noise, system, energy_rtol, check_v
         if key not in group.attrs:
             yield f"{where}: missing attribute {key!r}"
     needs_clean = isinstance(noise, float | int) and noise > 0
-    fields = FIELDS + ((NOISY_FIELD,) if needs_clean else ())
+    fields = FIELDS + ((CLEAN_FIELD,) if needs_clean else ())
     ok = True
     for field in fields:
         if field not in group:
-            reason = " (required because noise_std > 0)" if field == NOISY_FIELD else ""
+            reason = " (required because noise_std > 0)" if field == CLEAN_FIELD else ""
             yield f"{where}/{field}: missing dataset{reason}"
             ok = False
         elif not isinstance(group[field], h5py.Dataset):
@@ -184,7 +181,7 @@ def _validate_split(group, where, meta, dof, noise, system, energy_rtol, check_v
         "t": (n_times,),
         "dxdt": (n_traj, n_times, width),
         "energy": (n_traj, n_times),
-        NOISY_FIELD: (n_traj, n_times, width),
+        CLEAN_FIELD: (n_traj, n_times, width),
     }
     shapes_ok = True
     for field, shape in expected.items():
@@ -214,18 +211,16 @@ def _validate_split(group, where, meta, dof, noise, system, energy_rtol, check_v
 
 
 def _check_values(group, where, meta, system, energy_rtol, t, needs_clean) -> Iterator[str]:
-    import torch
-
     dtype = group["state"].dtype.name
     rtol = energy_rtol if energy_rtol is not None else ENERGY_RTOL.get(dtype, 1e-4)
     n_traj, n_times, width = group["state"].shape
     block = max(1, _BLOCK_ELEMENTS // max(1, n_times * width))
-    clean_name = NOISY_FIELD if needs_clean else "state"
+    clean_name = CLEAN_FIELD if needs_clean else "state"
     reported: set[str] = set()
     worst_e, worst_f = 0.0, 0.0
     for start in range(0, n_traj, block):
         stop = min(n_traj, start + block)
-        names = ("state", "dxdt", "energy") + ((NOISY_FIELD,) if needs_clean else ())
+        names = ("state", "dxdt", "energy") + ((CLEAN_FIELD,) if needs_clean else ())
         arrays = {f: group[f][start:stop] for f in names}
         for field, array in arrays.items():
             if field not in reported and not np.isfinite(array).all():
@@ -255,23 +250,3 @@ def _check_values(group, where, meta, system, energy_rtol, t, needs_clean) -> It
             f"{where}/dxdt: does not match the system's vector field at {clean_name}: max relative error "
             f"{worst_f:.3g} > tolerance {rtol:g}"
         )
-
-
-def _attr(attrs: Any, key: str) -> Any:
-    """An attribute as a plain Python value (``None`` when absent)."""
-    if key not in attrs:
-        return None
-    value = attrs[key]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-

@@ -7,8 +7,16 @@ vector field ``f(t, x) -> dx/dt``. Each declares, as class attributes, its ``ord
 vector field that declares ``is_separable = False`` is refused before any step runs, unless the
 integrator was built with ``allow_nonseparable=True`` (then it warns once).
 
-Vector fields may expose ``dq_dt(t, x)`` and ``dp_dt(t, x)`` (systems and separable models do); the
-split (kick/drift) methods then evaluate only the half they need.
+Two forms of a step:
+
+- :meth:`AbstractIntegrator.step`, the public one-step call: checks its arguments and raises on failure
+  (:class:`~hnnlab.errors.ConvergenceError` for an implicit solve that does not converge);
+- :meth:`AbstractIntegrator.init` and :meth:`AbstractIntegrator.advance`, the kernel of the one time loop
+  (:func:`hnnlab.rollout.solve`): ``advance(f, t, x, dt, state) -> (x_new, state, failed)`` carries solver
+  state between steps (the first-same-as-last force of the splitting methods, the step sizes of the adaptive
+  ones, as diffrax's ``solver_state``) and reports the trajectories whose step failed as a mask instead of
+  raising, so that the loop can freeze them while the rest of the batch goes on. A solver state is ``None``,
+  a tensor or a tuple of tensors whose first axis is the batch (the loop selects rows of it).
 """
 
 from __future__ import annotations
@@ -16,23 +24,27 @@ from __future__ import annotations
 import abc
 import math
 import warnings
-from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from hnnlab.errors import IncompatibleIntegratorError, InvalidArgumentError
+from hnnlab.fields import HalfField, VectorFieldFn, declared_separable, describe_field, split_field
 
-VectorField = Callable[[Tensor | float, Tensor], Tensor]  # f(t, x: (..., 2 * dof)) -> (..., 2 * dof)
-HalfField = Callable[[Tensor | float, Tensor], Tensor]  # (t, x: (..., 2 * dof)) -> (..., dof)
+VectorField = VectorFieldFn  # f(t, x: (..., 2 * dof)) -> (..., 2 * dof)
+SolverState = Any  # None, a tensor or a tuple of tensors, batch first
+__all__ = ["AbstractIntegrator", "HalfField", "SolverState", "VectorField", "check_dt", "split_field"]
+
+_NAMED: dict[str, type[AbstractIntegrator]] = {}  # every named integrator class, for error messages
 
 
 class AbstractIntegrator(abc.ABC):
     """A one-step method ``x_{n+1} = step(f, t_n, x_n, dt)``.
 
     Subclasses implement :meth:`_step` (a pure function of its arguments, differentiable, batched,
-    dtype- and device-agnostic) and declare the class attributes below.
+    dtype- and device-agnostic, raising on failure) and declare the class attributes below; methods with
+    state between steps or a failure that is not an exception override :meth:`init` and :meth:`advance`.
     """
 
     name: ClassVar[str] = ""
@@ -43,23 +55,32 @@ class AbstractIntegrator(abc.ABC):
     requires_separable: ClassVar[bool]
     adaptive: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            _NAMED[cls.name] = cls
+
     def __init__(self, *, allow_nonseparable: bool = False) -> None:
         self.allow_nonseparable = allow_nonseparable
 
     @abc.abstractmethod
     def _step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
-        """One step without argument checks (rollouts check once, then call this)."""
+        """One step without argument checks; raises on failure."""
 
-    def _steps(self, f: VectorField, t0: float, x: Tensor, dt: float, n_steps: int) -> Iterator[Tensor]:
-        """The states after steps ``1 .. n_steps`` from ``x`` at time ``t0``, one at a time (the kernel of
-        :func:`hnnlab.rollout.rollout`; no argument checks).
+    def init(self, f: VectorField, t0: float, x0: Tensor, dt: float) -> SolverState:
+        """The solver state before the first step from ``x0`` ``(batch, 2 * dof)`` at ``t0``."""
+        return None
 
-        Gives the same states as calling :meth:`_step` ``n_steps`` times; a method overrides it only to
-        reuse work between consecutive steps (leapfrog reuses its last force evaluation).
+    def advance(
+        self, f: VectorField, t: float, x: Tensor, dt: float, state: SolverState
+    ) -> tuple[Tensor, SolverState, Tensor | None]:
+        """One step of the loop from ``x`` ``(batch, 2 * dof)`` at ``t``: the new states, the new solver state,
+        and ``failed``, a ``(batch,)`` mask of the trajectories whose step failed (their new states are NaN),
+        or ``None`` when no step can fail except by turning non-finite.
+
+        The states are those of :meth:`step`, bit for bit.
         """
-        for k in range(n_steps):
-            x = self._step(f, t0 + k * dt, x, dt)
-            yield x
+        return self._step(f, t, x, dt), state, None
 
     def step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
         """Advance ``x`` (``(..., 2 * dof)``) from time ``t`` by ``dt > 0``; returns the new state.
@@ -80,14 +101,10 @@ class AbstractIntegrator(abc.ABC):
     def check_compatible(self, f: Any) -> None:
         """Refuse (or, with ``allow_nonseparable``, warn about) a separable-only method on a
         vector field that declares itself non-separable."""
-        if not self.requires_separable:
+        if not self.requires_separable or declared_separable(f) is not False:
             return
-        separable = declared_separable(f)
-        if separable is not False:
-            return
-        what = describe_field(f)
         message = (
-            f"integrator {self.name!r} is symplectic only for a separable H = T(p) + V(q), but {what} "
+            f"integrator {self.name!r} is symplectic only for a separable H = T(p) + V(q), but {describe_field(f)} "
             f"declares is_separable=False. Use one of the non-separable methods: "
             f"{', '.join(nonseparable_names())}, or pass allow_nonseparable=True to accept a "
             "non-symplectic result."
@@ -128,51 +145,9 @@ def check_dt(dt: Any) -> None:
         raise InvalidArgumentError(f"dt must be a finite number > 0, got {dt!r}")
 
 
-def _owner(f: Any) -> Any:
-    """The object that carries metadata for ``f``: ``f`` itself or, for a bound method, its instance."""
-    return getattr(f, "__self__", None) if not hasattr(f, "is_separable") else f
-
-
-def declared_separable(f: Any) -> bool | None:
-    """``f``'s declared separability: True, False, or None when it declares nothing."""
-    owner = _owner(f)
-    value = getattr(owner, "is_separable", None)
-    return None if value is None else bool(value)
-
-
-def describe_field(f: Any) -> str:
-    owner = _owner(f)
-    if owner is None:
-        return f"the vector field {getattr(f, '__qualname__', repr(f))}"
-    return f"{type(owner).__name__}"
-
-
-def split_field(f: VectorField) -> tuple[HalfField, HalfField]:
-    """``(dq_dt, dp_dt)`` for ``f``: its own (cheaper) halves where it has them, else slices of ``f``.
-
-    ``f`` has its own halves when it defines ``dq_dt`` and ``dp_dt`` (systems, models), or when it is
-    the bound ``vector_field`` method of such an object.
-    """
-    owner = f
-    if not hasattr(f, "dq_dt") and getattr(f, "__name__", None) in ("vector_field", "__call__"):
-        owner = getattr(f, "__self__", None)
-    if hasattr(owner, "dq_dt") and hasattr(owner, "dp_dt"):
-        return owner.dq_dt, owner.dp_dt
-
-    def dq_dt(t: Tensor | float, x: Tensor) -> Tensor:
-        return f(t, x)[..., : x.shape[-1] // 2]
-
-    def dp_dt(t: Tensor | float, x: Tensor) -> Tensor:
-        return f(t, x)[..., x.shape[-1] // 2 :]
-
-    return dq_dt, dp_dt
-
-
 def nonseparable_names() -> list[str]:
-    from hnnlab.integrators.registry import INTEGRATORS
-
-    classes = {name: INTEGRATORS.get(name) for name in INTEGRATORS.names()}
-    return [name for name, cls in classes.items() if cls.symplectic and not cls.requires_separable]
+    """Names of the integrators that are symplectic without a separable H."""
+    return [name for name, cls in _NAMED.items() if cls.symplectic and not cls.requires_separable]
 
 
 def join_state(q: Tensor, p: Tensor) -> Tensor:

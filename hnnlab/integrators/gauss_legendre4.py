@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -37,7 +38,7 @@ class GaussLegendre4(AbstractImplicitIntegrator):
     symplectic: ClassVar[bool] = True
     symmetric: ClassVar[bool] = True
 
-    def _step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
+    def _stages(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> tuple[Callable, Tensor]:
         t1, t2 = t + C[0] * dt, t + C[1] * dt
 
         def G(k: Tensor) -> Tensor:  # (2, ..., 2 * dof): the two stage derivatives, stacked
@@ -47,5 +48,7 @@ class GaussLegendre4(AbstractImplicitIntegrator):
             return torch.stack([f(t1, x1), f(t2, x2)])
 
         f0 = f(t, x)
-        k = self._solve(G, torch.stack([f0, f0]), x, t, dt)
+        return G, torch.stack([f0, f0])
+
+    def _update(self, x: Tensor, k: Tensor, dt: float) -> Tensor:
         return x + dt * (B[0] * k[0] + B[1] * k[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -28,11 +29,13 @@ class ImplicitMidpoint(AbstractImplicitIntegrator):
     symplectic: ClassVar[bool] = True
     symmetric: ClassVar[bool] = True
 
-    def _step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
+    def _stages(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> tuple[Callable, Tensor]:
         t_mid = t + 0.5 * dt
 
         def G(k: Tensor) -> Tensor:  # (..., 2 * dof) -> (..., 2 * dof)
             return f(t_mid, torch.add(x, k, alpha=0.5 * dt))
 
-        k = self._solve(G, f(t, x), x, t, dt)
+        return G, f(t, x)
+
+    def _update(self, x: Tensor, k: Tensor, dt: float) -> Tensor:
         return torch.add(x, k, alpha=dt)

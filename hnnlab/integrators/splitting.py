@@ -8,20 +8,13 @@ is ``kicks = (1/2, 1/2)``, ``drifts = (1,)``; symplectic Euler ``kicks = (1, 0)`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from hnnlab.integrators.base import (
-    AbstractIntegrator,
-    HalfField,
-    VectorField,
-    declared_separable,
-    join_state,
-    split_field,
-)
+from hnnlab.fields import HalfField, declared_separable, split_field
+from hnnlab.integrators.base import AbstractIntegrator, SolverState, VectorField, join_state
 
 
 def kick_drift(
@@ -97,21 +90,21 @@ class AbstractSplittingIntegrator(AbstractIntegrator):
     def _step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
         return kick_drift(f, t, x, dt, self.kicks, self.drifts)
 
-    def _steps(self, f: VectorField, t0: float, x: Tensor, dt: float, n_steps: int) -> Iterator[Tensor]:
-        """Consecutive steps that evaluate the force once where two steps meet.
+    def advance(
+        self, f: VectorField, t: float, x: Tensor, dt: float, state: SolverState
+    ) -> tuple[Tensor, SolverState, None]:
+        """One step that reuses the previous step's last force as its first ("first same as last").
 
-        For a field that declares itself separable, ``dp/dt`` depends on ``q`` only, so the last kick of
-        one step and the first kick of the next use the same force: it is evaluated once and reused
-        ("first same as last"). The arithmetic is otherwise that of :meth:`_step`, so the states are
-        the same, bit for bit. Other fields get the plain step-by-step loop.
+        For a separable field, ``dp/dt`` depends on ``q`` only, so the last kick of one step and the first
+        kick of the next use the same force: the solver state holds it (``(batch, dof)``, ``None`` before the
+        first step) and it is evaluated once. The arithmetic is otherwise that of :meth:`_step`, so the states
+        are the same, bit for bit. Other fields, and methods whose first or last kick is zero, keep no state.
         """
-        if declared_separable(f) is not True or not (self.kicks[0] and self.kicks[-1]):
-            yield from super()._steps(f, t0, x, dt, n_steps)
-            return
+        if not (self.kicks[0] and self.kicks[-1]) or declared_separable(f) is not True:
+            return self._step(f, t, x, dt), None, None
         dof = x.shape[-1] // 2
         dq_dt, dp_dt = split_field(f)
-        kicks, drifts = self.kicks, self.drifts
-        q, p, force = x[..., :dof], x[..., dof:], None
-        for k in range(n_steps):
-            q, p, x, force = _kick_drift(dq_dt, dp_dt, t0 + k * dt, q, p, x, dt, kicks, drifts, force)
-            yield x
+        _, _, x_new, force = _kick_drift(
+            dq_dt, dp_dt, t, x[..., :dof], x[..., dof:], x, dt, self.kicks, self.drifts, state
+        )
+        return x_new, force, None

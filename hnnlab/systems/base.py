@@ -44,18 +44,20 @@ from hnnlab.dynamics import (
     split_state,
 )
 from hnnlab.errors import InvalidArgumentError
+from hnnlab.fields import AbstractSeparableField, AbstractVectorField
 
 Coordinates = Literal["canonical", "lagrangian"]
 
 
-class AbstractSystem(abc.ABC):
+class AbstractSystem(AbstractVectorField):
     """An analytic dynamical system ``dx/dt = f(t, x)`` on states of shape ``(..., 2 * dof)``.
 
-    Class attributes:
+    Class attributes (the vector-field protocol of :mod:`hnnlab.fields`):
         name: the registry name (``get_system(name)``).
         coordinates: ``"canonical"`` for ``(q, p)``, ``"lagrangian"`` for ``(q, q_dot)``.
         is_separable: ``True`` when ``H = T(p) + V(q)`` in canonical coordinates, so that
-            explicit symplectic integrators (leapfrog, Yoshida, ...) are symplectic for it.
+            explicit symplectic integrators (leapfrog, Yoshida, ...) are symplectic for it; such systems
+            are :class:`~hnnlab.fields.AbstractSeparableField` and provide ``dq_dt`` and ``dp_dt``.
         conservative: ``False`` for systems that lose energy (the audit's negative case).
     """
 
@@ -98,11 +100,12 @@ class AbstractSystem(abc.ABC):
         return self.vector_field(t, x)
 
     def dq_dt(self, t: Tensor | float, x: Tensor) -> Tensor:
-        """The coordinate part of the vector field, ``(..., dof)``."""
+        """The coordinate part of the vector field, ``(..., dof)`` (a slice of it; separable systems, which are
+        :class:`~hnnlab.fields.AbstractSeparableField`, evaluate it alone)."""
         return self.vector_field(t, x)[..., : self.dof]
 
     def dp_dt(self, t: Tensor | float, x: Tensor) -> Tensor:
-        """The momentum (or velocity) part of the vector field, ``(..., dof)``."""
+        """The momentum (or velocity) part of the vector field, ``(..., dof)`` (see :meth:`dq_dt`)."""
         return self.vector_field(t, x)[..., self.dof :]
 
     def invariants(self, x: Tensor) -> dict[str, Tensor]:
@@ -159,7 +162,7 @@ class AbstractHamiltonianSystem(AbstractSystem):
         return hamiltonian_vector_field(self.hamiltonian, x)
 
 
-class AbstractSeparableHamiltonianSystem(AbstractHamiltonianSystem):
+class AbstractSeparableHamiltonianSystem(AbstractHamiltonianSystem, AbstractSeparableField):
     """``H(q, p) = T(p) + V(q)``: explicit symplectic integrators are symplectic for it."""
 
     is_separable: ClassVar[bool] = True

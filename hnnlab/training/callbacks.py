@@ -205,13 +205,13 @@ class RolloutMetricsCallback(pl.Callback):
         key = (split, rank, world_size)
         if key not in self._reference:
             from hnnlab.data.io import open_file
-            from hnnlab.data.schema import NOISY_FIELD
+            from hnnlab.data.schema import CLEAN_FIELD
             from hnnlab.evaluate import reference_integrator
             from hnnlab.rollout import rollout
 
             with open_file(datamodule.path) as file:
                 group = file[split]
-                states = group[NOISY_FIELD] if NOISY_FIELD in group else group["state"]  # clean states if noisy
+                states = group[CLEAN_FIELD] if CLEAN_FIELD in group else group["state"]  # clean states if noisy
                 n = min(self.n_states, states.shape[0])
                 x0_all = torch.from_numpy(states[:n, 0]).to(torch.float64)  # (n, 2 * dof)
             # Each rank takes its share (all ranks the same states when there are fewer than ranks).

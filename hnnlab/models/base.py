@@ -2,9 +2,11 @@
 
 A model is itself a vector field: ``model(t, x) == model.vector_field(t, x)``, so it goes anywhere
 a system does, e.g. ``rollout(model, "leapfrog", x0, dt, n_steps)`` or any integrator's ``step``.
-Capabilities are class attributes that integrators and the training loop read before they start:
-``coordinates`` (``"canonical"`` for ``(q, p)``, ``"lagrangian"`` for ``(q, q_dot)``) and
-``is_separable`` (``H = T(p) + V(q)``, so explicit symplectic methods are symplectic for it).
+Capabilities are class attributes that integrators, the training loop and the audit read before they
+start, the same ones a system declares (:class:`hnnlab.systems.AbstractSystem`): ``dof``, ``coordinates``
+(``"canonical"`` for ``(q, p)``, ``"lagrangian"`` for ``(q, q_dot)``), ``is_separable`` (``H = T(p) + V(q)``,
+so explicit symplectic methods are symplectic for it), ``conservative`` (its flow conserves its energy)
+and ``energy``. Readers read them; they never probe with ``getattr`` or ``hasattr``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import torch
 from torch import Tensor, nn
 
 from hnnlab.errors import InvalidArgumentError
+from hnnlab.fields import AbstractVectorField
 from hnnlab.models.mlp import check_positive_int, module_path
 
 COORDINATES: tuple[str, ...] = ("canonical", "lagrangian")
 
 
-class AbstractModel(nn.Module, abc.ABC):
+class AbstractModel(nn.Module, AbstractVectorField):
     """A learned dynamical system ``dx/dt = f(t, x)`` on states of shape ``(..., 2 * dof)``.
 
     Class attributes:
@@ -29,16 +32,21 @@ class AbstractModel(nn.Module, abc.ABC):
         coordinates: ``"canonical"`` or ``"lagrangian"``.
         is_separable: ``True`` only for ``H = T(p) + V(q)``; such models also provide ``dq_dt(t, x)``
             and ``dp_dt(t, x)`` so that split methods evaluate only the half they need.
+        conservative: whether the model's flow conserves its energy (``False`` for a model with a
+            dissipative part; the audit then does not expect the energy to be conserved). Baselines
+            without an energy keep ``True``: nothing in them is dissipative by construction.
         differentiates_state: whether the vector field differentiates a network with respect to the
             state (then it cannot run under ``torch.inference_mode``).
 
-    Subclasses call ``super().__init__(dof, **hyperparameters)`` (the hyper-parameters are recorded for
-    :meth:`describe`) and implement :meth:`vector_field`; models with an energy override :meth:`energy`.
+    Subclasses call ``super().__init__(dof, **hyperparameters)`` with every constructor argument (they are
+    recorded for :meth:`describe` and for checkpoints, see :meth:`constructor_arguments`) and implement
+    :meth:`vector_field`; models with an energy override :meth:`energy`.
     """
 
     name: ClassVar[str] = ""
     coordinates: ClassVar[str] = "canonical"
     is_separable: ClassVar[bool] = False
+    conservative: ClassVar[bool] = True
     differentiates_state: ClassVar[bool] = True
 
     def __init__(self, dof: int, **hyperparameters: Any) -> None:
@@ -66,8 +74,18 @@ class AbstractModel(nn.Module, abc.ABC):
         """Whether :meth:`energy` returns a tensor (the class overrides it)."""
         return type(self).energy is not AbstractModel.energy
 
+    def constructor_arguments(self) -> dict[str, Any]:
+        """The arguments the model was built with, by name, as given: an injected network is the module
+        itself (the one the model uses, with its current weights). ``type(model)(**args)`` builds the
+        same model again; :mod:`hnnlab.training.checkpoint` stores these to rebuild it."""
+        return dict(self._hyperparameters)
+
     def describe(self) -> dict[str, Any]:
-        """JSON-serialisable self-description for checkpoint and rollout metadata."""
+        """JSON-serialisable self-description for checkpoint and rollout metadata.
+
+        An injected network appears in ``init_args`` as its class path only (metadata, not a recipe):
+        a checkpoint stores what rebuilds it (see :func:`hnnlab.training.checkpoint.model_entry`).
+        """
         cls = type(self)
         return {
             "name": self.name or None,
@@ -76,6 +94,7 @@ class AbstractModel(nn.Module, abc.ABC):
             "coordinates": self.coordinates,
             "dof": self.dof,
             "is_separable": self.is_separable,
+            "conservative": self.conservative,
             "has_energy": self.has_energy,
             "n_parameters": sum(p.numel() for p in self.parameters()),
         }

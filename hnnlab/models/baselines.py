@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from hnnlab.errors import InvalidArgumentError
 from hnnlab.models.base import AbstractModel, check_coordinates
 from hnnlab.models.mlp import MLP
 from hnnlab.models.registry import register_model
@@ -24,6 +25,13 @@ class NeuralODE(AbstractModel):
 
     No energy, not separable. It learns in whichever coordinates the data use: ``coordinates``
     (``"canonical"`` by default, ``"lagrangian"`` for ``(q, q_dot)`` data) only declares which.
+
+    Args:
+        dof: degrees of freedom; states are ``(..., 2 * dof)``.
+        hidden, activation, orthogonal_init: the default network ``MLP(2 * dof, hidden, 2 * dof, ...)``.
+        coordinates: ``"canonical"`` or ``"lagrangian"``.
+        net: a module mapping ``(..., 2 * dof)`` to ``(..., 2 * dof)`` used as ``f_theta`` instead of the
+            default network (your own architecture).
     """
 
     name: ClassVar[str] = "node"
@@ -37,15 +45,20 @@ class NeuralODE(AbstractModel):
         activation: str = "tanh",
         orthogonal_init: bool = False,
         coordinates: str = "canonical",
+        net: nn.Module | None = None,
     ) -> None:
         super().__init__(
-            dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init, coordinates=coordinates
+            dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init, coordinates=coordinates,
+            net=net,
         )
         self.coordinates = check_coordinates(coordinates)  # type: ignore[misc]  # per instance
-        self.net = MLP(2 * self.dof, hidden, 2 * self.dof, activation, True, orthogonal_init)
+        self.net = (
+            net if net is not None else MLP(2 * self.dof, hidden, 2 * self.dof, activation, True, orthogonal_init)
+        )
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
-        return self.net(self.check_state(x))  # (..., 2 * dof)
+        x = self.check_state(x)
+        return _check_output(self.net(x), (*x.shape[:-1], 2 * self.dof), x, "net")  # (..., 2 * dof)
 
 
 @register_model("second_order_node")
@@ -55,6 +68,12 @@ class SecondOrderNeuralODE(AbstractModel):
 
     ``dq/dt = q_dot`` holds exactly, so states are ``(q, q_dot)`` (Lagrangian coordinates). No
     energy, not separable.
+
+    Args:
+        dof: degrees of freedom; states are ``(..., 2 * dof)``.
+        hidden, activation, orthogonal_init: the default network ``MLP(2 * dof, hidden, dof, ...)``.
+        net: a module mapping ``(..., 2 * dof)`` to ``(..., dof)`` used as ``a_theta`` instead of the
+            default network (your own architecture, e.g. one that sees ``(cos q, sin q)``).
     """
 
     name: ClassVar[str] = "second_order_node"
@@ -68,14 +87,26 @@ class SecondOrderNeuralODE(AbstractModel):
         hidden: Sequence[int] = (200, 200),
         activation: str = "tanh",
         orthogonal_init: bool = False,
+        net: nn.Module | None = None,
     ) -> None:
-        super().__init__(dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init)
-        self.net = MLP(2 * self.dof, hidden, self.dof, activation, True, orthogonal_init)
+        super().__init__(dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init, net=net)
+        self.net = net if net is not None else MLP(2 * self.dof, hidden, self.dof, activation, True, orthogonal_init)
 
     def accelerations(self, x: Tensor) -> Tensor:
         """``q_dd = a_theta(q, q_dot)``, ``(..., dof)``."""
-        return self.net(self.check_state(x))
+        x = self.check_state(x)
+        return _check_output(self.net(x), (*x.shape[:-1], self.dof), x, "net")
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         x = self.check_state(x)
-        return torch.cat([x[..., self.dof :], self.net(x)], dim=-1)
+        return torch.cat([x[..., self.dof :], self.accelerations(x)], dim=-1)
+
+
+def _check_output(value: Tensor, shape: tuple[int, ...], x: Tensor, what: str) -> Tensor:
+    """``value`` if it has ``shape``, else a clear error naming the network and the shapes."""
+    if value.shape != shape:
+        raise InvalidArgumentError(
+            f"{what} must map inputs of shape (..., {x.shape[-1]}) to shape (..., {shape[-1]}); for input shape "
+            f"{tuple(x.shape)} it returned shape {tuple(value.shape)}"
+        )
+    return value

@@ -24,7 +24,8 @@ class DissipativeHNN(AbstractModel):
     A damped oscillator ``dp/dt = -k q - gamma p / m`` is ``H = k q^2 / 2 + p^2 / (2 m)`` with
     ``D = -gamma p^2 / (2 m)`` (minus Rayleigh's dissipation function). ``D`` is not constrained, so
     ``grad D`` may also inject energy; :meth:`energy` is the conservative part ``H`` and
-    ``dH/dt = grad H . grad D``. Not separable, so explicit symplectic integrators are refused.
+    ``dH/dt = grad H . grad D``. Not separable, so explicit symplectic integrators are refused; not
+    conservative (``conservative = False``), so the audit does not expect ``H`` to be conserved.
 
     Args:
         dof: degrees of freedom; states are ``(..., 2 * dof)``.
@@ -36,6 +37,7 @@ class DissipativeHNN(AbstractModel):
     name: ClassVar[str] = "dissipative_hnn"
     coordinates: ClassVar[str] = "canonical"
     is_separable: ClassVar[bool] = False
+    conservative: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -80,6 +81,8 @@ class MLP(nn.Module):
         self.out_dim = check_positive_int("out_dim", out_dim)
         self.hidden = check_hidden(hidden)
         self.activation = activation
+        self.bias_last = bool(bias_last)
+        self.orthogonal_init = bool(orthogonal_init)
         make_activation(activation)  # validate the name before building anything
         widths = (self.in_dim, *self.hidden, self.out_dim)
         layers: list[nn.Module] = []
@@ -98,6 +101,18 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)  # (..., in_dim) -> (..., out_dim)
+
+    def init_args(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-serialisable: ``MLP(**mlp.init_args())`` builds the same
+        architecture (checkpoints rebuild an injected MLP from them, then load its weights)."""
+        return {
+            "in_dim": self.in_dim,
+            "hidden": list(self.hidden),
+            "out_dim": self.out_dim,
+            "activation": self.activation,
+            "bias_last": self.bias_last,
+            "orthogonal_init": self.orthogonal_init,
+        }
 
 
 def scalar_output(value: Tensor, x: Tensor, *, what: str = "net") -> Tensor:

@@ -10,13 +10,14 @@ from torch import Tensor, nn
 
 from hnnlab.dynamics import input_gradient
 from hnnlab.errors import InvalidArgumentError
+from hnnlab.fields import AbstractSeparableField
 from hnnlab.models.base import AbstractModel
 from hnnlab.models.mlp import MLP, scalar_output
 from hnnlab.models.registry import register_model
 
 
 @register_model("separable_hnn")
-class SeparableHNN(AbstractModel):
+class SeparableHNN(AbstractModel, AbstractSeparableField):
     """Separable Hamiltonian neural network: ``H_theta(q, p) = T_theta(p) + V_theta(q)`` and
 
         ``dq/dt = dT/dp``,  ``dp/dt = -dV/dq``.

@@ -12,12 +12,14 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
 from hnnlab.errors import HnnlabError, InvalidArgumentError
 from hnnlab.integrators import get_integrator
+from hnnlab.models.base import AbstractModel
 from hnnlab.training import losses
 from hnnlab.training.callbacks import wandb_run_id
+from hnnlab.training.checkpoint import model_entry
 
 
 class NonFiniteLossError(HnnlabError, FloatingPointError):
@@ -32,7 +34,9 @@ class DynamicsModule(pl.LightningModule):
     """Train a dynamics model by derivative matching or multi-step rollouts through an integrator.
 
     Args:
-        model: the network (``vector_field(t, x)``, ``energy(x)``, ``is_separable``).
+        model: the network, an :class:`~hnnlab.models.AbstractModel` (``vector_field(t, x)``, ``energy(x)``
+            and the declared ``is_separable``, ``has_energy``, ...); checkpoints rebuild it, injected
+            networks included (:mod:`hnnlab.training.checkpoint`).
         loss: ``"derivative"`` matches ``dx/dt`` at data states (needs the datamodule's ``"pairs"``
             mode); ``"rollout"`` integrates windows of ``k`` steps with ``integrator`` and matches the
             states (``"windows"`` mode), backpropagating through every step.
@@ -48,7 +52,7 @@ class DynamicsModule(pl.LightningModule):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: AbstractModel,
         loss: Literal["derivative", "rollout"] = "derivative",
         integrator: str = "leapfrog",
         substeps: int = 1,
@@ -78,7 +82,7 @@ class DynamicsModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         if loss == "rollout":
             self.integrator.check_compatible(model)
-        if energy_weight > 0 and not self._has_energy():
+        if energy_weight > 0 and not model.has_energy:
             raise InvalidArgumentError(
                 f"energy_weight > 0 needs a model with an energy, but {type(model).__name__}.energy returns None"
             )
@@ -87,10 +91,6 @@ class DynamicsModule(pl.LightningModule):
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
         return self.model(t, x)
-
-    def _has_energy(self) -> bool:
-        has = getattr(self.model, "has_energy", None)
-        return bool(has) if has is not None else hasattr(self.model, "energy")
 
     def loss_terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The (unweighted) loss terms of a batch, by name."""
@@ -177,10 +177,10 @@ class DynamicsModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        describe = getattr(self.model, "describe", None)
-        cls = type(self.model)
+        """Add ``checkpoint["hnnlab"]``: what rebuilds the model (its description and any injected
+        network, :func:`hnnlab.training.checkpoint.model_entry`), the integrator and the W&B run id."""
         checkpoint["hnnlab"] = {
-            "model": describe() if callable(describe) else {"class": f"{cls.__module__}:{cls.__qualname__}"},
+            **model_entry(self.model),
             "integrator": self.integrator.describe(),
             "wandb_run_id": wandb_run_id(self.trainer) if self._trainer is not None else None,
         }

@@ -74,14 +74,6 @@ def integrator_comparison(n_steps: int = 20_000, dt: float = 0.1) -> tuple[list[
     return results, md
 
 
-def _trainer(cfg: DemoConfig, name: str, logger: Any) -> Any:
-    from hnnlab.training.runner import build_trainer
-
-    every = max(cfg.train_steps // 4, 1)
-    return build_trainer(max_steps=cfg.train_steps, checkpoint_dir=cfg.out / "checkpoints" / name, logger=logger,
-                         val_every_n_epochs=every, progress_every_n_epochs=every)
-
-
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every stage; returns the summary (also written to ``cfg.out / "summary.json"``)."""
     from hnnlab.training.runner import quiet_lightning
@@ -98,6 +90,8 @@ def _run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from hnnlab.evaluate import predict_to_file
     from hnnlab.integrators import get_integrator
     from hnnlab.models import HNN, NeuralODE
+    from hnnlab.training import fit
+    from hnnlab.training.callbacks import PlainProgressLog
     from hnnlab.training.logging import HnnlabWandbLogger, wandb_mode
     from hnnlab.training.module import DynamicsModule
 
@@ -135,8 +129,10 @@ def _run_demo(cfg: DemoConfig) -> dict[str, Any]:
             logger = HnnlabWandbLogger(project="hnnlab-demo", name=run_name, save_dir=str(out), log_model=True)
             print(f"[3/5] training {model_name} on {system_name}: {cfg.train_steps} full-batch steps")
             t0 = time.perf_counter()
-            trainer = _trainer(cfg, run_name, logger)
-            trainer.fit(module, datamodule=datamodule)
+            every = max(cfg.train_steps // 4, 1)  # full batch: an epoch is a step
+            trainer = fit(module, datamodule, max_steps=cfg.train_steps, max_epochs=-1, accelerator="cpu",
+                          logger=logger, checkpoint=out / "checkpoints" / run_name,
+                          progress=PlainProgressLog(every_n_epochs=every), check_val_every_n_epoch=every).trainer
             test_loss = float(trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/loss"])
             train_seconds = time.perf_counter() - t0
 

@@ -173,16 +173,19 @@ def fit(
     substeps: int = 1,
     group: str = "reproduce",
 ) -> tuple[Any, float]:
-    """Train ``model`` on the dataset at ``data_path`` for ``steps`` optimizer steps through
-    :class:`~hnnlab.training.module.DynamicsModule` and Lightning; returns ``(module, seconds)``.
+    """Train ``model`` on the dataset at ``data_path`` for ``steps`` optimizer steps, a reproduction's way:
+    :class:`~hnnlab.training.module.DynamicsModule` and :func:`hnnlab.training.fit`, no validation, four
+    progress lines, ``last.ckpt`` in ``cfg.out / "checkpoints" / name`` and, with ``cfg.wandb``, a W&B run
+    ``name`` in ``group``. Returns ``(module, seconds)``.
 
     ``model`` may be a factory (a callable returning the network): it is then built after seeding with
     ``seed``, so that the initialisation is the seed's too (a network passed in is initialised already)."""
     import lightning.pytorch as pl
 
     from hnnlab.data.datamodule import HDF5DataModule
+    from hnnlab.training import fit as train
+    from hnnlab.training.callbacks import PlainProgressLog
     from hnnlab.training.module import DynamicsModule
-    from hnnlab.training.runner import train
 
     pl.seed_everything(seed, verbose=False)
     if not isinstance(model, torch.nn.Module):
@@ -198,15 +201,13 @@ def fit(
         logger = HnnlabWandbLogger(project="hnnlab-reproduce", name=name, group=group,
                                    save_dir=str(cfg.out), log_model=False)
     every = max(steps // 4, 1)
-    steps_per_epoch = _steps_per_epoch(datamodule)
+    progress = PlainProgressLog(every_n_epochs=max(every // _steps_per_epoch(datamodule), 1))
     print(f"  training {name}: {steps} steps", flush=True)
-    _, seconds = train(
-        module, datamodule, max_steps=steps, checkpoint_dir=cfg.out / "checkpoints" / name, logger=logger,
-        progress_every_n_epochs=max(every // steps_per_epoch, 1), accelerator=cfg.accelerator,
-    )
+    result = train(module, datamodule, max_steps=steps, max_epochs=-1, accelerator=cfg.accelerator, logger=logger,
+                   checkpoint=cfg.out / "checkpoints" / name, progress=progress, limit_val_batches=0)
     if logger:
         logger.experiment.finish()
-    return module, seconds
+    return module, result.seconds
 
 
 def _steps_per_epoch(datamodule: Any) -> int:

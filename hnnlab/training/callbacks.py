@@ -1,4 +1,5 @@
-"""Lightning callbacks: plain progress lines for CI logs, and rollout metrics during training.
+"""Lightning callbacks: checkpoints that end with the final weights, plain progress lines for CI logs,
+and rollout metrics during training.
 
 Side effects (printing, plots, media) live here, not in the LightningModule, and run on rank zero;
 metrics are logged from every rank with ``sync_dist`` so that all ranks agree.
@@ -14,10 +15,26 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
 from hnnlab.errors import ConvergenceError, InvalidArgumentError, NonFiniteStateError
+
+
+class HnnlabCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (same arguments), except that with ``save_last`` the end of training
+    always writes ``last.ckpt`` with the final weights.
+
+    Lightning's own writes ``last.ckpt`` only beside a periodic save, and at the end only when nothing was
+    saved at all: a run of 250 steps that checkpoints every 100 would keep the weights of step 200.
+    """
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A save at this step (best-k, periodic or last) has written last.ckpt beside it already.
+        if self.save_last and not trainer.fast_dev_run and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        super().on_train_end(trainer, pl_module)
 
 
 class PlainProgressLog(pl.Callback):

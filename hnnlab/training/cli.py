@@ -4,27 +4,32 @@ Config files may inherit: a top-level ``base:`` (a path or a list of paths, rela
 names the files it extends; they are merged depth-first (later files and the command line win), so
 experiment files hold only what they change. The fully resolved config is saved beside the run and
 sent to W&B. ``--ckpt_path`` resumes training, and the W&B run stored in the checkpoint continues.
+
+LightningCLI parses the config and builds the model and datamodule; the trainer of every subcommand is
+built by :func:`hnnlab.training.runner.build_trainer` and ``fit`` runs through
+:func:`hnnlab.training.runner.fit_trainer`: the same set-up as :func:`hnnlab.training.fit` from Python.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from hnnlab.errors import HnnlabError, InvalidArgumentError
-from hnnlab.training.callbacks import PlainProgressLog
+from hnnlab.training.callbacks import HnnlabCheckpoint
 from hnnlab.training.module import DynamicsModule
+from hnnlab.training.runner import TRAINER_DEFAULTS, build_trainer, fit_trainer, quiet_warnings
 
 # Checkpoints: the best (by ``checkpoint.monitor``) and the last, written every ``checkpoint.every_n_epochs``
-# epochs. Datasets without a val split set ``checkpoint.monitor: null`` (then "best" is the latest).
+# epochs and (``last.ckpt``) at the end of training. Datasets without a val split set
+# ``checkpoint.monitor: null`` (then "best" is the latest).
 CHECKPOINT_DEFAULTS: dict[str, Any] = {
     "checkpoint.monitor": "val/loss",
     "checkpoint.mode": "min",
@@ -36,16 +41,6 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
     # never saves when check_val_every_n_epoch > 1 and the dataset has no val split.
     "checkpoint.save_on_train_epoch_end": True,
 }
-# Lightning warnings that say nothing about an hnnlab run.
-QUIET_WARNINGS = (
-    r".*overridden `on_after_batch_transfer` in `LightningModule`.*",
-    r".*Total length of `list` across ranks is zero.*",
-    r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
-    r".*The anonymous setting has no effect.*",
-    r".*is smaller than the logging interval.*",
-    r".*LightningCLI's args parameter is intended to run from within Python.*",
-)
-
 
 def load_config_with_bases(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a YAML config and merge the files named by its ``base:`` key beneath it."""
@@ -129,10 +124,11 @@ class HnnlabSaveConfig(SaveConfigCallback):
 
 
 class HnnlabCLI(LightningCLI):
-    """LightningCLI with hnnlab's defaults, a ``checkpoint`` group and W&B resume support."""
+    """LightningCLI with hnnlab's defaults, a ``checkpoint`` group, W&B resume support, and the trainer of
+    :func:`~hnnlab.training.runner.build_trainer`."""
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - Lightning's signature
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(HnnlabCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
 
     def before_instantiate_classes(self) -> None:
@@ -150,6 +146,34 @@ class HnnlabCLI(LightningCLI):
                     lg.init_args.id = run_id
                     lg.init_args.resume = "allow"
 
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[pl.Callback]) -> pl.Trainer:
+        """``config``: the parsed ``trainer`` group; ``callbacks``: the ``checkpoint`` group's callback."""
+        options = dict(config)
+        extra = options.pop("callbacks") or []
+        extra = list(extra) if isinstance(extra, list) else [extra]
+        if self.save_config_callback and not options.get("fast_dev_run", False):
+            extra.append(self.save_config_callback(
+                self._parser(self.subcommand), self.config.get(str(self.subcommand), self.config),
+                **self.save_config_kwargs,
+            ))
+        (checkpoint,) = callbacks
+        bar = options.pop("enable_progress_bar")
+        return build_trainer(
+            run_dir=options.pop("default_root_dir"),
+            checkpoint=checkpoint if options.pop("enable_checkpointing") is not False else False,
+            progress="auto" if bar is None else ("bar" if bar else "lines"),
+            callbacks=extra,
+            **options,
+        )
+
+    def fit(self, model: pl.LightningModule, datamodule: pl.LightningDataModule | None = None,
+            **kwargs: Any) -> None:
+        """``hnnlab fit``: :func:`~hnnlab.training.runner.fit_trainer` with the CLI's trainer."""
+        result = fit_trainer(self.trainer, model, datamodule, **kwargs)
+        if result.last_checkpoint is not None and self.trainer.is_global_zero:
+            print(f"hnnlab fit: last checkpoint (step {self.trainer.global_step}): {result.last_checkpoint}",
+                  flush=True)
+
 
 def _wandb_run_id(ckpt_path: str) -> str | None:
     import torch
@@ -161,16 +185,8 @@ def _wandb_run_id(ckpt_path: str) -> str | None:
 
 
 def trainer_defaults() -> dict[str, Any]:
-    interactive = sys.stdout.isatty() and not os.environ.get("CI")
-    return {
-        # hnnlab models differentiate H with respect to the state, which inference mode forbids.
-        "inference_mode": False,
-        # hnnlab's datamodule shards by rank with a (seed, epoch)-determined order: exact resume.
-        "use_distributed_sampler": False,
-        "logger": {"class_path": "hnnlab.training.logging.HnnlabWandbLogger"},
-        "callbacks": [RichProgressBar() if interactive else PlainProgressLog()],
-        "enable_progress_bar": interactive,
-    }
+    """The CLI's trainer defaults: what every hnnlab trainer needs, and the W&B logger."""
+    return {**TRAINER_DEFAULTS, "logger": {"class_path": "hnnlab.training.logging.HnnlabWandbLogger"}}
 
 
 def run_lightning_cli(argv: list[str]) -> int:
@@ -179,13 +195,9 @@ def run_lightning_cli(argv: list[str]) -> int:
     Returns the exit status: 0 on success, 2 for a user mistake (a bad config key or type, a missing
     file, a non-finite loss), each reported as one ``error:`` line on stderr.
     """
-    import warnings
-
     from hnnlab.data.datamodule import HDF5DataModule
 
-    with tempfile.TemporaryDirectory(prefix="hnnlab-config-") as tmpdir, warnings.catch_warnings():
-        for pattern in QUIET_WARNINGS:
-            warnings.filterwarnings("ignore", message=pattern)
+    with tempfile.TemporaryDirectory(prefix="hnnlab-config-") as tmpdir, quiet_warnings():
         try:
             args = expand_configs(argv, tmpdir)
             HnnlabCLI(

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hnnlab.errors import NonFiniteStateError
+from hnnlab.fields import AbstractSeparableField, AbstractVectorField
 from hnnlab.integrators import AbstractIntegrator, get_integrator
-from hnnlab.rollout import iter_rollout
+from hnnlab.rollout import iter_solve
 from hnnlab.rollout_io import RolloutMetadata, RolloutWriter
 from hnnlab.systems import AbstractSystem
 
@@ -23,9 +23,9 @@ from hnnlab.systems import AbstractSystem
 def default_integrator(model: Any) -> str:
     """A symplectic method that suits the model: leapfrog for a separable H, implicit midpoint for a
     general learned H (explicit leapfrog is not symplectic there), RK4 for models without an energy."""
-    if getattr(model, "is_separable", False):
+    if isinstance(model, AbstractSeparableField):
         return "leapfrog"
-    if getattr(model, "coordinates", "canonical") == "canonical" and getattr(model, "has_energy", False):
+    if isinstance(model, AbstractVectorField) and model.coordinates == "canonical" and model.has_energy:
         return "implicit_midpoint"
     return "rk4"
 
@@ -54,7 +54,8 @@ def predict_to_file(
 ) -> dict[str, Any]:
     """Roll ``model`` out from ``x0`` ``(n, 2 * dof)`` and stream it (and the reference) to ``out``.
 
-    A rollout that turns non-finite is recorded in the file (``first_nonfinite_step``), not raised.
+    A trajectory that turns non-finite (or whose implicit solve fails) is recorded in the file at its exact
+    first bad step (``first_nonfinite_step``) while the others reach the horizon; nothing is raised.
     Returns a summary (integrators, shapes, first non-finite step or None).
     """
     integ = get_integrator(integrator or default_integrator(model))
@@ -66,36 +67,32 @@ def predict_to_file(
         dt=float(dt),
         save_every=save_every,
         system=system.describe() if system is not None else None,
-        model=model.describe() if hasattr(model, "describe") else None,
+        model=model.describe() if isinstance(model, AbstractVectorField) else None,
         reference_integrator={**ref_integ.describe(), "substeps": ref_sub} if ref_integ is not None else None,
         **(metadata or {}),
     )
-    energy_fn = getattr(model, "energy", None)
-    has_energy = bool(getattr(model, "has_energy", False))
-    first_bad: int | None = None
+    has_energy = isinstance(model, AbstractVectorField) and model.has_energy
+    energy_fn = model.energy if has_energy else None
     with RolloutWriter(out, n, width // 2, x0.dtype, meta, with_reference=system is not None, overwrite=overwrite,
                        with_energy_model=has_energy) as writer:
-        stream = _Stream(writer, model, integ, system, ref_integ, ref_sub, dt, save_every,
-                         energy_fn if has_energy else None, progress)
-        try:
-            stream.run(0, x0, x0, n_steps, first=True)
-        except NonFiniteStateError:
-            # Some trajectory blew up: continue every trajectory on its own from the last saved
-            # states (or from the start if nothing was saved yet), so that the finite ones reach the
-            # horizon and each bad one is recorded at its exact first non-finite step.
-            resumed = stream.last_pred is not None
-            done = stream.saved_steps if resumed else 0
-            for i in range(n):
-                sub = _Stream(writer, model, integ, system, ref_integ, ref_sub, dt, save_every,
-                              energy_fn if has_energy else None, False)
-                x_pred = stream.last_pred[i : i + 1] if resumed else x0[i : i + 1]
-                x_ref = (stream.last_ref[i : i + 1] if resumed else x0[i : i + 1]) if system is not None else None
-                try:
-                    sub.run(i, x_pred, x_ref, n_steps - done, first=not resumed, t0=done * dt)
-                except NonFiniteStateError as exc:
-                    step = done + exc.step
-                    writer.mark_nonfinite(i, step)
-                    first_bad = step if first_bad is None else min(first_bad, step)
+        # One masked solve for the model (a trajectory that blows up is NaN from its first bad step while the
+        # others go on to the horizon) and one for the reference, streamed chunk by chunk on the same grid.
+        pred = iter_solve(model, integ, x0, dt, n_steps, save_every, progress=progress, description="rollout")
+        ref = None
+        if system is not None:
+            ref = iter_solve(system, ref_integ, x0, dt / ref_sub, n_steps * ref_sub, save_every * ref_sub,
+                             on_nonfinite="raise")
+        ref_chunks = iter(ref) if ref is not None else None
+        with torch.no_grad():
+            for chunk in pred:  # (n, chunk_len, 2 * dof)
+                reference = next(ref_chunks) if ref_chunks is not None else None
+                energy = energy_fn(chunk) if energy_fn is not None else None
+                writer.append(chunk, reference=reference, energy_model=energy)
+        solution = pred.result()
+        bad = torch.nonzero(solution.first_bad_step >= 0).flatten().tolist()
+        for i in bad:
+            writer.mark_nonfinite(i, int(solution.first_bad_step[i]))
+        first_bad = int(solution.first_bad_step[bad].min()) if bad else None
     return {
         "integrator": integ.name,
         "reference_integrator": ref_integ.name if ref_integ is not None else None,
@@ -104,39 +101,3 @@ def predict_to_file(
         "first_nonfinite_step": first_bad,
         "path": os.fspath(out),
     }
-
-
-class _Stream:
-    """Roll trajectories ``start .. start + batch`` out and append their saved states to ``writer``."""
-
-    def __init__(self, writer, model, integ, system, ref_integ, ref_sub, dt, save_every, energy_fn, progress):
-        self.writer, self.model, self.integ = writer, model, integ
-        self.system, self.ref_integ, self.ref_sub = system, ref_integ, ref_sub
-        self.dt, self.save_every, self.energy_fn, self.progress = dt, save_every, energy_fn, progress
-        self.saved_steps = 0  # index of the last integrator step whose saved state was appended
-        self.last_pred: Tensor | None = None
-        self.last_ref: Tensor | None = None
-
-    def run(self, start: int, x_pred: Tensor, x_ref: Tensor | None, n_steps: int, *, first: bool,
-            t0: float = 0.0) -> None:
-        pred_iter = iter_rollout(self.model, self.integ, x_pred, self.dt, n_steps, self.save_every, t0=t0,
-                                 progress=self.progress)
-        ref_iter = None
-        if self.system is not None:
-            ref_iter = iter_rollout(self.system, self.ref_integ, x_ref, self.dt / self.ref_sub,
-                                    n_steps * self.ref_sub, self.save_every * self.ref_sub, t0=t0)
-        skip = not first  # a resumed rollout's first saved state is already in the file
-        if first:
-            self.saved_steps = -self.save_every  # the first saved state is step 0
-        with torch.no_grad():
-            for chunk in pred_iter:  # (batch, chunk_len, 2 * dof)
-                ref = next(ref_iter) if ref_iter is not None else None
-                if skip:
-                    chunk, ref = chunk[:, 1:], (ref[:, 1:] if ref is not None else None)
-                    skip = False
-                if chunk.shape[1] == 0:
-                    continue
-                energy = self.energy_fn(chunk) if self.energy_fn is not None else None
-                self.writer.append(chunk, reference=ref, energy_model=energy, start=start)
-                self.saved_steps += chunk.shape[1] * self.save_every
-                self.last_pred, self.last_ref = chunk[:, -1], (ref[:, -1] if ref is not None else None)

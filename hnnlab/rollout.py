@@ -68,7 +68,8 @@ class Solution:
         first_bad_step: ``(batch,)`` int64, the first step whose result was bad (1 = the first step), ``-1``
             where the trajectory is ok.
         stats: ``steps`` (steps of the loop), ``field_evaluations`` (calls of the field, each on the live rows
-            of the batch; a half field counts 0.5), ``replayed_steps`` (steps taken again to locate failures).
+            of the batch; a half field counts 0.5), ``replayed_steps`` (steps taken again to locate failures), and
+            the integrator's per-trajectory counters (``internal_steps`` ``(batch,)`` of the adaptive methods).
     """
 
     ts: Tensor
@@ -173,9 +174,55 @@ def iter_rollout(
     The first chunk starts with ``x0``. All arguments are validated before the first step runs; a chunk is
     yielded only once all its states have passed the finiteness check.
     """
-    integrator, n_steps = _validate(f, integrator, x0, dt, n_steps, save_every, chunk_size, check_every, "raise")
-    loop = _Loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), check_every, "raise")
-    return loop.run(chunk_size=chunk_size, progress=progress, description=description)
+    return iter(iter_solve(f, integrator, x0, dt, n_steps, save_every, t0=t0, on_nonfinite="raise",
+                           chunk_size=chunk_size, check_every=check_every, progress=progress,
+                           description=description))
+
+
+class SolveStream:
+    """The chunks of a streaming :func:`iter_solve`; once exhausted, :meth:`result` gives the :class:`Solution`
+    without its states (``ys`` is empty, ``(batch, 0, 2 * dof)``)."""
+
+    def __init__(self, loop: _Loop, chunk_size: int, progress: bool | None, description: str) -> None:
+        self._loop = loop
+        self._chunks = loop.run(chunk_size=chunk_size, progress=progress, description=description)
+        self._done = False
+
+    def __iter__(self) -> Iterator[Tensor]:
+        yield from self._chunks
+        self._done = True
+
+    def result(self) -> Solution:
+        if not self._done:
+            raise InvalidArgumentError("SolveStream.result() needs every chunk to have been read first")
+        solution = self._loop.solution(self._loop.x0[:, :0])
+        solution.ts = self._loop.t0 + torch.arange(
+            self._loop.n_steps // self._loop.save_every + 1, dtype=torch.float64
+        ) * (self._loop.dt * self._loop.save_every)
+        return solution
+
+
+def iter_solve(
+    f: VectorField,
+    integrator: AbstractIntegrator | str,
+    x0: Tensor,
+    dt: float,
+    n_steps: int,
+    save_every: int = 1,
+    *,
+    t0: float = 0.0,
+    on_nonfinite: OnNonfinite = "mask",
+    chunk_size: int = 256,
+    check_every: int = 32,
+    progress: bool | None = None,
+    description: str = "rollout",
+) -> SolveStream:
+    """:func:`solve` streamed: iterate for the saved states in chunks ``(batch, <= chunk_size, 2 * dof)`` (the
+    first starts with ``x0``; a bad trajectory's states are NaN from its first bad step), then call
+    ``result()`` for the status, first bad steps and stats. Validates everything before the first step."""
+    integrator, n_steps = _validate(f, integrator, x0, dt, n_steps, save_every, chunk_size, check_every, on_nonfinite)
+    loop = _Loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), check_every, on_nonfinite)
+    return SolveStream(loop, chunk_size, progress, description)
 
 
 def _validate(
@@ -265,6 +312,8 @@ class _Loop:
         self.first_bad = torch.full((batch,), -1, dtype=torch.long)
         self.live: Tensor | None = None  # indices of the live rows, None while all are live
         self.replayed = 0
+        self.row_stats: dict[str, Tensor] = {}  # whole-batch per-trajectory counters of the integrator
+        self.final_state: SolverState = None
 
     def _full(self, x: Tensor) -> Tensor:
         """A live-row state as a whole-batch state ``(batch, 2 * dof)``, NaN in the frozen rows."""
@@ -313,6 +362,14 @@ class _Loop:
                     chunk = []
             if chunk:
                 yield torch.stack([s for _, s in chunk], dim=1)
+        self._record_row_stats(state, self.live)
+
+    def _record_row_stats(self, state: SolverState, rows: Tensor | None, keep: Tensor | None = None) -> None:
+        """Copy the integrator's per-trajectory counters of the live rows (``keep`` of them) into the whole batch."""
+        for key, value in self.integrator.row_stats(state).items():
+            value = value if keep is None else value[keep]
+            full = self.row_stats.setdefault(key, torch.zeros(self.x0.shape[0], dtype=value.dtype))
+            full[slice(None) if rows is None else rows.cpu()] = value.cpu()
 
     def _check(
         self, x: Tensor, state: SolverState, good: tuple[Tensor, SolverState, int], step: int,
@@ -341,6 +398,7 @@ class _Loop:
             if s < earliest:
                 break
             chunk[i] = (s, torch.where((first_full <= s)[:, None], math.nan, v))
+        self._record_row_stats(state, rows, ~keep)
         self.live = torch.nonzero(keep).squeeze(-1) if self.live is None else self.live.to(keep.device)[keep]
         return x[keep], _take(state, keep), chunk
 
@@ -400,6 +458,7 @@ class _Loop:
             "steps": self.n_steps,
             "field_evaluations": self.f.evaluations,
             "replayed_steps": self.replayed,
+            **self.row_stats,
         }
         return Solution(ts=ts, ys=ys, status=self.status, first_bad_step=self.first_bad, stats=stats)
 

@@ -21,9 +21,9 @@ from torch import Tensor
 from hnnlab import __version__
 from hnnlab.data.io import SplitData
 from hnnlab.data.schema import SCHEMA_NAME, SCHEMA_VERSION, SPLITS
-from hnnlab.errors import ConvergenceError, InvalidArgumentError, NonFiniteStateError
+from hnnlab.errors import InvalidArgumentError
 from hnnlab.integrators import AbstractIntegrator, get_integrator
-from hnnlab.rollout import rollout
+from hnnlab.rollout import solve
 from hnnlab.systems.base import AbstractSystem, normal
 
 DEFAULT_INTEGRATOR = "dopri8"
@@ -142,7 +142,8 @@ def simulate(
     batch = batch_size or n_traj
     with torch.no_grad():
         parts = [
-            integrate_grid(system, integ, x0[i : i + batch], step, n_steps * substeps, substeps, progress=progress)
+            solve(system, integ, x0[i : i + batch], step, n_steps * substeps, substeps, on_nonfinite="raise",
+                  progress=progress, description="simulate").ys
             for i in range(0, n_traj, batch)
         ]
         clean = torch.cat(parts).cpu()  # (n_traj, n_times, 2 * dof), float64
@@ -173,83 +174,6 @@ def simulate(
             dt=float(dt) if n_times > 1 else 0.0,
         )
     return SimulationResult(metadata=metadata, splits=result_splits)
-
-
-GRID_SEGMENT = 128  # saved steps per adaptive solve (one progress update each)
-
-
-def integrate_grid(
-    system: AbstractSystem,
-    integrator: AbstractIntegrator,
-    x0: Tensor,
-    step: float,
-    n_steps: int,
-    save_every: int,
-    *,
-    progress: bool = False,
-) -> Tensor:
-    """States ``(batch, n_steps // save_every + 1, 2 * dof)`` at every ``save_every``-th step of ``step``.
-
-    Fixed-step integrators go through :func:`hnnlab.rollout.rollout`. Adaptive torchdiffeq integrators
-    (``dopri5``, ``dopri8``) instead solve across many saved times at once, with the solver forced to
-    land on each saved time (``step_t``), so the stored values are its own step results rather than
-    interpolants; restarting the adaptive solver at every saved time would redo its initial step-size
-    search each time (about 3x the field evaluations, and far more solver overhead).
-    """
-    if not (getattr(integrator, "adaptive", False) and hasattr(integrator, "method")):
-        return rollout(system, integrator, x0, step, n_steps, save_every=save_every, progress=progress)
-    from torchdiffeq import odeint
-
-    from hnnlab.integrators.dopri import max_abs_norm
-
-    n_saved = n_steps // save_every
-    grid = torch.arange(n_saved + 1, dtype=torch.float64, device=x0.device) * (step * save_every)  # (n_times,)
-    rtol, atol = integrator.effective_tolerances(x0.dtype)
-    bar = _segment_bar(n_saved) if progress else None
-    out, x = [x0[:, None]], x0
-    for start in range(0, n_saved, GRID_SEGMENT):
-        times = grid[start : min(n_saved, start + GRID_SEGMENT) + 1]
-        try:
-            path = odeint(system, x, times, rtol=rtol, atol=atol, method=integrator.method,
-                          options={"norm": max_abs_norm, "step_t": times[1:]})  # (len(times), batch, 2 * dof)
-        except AssertionError as exc:  # torchdiffeq's step-size underflow
-            raise ConvergenceError(
-                f"{integrator.name}: the adaptive solve between t = {float(times[0]):.6g} and {float(times[-1]):.6g} "
-                f"failed ({exc}); try a larger rtol/atol or a fixed-step integrator with substeps"
-            ) from None
-        segment = path[1:].transpose(0, 1)  # (batch, len(times) - 1, 2 * dof)
-        finite = torch.isfinite(segment).all(dim=-1)  # (batch, len(times) - 1)
-        if not bool(finite.all()):
-            traj, index = (int(i) for i in torch.nonzero(~finite)[0])
-            saved = start + index + 1
-            raise NonFiniteStateError(
-                f"simulation became non-finite (NaN or inf) at saved step {saved} (t = {float(grid[saved]):.6g}) in "
-                f"trajectory {traj}", step=saved * save_every, trajectory=traj, time=float(grid[saved]),
-            )
-        out.append(segment)
-        x = segment[:, -1]
-        if bar is not None:
-            bar.advance(times.numel() - 1)
-    if bar is not None:
-        bar.stop()
-    return torch.cat(out, dim=1)
-
-
-class _segment_bar:
-    """A rich progress bar over saved steps."""
-
-    def __init__(self, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self._progress = Progress("simulate", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-        self._progress.start()
-        self._task = self._progress.add_task("simulate", total=total)
-
-    def advance(self, n: int) -> None:
-        self._progress.update(self._task, advance=n)
-
-    def stop(self) -> None:
-        self._progress.stop()
 
 
 def exact_derivatives_and_energy(system: AbstractSystem, t: Tensor, states: Tensor) -> tuple[Tensor, Tensor]:

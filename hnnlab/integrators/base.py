@@ -82,6 +82,11 @@ class AbstractIntegrator(abc.ABC):
         """
         return self._step(f, t, x, dt), state, None
 
+    def row_stats(self, state: SolverState) -> dict[str, Tensor]:
+        """Per-trajectory counters kept in a solver state (``{}`` by default; the adaptive methods count their
+        internal steps), each ``(batch,)``; :class:`hnnlab.rollout.Solution` reports them in ``stats``."""
+        return {}
+
     def step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
         """Advance ``x`` (``(..., 2 * dof)``) from time ``t`` by ``dt > 0``; returns the new state.
 

@@ -153,6 +153,9 @@ class AbstractAdaptiveRK(AbstractIntegrator):
             y = torch.where(failed[:, None], math.nan, y)
         return y, (h, k, taken), failed
 
+    def row_stats(self, state: SolverState) -> dict[str, Tensor]:
+        return {} if state is None else {"internal_steps": state[2]}
+
     def _trial(self, f: VectorField, t: Tensor, y: Tensor, k1: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One internal step of sizes ``h`` ``(m,)`` from ``y`` ``(m, width)`` with ``k1 = f(t, y)``: the new states,
         the field there (the last stage) and the embedded error estimate."""

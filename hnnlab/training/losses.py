@@ -14,6 +14,7 @@ from torch import Tensor
 
 from hnnlab.dynamics import input_gradient
 from hnnlab.integrators.base import AbstractIntegrator
+from hnnlab.rollout import solve
 
 Metric = Literal["mse", "l1"]
 
@@ -35,16 +36,10 @@ def rollout_states(
 ) -> Tensor:
     """Predicted states after ``1..n_steps`` steps of ``dt`` (each split in ``substeps``), ``(B, n_steps, 2 * dof)``.
 
-    Differentiable: gradients flow through every integrator step into the model's parameters.
+    One :func:`~hnnlab.rollout.solve` (a window that turns non-finite is NaN from its first bad step, so the
+    loss says so). Differentiable: gradients flow through every integrator step into the model's parameters.
     """
-    h = dt / substeps
-    x, t, out = x0, 0.0, []
-    for _ in range(n_steps):
-        for _ in range(substeps):
-            x = integrator._step(model, t, x, h)
-            t += h
-        out.append(x)
-    return torch.stack(out, dim=1)
+    return solve(model, integrator, x0, dt / substeps, n_steps * substeps, save_every=substeps).ys[:, 1:]
 
 
 def rollout_loss(

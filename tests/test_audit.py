@@ -414,3 +414,70 @@ def test_drift_verdict_catches_an_early_saturating_loss_and_keeps_bounded_oscill
     assert fit.drifting.tolist() == [False, True, True]
     # The linear fit alone calls the saturating loss bounded (flat after t ~ 5): the second rule decides.
     assert float(fit.drift[2].abs()) < float(fit.oscillation[2])
+
+
+# --------------------------------------------------------------------------------------------------
+# Non-conservative models: the energy is audited, and not expected to be conserved
+
+
+class _Potential(torch.nn.Module):
+    """A known scalar function of the state as a network: ``H`` or ``D`` of the damped oscillator."""
+
+    def __init__(self, kind: str, k: float, m: float, gamma: float) -> None:
+        super().__init__()
+        self.kind, self.k, self.m, self.gamma = kind, k, m, gamma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, p = x[..., 0], x[..., 1]
+        if self.kind == "H":
+            return self.k * q**2 / 2 + p**2 / (2 * self.m)
+        return -self.gamma * p**2 / (2 * self.m)  # D: grad D = (0, -gamma p / m)
+
+
+def test_a_dissipative_model_rollout_reports_its_energy_as_not_expected_to_be_conserved(tmp_path):
+    """A DissipativeHNN with the damped oscillator's exact H and D (declared ``conservative = False``): both
+    energies are measured (they drift: the flow loses energy), the report says that neither is expected to
+    be conserved and why, and the drift alone fails no gate."""
+    from hnnlab.models import HNN, DissipativeHNN
+
+    system = get_system("damped_oscillator", gamma=0.1)
+    parts = dict(k=system.k, m=system.m, gamma=system.gamma)
+    model = DissipativeHNN(1, net=_Potential("H", **parts), dissipation_net=_Potential("D", **parts)).double()
+    assert type(model).conservative is False and HNN.conservative is True
+    x0 = system.sample_initial_states(3, torch.Generator().manual_seed(1), dtype=torch.float64)
+    dt, save_every = 0.05, 4
+    states = rollout(model, "rk4", x0, dt, 400, save_every=save_every)
+    t = grid(states.shape[1], save_every * dt)
+    report = audit_trajectories(states, t, system=system, model=model, integrator="rk4", dt=dt,
+                                save_every=save_every)
+    me, e = report.model_energy, report.energy
+    assert not me.expected_conserved and me.note == (
+        "not expected to be conserved: the model (DissipativeHNN) is not conservative"
+    )
+    assert not e.expected_conserved and "the system (DampedOscillator) is not conservative" in e.note
+    # the model's H is the true energy here, and both lose it: measured, not excused
+    assert me.max_error == pytest.approx(e.max_error, rel=1e-12)
+    assert me.verdict == "drifting" and me.drift < -0.5
+    rows = {check: (value, status) for check, value, _, status in report.rows()}
+    assert rows["model energy verdict"] == (f"drifting (3/3 drifting); {me.note}", "-")
+    assert report.failures() == [] and report.passed, report.format_text()
+    assert any("not conservative" in note for note in report.structure.notes)
+    # from a rollout file, without the model: its description declares it
+    integ = get_integrator("rk4")
+    meta = RolloutMetadata(integrator=integ.describe(), dt=dt, save_every=save_every, system=system.describe(),
+                           model=model.describe(), checkpoint="model.ckpt")
+    path = tmp_path / "dissipative.h5"
+    with RolloutWriter(path, 3, 1, torch.float64, meta, with_energy_model=True) as writer:
+        for chunk in iter_rollout(model, integ, x0, dt, 400, save_every, chunk_size=32):
+            writer.append(chunk, energy_model=model.energy(chunk))
+    from_file = audit_file(path)
+    assert not from_file.model_energy.expected_conserved
+    assert from_file.model_energy.note == "not expected to be conserved: the model is not conservative"
+    assert json.loads(json.dumps(from_file.to_dict()))["model_energy"]["expected_conserved"] is False
+
+
+def test_a_conservative_field_expects_its_energy_conserved():
+    system = Pendulum()
+    states = rollout(system, "leapfrog", pendulum_states(2), 0.1, 100, save_every=10)
+    report = audit_trajectories(states, grid(states.shape[1], 1.0), system=system, check_structure=False)
+    assert report.energy.expected_conserved and report.energy.note is None

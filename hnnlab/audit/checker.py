@@ -3,6 +3,12 @@
 :func:`audit_trajectories` audits tensors; :func:`audit_file` reads a rollout file or a dataset file
 (see :mod:`hnnlab.audit.sources`) and audits it. A check that cannot run is recorded in
 ``report.skipped`` with its reason, never dropped silently.
+
+The system and the model are vector fields of the protocol in :mod:`hnnlab.fields`; the audit reads
+what they declare (``dof``, ``coordinates``, ``is_separable``, ``conservative``, ``has_energy``) and never
+probes for it. A field that is not ``conservative`` (the damped oscillator, a dissipative HNN) is audited
+like any other, and the report says that its energy is not expected to be conserved
+(:attr:`EnergyAudit.expected_conserved`) and that its flow is neither symplectic nor reversible.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import warnings
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from hnnlab.audit import metrics, structure
 from hnnlab.audit.report import (
@@ -26,7 +32,10 @@ from hnnlab.audit.report import (
     Thresholds,
 )
 from hnnlab.errors import HnnlabError, InvalidArgumentError
-from hnnlab.integrators.base import AbstractIntegrator, declared_separable
+from hnnlab.fields import AbstractVectorField
+from hnnlab.integrators.base import AbstractIntegrator
+from hnnlab.models.base import AbstractModel
+from hnnlab.systems.base import AbstractSystem
 
 DEFAULT_STRUCTURE_SAMPLES = 16
 DEFAULT_REVERSIBILITY_STEPS = 100
@@ -36,13 +45,14 @@ def audit_trajectories(
     states: Tensor,
     t: Tensor,
     *,
-    system: Any = None,
+    system: AbstractSystem | None = None,
     reference: Tensor | None = None,
-    model: Any = None,
+    model: AbstractVectorField | None = None,
     integrator: AbstractIntegrator | str | None = None,
     dt: float | None = None,
     save_every: int | None = None,
     energy_model: Tensor | None = None,
+    model_conservative: bool | None = None,
     first_nonfinite_step: Tensor | None = None,
     thresholds: Thresholds | None = None,
     vpt_threshold: float = metrics.DEFAULT_VPT_THRESHOLD,
@@ -62,11 +72,15 @@ def audit_trajectories(
         system: the true system (an :class:`~hnnlab.systems.AbstractSystem`): true energy and invariants;
             the vector field of the structural checks when no ``model`` is given.
         reference: reference states of the same shape (MSE, geometric-mean relative error, VPT).
-        model: the learned model that produced ``states``: its energy (``model.energy``) and its vector
+        model: the learned model that produced ``states`` (an :class:`~hnnlab.models.AbstractModel`, or
+            any :class:`~hnnlab.fields.AbstractVectorField`): its energy (``model.energy``) and its vector
             field for the structural checks.
         integrator, dt: the method and step that produced ``states`` (structural checks).
         save_every: steps between saved states (turns saved indices into integrator steps).
         energy_model: the model's energy along ``states`` ``(n_traj, n_times)``, when already computed.
+        model_conservative: whether the model that produced ``states`` is conservative, when the model
+            itself is not given (a rollout file's model description says); ``None``: ``model.conservative``
+            if a model is given, else ``True``.
         first_nonfinite_step: per-trajectory integrator step of the first non-finite state, when known
             exactly (rollout files); otherwise it is derived from the saved states.
         thresholds: limits to check (:meth:`AuditReport.failures`).
@@ -83,12 +97,17 @@ def audit_trajectories(
     _check_options(vpt_threshold, drift_ratio, drift_floor, structure_samples, reversibility_steps, save_every)
     n_traj, n_times, width = states.shape
     dof = width // 2
+    _check_field("system", system, AbstractSystem, "an hnnlab system (hnnlab.systems.AbstractSystem)")
+    _check_field("model", model, AbstractVectorField, "an hnnlab model (hnnlab.models.AbstractModel)")
     for name, obj in (("system", system), ("model", model)):
-        obj_dof = getattr(obj, "dof", None)
-        if isinstance(obj_dof, int) and obj_dof != dof:
+        if obj is not None and obj.dof != dof:
             raise InvalidArgumentError(
-                f"the {name} has dof = {obj_dof} but the states have 2 * dof = {width} components"
+                f"the {name} has dof = {obj.dof} but the states have 2 * dof = {width} components"
             )
+    if model is not None:
+        model_conservative = model.conservative
+    elif model_conservative is None:
+        model_conservative = True
     if integrator is not None and not isinstance(integrator, AbstractIntegrator):
         from hnnlab.integrators import get_integrator
 
@@ -130,7 +149,9 @@ def audit_trajectories(
         else:
             invariants = _invariants(system, states)
             energy = invariants.pop("energy")
-            report.energy, energy_errors["system"] = _energy_audit("system", energy, t64, mask, drift_ratio, floor)
+            report.energy, energy_errors["system"] = _energy_audit(
+                "system", energy, t64, mask, drift_ratio, floor, _true_energy_note(system, model, model_conservative)
+            )
             report.invariants = [
                 InvariantAudit(name, *_max_abs_change(series, mask)) for name, series in invariants.items()
             ]
@@ -141,8 +162,9 @@ def audit_trajectories(
         if energy_model is None and model is not None:
             energy_model = _model_energy(model, states)
         if energy_model is not None:
+            note = None if model_conservative else _not_conserved("the model", model)
             report.model_energy, energy_errors["model"] = _energy_audit(
-                "model", energy_model, t64, mask, drift_ratio, floor
+                "model", energy_model, t64, mask, drift_ratio, floor, note
             )
         else:
             skipped.setdefault(
@@ -168,7 +190,7 @@ def audit_trajectories(
     if plots is not None:
         from hnnlab.audit.plots import write_plots
 
-        names = system.state_names() if system is not None and hasattr(system, "state_names") else None
+        names = system.state_names() if system is not None else None
         report.plots = {
             k: str(v)
             for k, v in write_plots(
@@ -182,7 +204,7 @@ def audit_file(
     path: str | os.PathLike[str],
     *,
     split: str = "test",
-    model: Any = None,
+    model: AbstractVectorField | None = None,
     thresholds: Thresholds | None = None,
     plots: str | os.PathLike[str] | None = None,
     trajectories: slice | None = None,
@@ -202,10 +224,12 @@ def audit_file(
 
     src = load_source(path, split=split, trajectories=trajectories)
     skipped = dict(src.skipped)
-    if src.model_description is not None and model is None:
+    description = src.model_description
+    if description is not None and model is None:
+        shown = description.get("class_path") or description.get("class") or description.get("name") or "model"
         reason = (
             "the rollout is of a learned model that was not loaded "
-            f"({src.model_description.get('class', src.model_description.get('name', 'model'))}); "
+            f"({shown}); "
             "pass model= to audit_file (--ckpt CKPT on the command line) to check its one-step map"
         )
         skipped.setdefault("symplecticity", reason)
@@ -221,6 +245,8 @@ def audit_file(
         dt=src.dt,
         save_every=src.save_every,
         energy_model=src.energy_model,
+        # what the file's model description declares (files written before models declared it: True)
+        model_conservative=None if description is None else bool(description.get("conservative", True)),
         first_nonfinite_step=src.first_nonfinite_step,
         thresholds=thresholds,
         plots=plots,
@@ -285,9 +311,37 @@ def _check_options(
             raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def _describe(obj: Any) -> dict[str, Any] | None:
-    describe = getattr(obj, "describe", None)
-    return describe() if callable(describe) else None
+def _check_field(name: str, obj: Any, kind: type, what: str) -> None:
+    if obj is not None and not isinstance(obj, kind):
+        raise InvalidArgumentError(f"{name} must be {what}, got {type(obj).__name__}")
+
+
+def _describe(obj: AbstractVectorField | None) -> dict[str, Any] | None:
+    """A system's or a model's own description; for another field of the protocol, what it declares."""
+    if obj is None:
+        return None
+    if isinstance(obj, AbstractSystem | AbstractModel):
+        return obj.describe()
+    cls = type(obj)
+    return {"class_path": f"{cls.__module__}:{cls.__qualname__}", "dof": obj.dof, "coordinates": obj.coordinates,
+            "is_separable": obj.is_separable, "conservative": obj.conservative, "has_energy": obj.has_energy}
+
+
+def _not_conserved(who: str, field: AbstractVectorField | None) -> str:
+    named = f"{who} ({type(field).__name__})" if field is not None else who
+    return f"not expected to be conserved: {named} is not conservative"
+
+
+def _true_energy_note(
+    system: AbstractSystem, model: AbstractVectorField | None, model_conservative: bool
+) -> str | None:
+    """Why the true energy is not expected to be conserved along the states, or ``None`` if it is: the
+    system loses (or gains) energy, or the model whose rollout the states are is not conservative."""
+    if not system.conservative:
+        return _not_conserved("the system", system)
+    if not model_conservative:
+        return _not_conserved("the model that produced the states", model)
+    return None
 
 
 def _nonfinite(
@@ -313,17 +367,13 @@ def _nonfinite(
     return NonFiniteAudit(int(bad.sum()), int(step[first_traj]), first_traj, first_time, step.tolist())
 
 
-def _invariants(system: Any, states: Tensor) -> dict[str, Tensor]:
+def _invariants(system: AbstractSystem, states: Tensor) -> dict[str, Tensor]:
     flat = states.reshape(-1, states.shape[-1])
-    if hasattr(system, "invariants"):
-        values = system.invariants(flat)
-    else:
-        values = {"energy": system.energy(flat)}
-    return {k: v.reshape(states.shape[:2]) for k, v in values.items()}
+    return {k: v.reshape(states.shape[:2]) for k, v in system.invariants(flat).items()}
 
 
-def _model_energy(model: Any, states: Tensor) -> Tensor | None:
-    if not hasattr(model, "energy"):
+def _model_energy(model: AbstractVectorField, states: Tensor) -> Tensor | None:
+    if not model.has_energy:
         return None
     x = states.reshape(-1, states.shape[-1])
     x = x.to(dtype=_field_dtype(model, states.dtype), device=_field_device(model, states.device))
@@ -337,7 +387,7 @@ def _model_energy(model: Any, states: Tensor) -> Tensor | None:
 
 
 def _energy_audit(
-    source: str, energy: Tensor, t: Tensor, mask: Tensor, ratio: float, floor: float
+    source: str, energy: Tensor, t: Tensor, mask: Tensor, ratio: float, floor: float, not_conserved: str | None
 ) -> tuple[EnergyAudit, Tensor]:
     energy = energy.detach().cpu()
     mask = mask.cpu()
@@ -369,6 +419,8 @@ def _energy_audit(
         n_drifting=int(fit.drifting.sum()),
         drift_ratio=float(ratio),
         drift_floor=float(floor),
+        expected_conserved=not_conserved is None,
+        note=not_conserved,
         per_trajectory_max_error=per_max.tolist(),
         per_trajectory_drift=fit.drift.tolist(),
     )
@@ -400,8 +452,8 @@ def _accuracy(states: Tensor, reference: Tensor, t: Tensor, mask: Tensor, vpt_th
 
 def _structure(
     states: Tensor,
-    system: Any,
-    model: Any,
+    system: AbstractSystem | None,
+    model: AbstractVectorField | None,
     integrator: AbstractIntegrator | None,
     dt: float | None,
     n_samples: int,
@@ -414,7 +466,7 @@ def _structure(
         reason = "no vector field: pass model= or system="
     elif integrator is None:
         reason = "no integrator given: the one-step map is unknown"
-    elif getattr(integrator, "adaptive", False):
+    elif integrator.adaptive:
         reason = f"integrator {integrator.name!r} is adaptive: there is no fixed one-step map to check"
     elif dt is None:
         reason = "no step size dt given: the one-step map is unknown"
@@ -430,16 +482,16 @@ def _structure(
         return None
     x0 = x0.to(dtype=_field_dtype(f, states.dtype), device=_field_device(f, states.device))
     notes: list[str] = []
-    if integrator.requires_separable and declared_separable(f) is False:
+    if integrator.requires_separable and not f.is_separable:
         notes.append(
             f"integrator {integrator.name!r} is symplectic only for a separable H, but the {field_name} declares "
             "is_separable=False: the pair was measured as run"
         )
-    if not getattr(f, "conservative", True):
+    if not f.conservative:
         notes.append(f"the {field_name} is not conservative: its exact flow is neither symplectic nor reversible")
     step = structure.one_step_map(f, integrator, dt)
     sympl = volume = rev = None
-    coordinates = getattr(f, "coordinates", "canonical")
+    coordinates = f.coordinates
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if coordinates != "canonical":
@@ -472,19 +524,18 @@ def _structure(
     )
 
 
-def _field_dtype(f: Any, default: torch.dtype) -> torch.dtype:
-    params = getattr(f, "parameters", None)
-    if callable(params):
-        for p in params():
+def _field_dtype(f: AbstractVectorField, default: torch.dtype) -> torch.dtype:
+    """The dtype of a model's parameters (a system, which has none, takes the states' dtype)."""
+    if isinstance(f, nn.Module):
+        for p in f.parameters():
             if p.is_floating_point():
                 return p.dtype
     return default
 
 
-def _field_device(f: Any, default: torch.device) -> torch.device:
-    params = getattr(f, "parameters", None)
-    if callable(params):
-        for p in params():
+def _field_device(f: AbstractVectorField, default: torch.device) -> torch.device:
+    if isinstance(f, nn.Module):
+        for p in f.parameters():
             return p.device
     return default
 

@@ -27,6 +27,12 @@ class EnergyAudit:
     trajectory where it is largest in size; ``oscillation`` the largest deviation from that line;
     ``verdict`` is ``"drifting"`` when any trajectory's ``|drift|`` exceeds ``drift_ratio`` times its
     oscillation (and the round-off floor), see :func:`hnnlab.audit.metrics.secular_drift`.
+
+    ``expected_conserved`` is what the fields declare (``conservative``): ``False`` when the system loses
+    (or gains) energy or when the model whose rollout is audited is not conservative (for the true
+    energy), or when the model itself is not (for its own energy); ``note`` then says which. The verdict
+    is still the measurement (``"drifting"`` for a dissipative flow measures its energy loss, not an
+    integrator's error), and thresholds are still checked as given: a gate asks what it asks.
     """
 
     source: str
@@ -40,6 +46,8 @@ class EnergyAudit:
     n_drifting: int
     drift_ratio: float
     drift_floor: float
+    expected_conserved: bool = True
+    note: str | None = None
     per_trajectory_max_error: list[float] = field(default_factory=list)
     per_trajectory_drift: list[float] = field(default_factory=list)
 
@@ -195,9 +203,10 @@ class AuditReport:
                 out.append(Failure("bounded_energy", None, "bounded",
                                    f"bounded_energy: not measured ({self.skipped.get('energy', 'energy')})"))
             elif e.verdict != "bounded":
+                why = "" if e.note is None else f"; the energy is {e.note}"
                 out.append(Failure("bounded_energy", e.verdict, "bounded",
                                    f"bounded_energy: the energy error is {e.verdict} (relative drift "
-                                   f"{_fmt(e.drift)} over the horizon, oscillation {_fmt(e.oscillation)})"))
+                                   f"{_fmt(e.drift)} over the horizon, oscillation {_fmt(e.oscillation)}){why}"))
         upper("max_model_energy_error", me and me.max_error, "model_energy")
         inv = max((i.max_error for i in self.invariants), default=None) if self.invariants else None
         upper("max_invariant_error", inv, "invariants")
@@ -268,7 +277,8 @@ class AuditReport:
                 "max_energy_error" if key == "energy" else "max_model_energy_error")
             row(f"{label} error (RMS)", audit.rms_error, "max_energy_rms" if key == "energy" else None)
             row(f"{label} drift over horizon", audit.drift, "max_energy_drift" if key == "energy" else None)
-            row(f"{label} verdict", f"{audit.verdict} ({audit.n_drifting}/{self.n_traj} drifting)",
+            verdict = f"{audit.verdict} ({audit.n_drifting}/{self.n_traj} drifting)"
+            row(f"{label} verdict", verdict if audit.note is None else f"{verdict}; {audit.note}",
                 "bounded_energy" if key == "energy" else None)
         for inv in self.invariants:
             row(f"invariant {inv.name} (max abs change)", inv.max_error, "max_invariant_error")

@@ -394,6 +394,35 @@ def test_model_capabilities() -> None:
     assert NeuralODE(1, coordinates="lagrangian").coordinates == "lagrangian"
 
 
+def test_conservative_is_declared_by_the_class() -> None:
+    """``conservative`` is a class attribute, read, never probed: only the dissipative HNN is not."""
+    assert DissipativeHNN(1).conservative is False and DissipativeHNN.conservative is False
+    assert HNN(1).conservative is True
+    for name in MODELS.names():
+        cls = MODELS.get(name)
+        assert cls.conservative is (name != "dissipative_hnn"), name
+        assert "conservative" not in vars(small_model(name))  # never set per instance
+        assert small_model(name).describe()["conservative"] is cls.conservative
+
+
+def test_baselines_take_an_injected_network_and_check_its_output_shape() -> None:
+    torch.manual_seed(0)
+    field = nn.Linear(4, 4).double()
+    node = NeuralODE(2, net=field)
+    x = torch.randn(5, 4, dtype=torch.float64)
+    assert node.net is field and torch.equal(node(0.0, x), field(x))
+    accelerations = nn.Linear(4, 2).double()
+    second = SecondOrderNeuralODE(2, net=accelerations)
+    assert torch.equal(second(0.0, x), torch.cat([x[:, 2:], accelerations(x)], dim=-1))
+    with pytest.raises(InvalidArgumentError) as info:
+        NeuralODE(2, net=nn.Linear(4, 3))(0.0, torch.zeros(5, 4))
+    assert str(info.value) == (
+        "net must map inputs of shape (..., 4) to shape (..., 4); for input shape (5, 4) it returned shape (5, 3)"
+    )
+    with pytest.raises(InvalidArgumentError, match=r"to shape \(\.\.\., 2\); for input shape \(5, 4\)"):
+        SecondOrderNeuralODE(2, net=nn.Linear(4, 4))(0.0, torch.zeros(5, 4))
+
+
 # ------------------------------------------------------------------------------------------------
 # Models as vector fields: integrators and rollout.
 

@@ -109,73 +109,67 @@ def test_diverging_trajectory_is_isolated_and_counted(system):
     x0 = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
     ev = cranmer.evaluate(field, system, x0, t_end=2.0, n_times=5, rtol=1e-6)
     assert ev.diverged == 1
-    assert torch.isnan(ev.states[1, 1:]).all() and torch.equal(ev.states[1, 0], x0[1])
-    assert ev.reached.tolist() == [2.0, 0.0, 2.0]
+    # its own steps follow theta1 = 1 / (1 - t) until the solve fails at the singularity; the others are untouched
+    assert torch.equal(ev.states[1, 0], x0[1]) and float(ev.states[1, 1, 0]) == pytest.approx(2.0, rel=1e-5)
+    assert torch.isnan(ev.states[1, 3:]).all() and ev.reached.tolist()[1] < 2.0
+    assert ev.reached.tolist()[0::2] == [2.0, 2.0]
     assert torch.equal(ev.states[[0, 2]], x0[[0, 2], None].expand(2, 5, 4))
     assert math.isinf(float(ev.final[1])) and float(ev.final[0]) == 0.0
 
 
-def test_evaluation_budget_leaves_a_stiff_rollout_unfinished(system, x0):
-    # a fast rotation (period 2 pi / 500) needs far more than 200 evaluations to reach t = 10
+def test_step_budget_leaves_a_stiff_rollout_unfinished(system, x0):
+    # a fast rotation (period 2 pi / 500) needs far more than 20 dopri5 steps per trajectory to reach t = 10
     def stiff(t, x):
         return 500.0 * torch.cat([-x[..., 2:], x[..., :2]], dim=-1)
 
-    ev = cranmer.evaluate(stiff, system, x0, t_end=10.0, n_times=11, rtol=1e-8, max_evaluations=200)
-    assert ev.evaluations == 200
+    ev = cranmer.evaluate(stiff, system, x0, t_end=10.0, n_times=11, rtol=1e-8, max_steps=20)
+    assert ev.internal_steps.tolist() == [20] * 4
     assert ev.diverged == 4 and bool(torch.isinf(ev.final).all())
     assert bool((ev.reached == 0).all()) and bool((ev.worst == 0).all())  # only t = 0 was reached
 
 
-def test_segments_keep_what_was_reached_before_the_budget_ran_out(system, x0, monkeypatch):
+def test_what_was_reached_before_the_step_budget_ran_out_is_kept(system, x0):
     full = cranmer.evaluate(system, system, x0, t_end=2.0, n_times=21, rtol=1e-8)
-    monkeypatch.setattr(cranmer, "SEGMENT", 5)
     first = cranmer.evaluate(system, system, x0, t_end=0.5, n_times=6, rtol=1e-8)
-    # budget for the first segment (t <= 0.5) only
-    cut = cranmer.evaluate(system, system, x0, t_end=2.0, n_times=21, rtol=1e-8,
-                           max_evaluations=first.evaluations + 2)
-    assert cut.reached.tolist() == [0.5] * 4
-    torch.testing.assert_close(cut.states[:, :6], first.states)
-    assert torch.isnan(cut.states[:, 6:]).all() and cut.diverged == 4
-    torch.testing.assert_close(cut.states[:, :6], full.states[:, :6], rtol=1e-6, atol=1e-6)
-    with pytest.raises(cranmer.EvaluationBudgetExceeded, match="more than 5 vector-field evaluations"):
-        counted = cranmer._Counted(system, 5)
-        for _ in range(6):
-            counted(0.0, x0)
+    # each trajectory's budget: the steps the slowest needed to reach t = 0.5, far fewer than to reach t = 2
+    budget = int(first.internal_steps.max())
+    assert budget < int(full.internal_steps.min())
+    cut = cranmer.evaluate(system, system, x0, t_end=2.0, n_times=21, rtol=1e-8, max_steps=budget)
+    assert all(0.5 <= r < 2.0 for r in cut.reached.tolist()) and cut.diverged == 4
+    # the steps are each trajectory's own, so what was reached is the full run's, bit for bit
+    assert torch.equal(cut.states[:, :6], full.states[:, :6]) and torch.equal(first.states, full.states[:, :6])
+    for i, reached in enumerate(cut.reached.tolist()):
+        n = round(reached / 0.1) + 1
+        assert torch.equal(cut.states[i, :n], full.states[i, :n]) and torch.isnan(cut.states[i, n:]).all()
 
 
-def test_blown_up_trajectories_leave_the_batch(system, monkeypatch):
-    # domega/dt = omega from theta = 0, omega = (10, 10): E = 250 e^(2t) - 29.4 passes 1000 at t = 0.71, in the
-    # second segment (t in [0.5, 1]), where it is frozen; the state at rest stays put; the blown-up one is NaN
-    # after t = 1.
-    monkeypatch.setattr(cranmer, "SEGMENT", 5)
-
+def test_blown_up_trajectories_are_frozen_and_counted_from_the_first_time_outside_the_bound(system):
+    # domega/dt = omega from theta = 0, omega = (10, 10): E = 250 e^(2t) - 29.4 passes 1000 at t = 0.71; the
+    # state at rest stays put; the blown-up one is NaN from t = 0.8, the first saved time outside the bound.
     def pump(t, x):
         return torch.cat([torch.zeros_like(x[..., :2]), x[..., 2:]], dim=-1)
 
     x0 = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
     ev = cranmer.evaluate(pump, system, x0, t_end=3.0, n_times=31, rtol=1e-8)
-    energy = system.energy(ev.states[0, :11])
-    torch.testing.assert_close(energy[:8], 250 * torch.exp(2 * ev.t[:8]) - 29.4, rtol=1e-6, atol=1e-6)
-    # frozen once past the bound: the state stops exactly, just beyond |E| = 1000
-    assert torch.equal(ev.states[0, 8], ev.states[0, 10])
-    assert cranmer.BLOWUP_ENERGY < float(energy[10]) < 1.01 * cranmer.BLOWUP_ENERGY
-    assert torch.isfinite(ev.states[0, :11]).all() and torch.isnan(ev.states[0, 11:]).all()
-    assert ev.diverged == 1 and ev.reached.tolist() == [1.0, 3.0]
+    energy = system.energy(ev.states[0, :8])
+    torch.testing.assert_close(energy, 250 * torch.exp(2 * ev.t[:8]) - 29.4, rtol=1e-6, atol=1e-6)
+    assert torch.isfinite(ev.states[0, :8]).all() and torch.isnan(ev.states[0, 8:]).all()
+    assert ev.diverged == 1 and ev.reached.tolist() == pytest.approx([0.7, 3.0])
     assert torch.equal(ev.states[1], x0[1].expand(31, 4))
 
 
-def test_a_finite_time_blow_up_is_frozen_and_does_not_stall_the_batch(system):
-    # dtheta1_dot/dt = omega1^2 blows up at t = 1 / omega1(0) = 0.5 inside the first 10-unit segment; the
-    # blown-up state is frozen at |E| > 1000, so the other state reaches t = 3 within a small budget.
+def test_a_finite_time_blow_up_is_frozen_and_does_not_cost_the_batch(system):
+    # dtheta1_dot/dt = omega1^2 blows up at t = 1 / omega1(0) = 0.5; the blown-up state is frozen at |E| > 1000,
+    # so it stops costing steps, and the other state reaches t = 3 in the steps it needs alone.
     def blow(t, x):
         return torch.cat([x[..., 2:], x[..., 2:3] ** 2, torch.zeros_like(x[..., 3:])], dim=-1)
 
     x0 = torch.tensor([[0.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
-    ev = cranmer.evaluate(blow, system, x0, t_end=3.0, n_times=31, rtol=1e-8, max_evaluations=5000)
-    assert ev.evaluations < 5000
-    assert ev.reached.tolist() == [3.0, 3.0]  # frozen, not failed: the energy says it blew up
-    assert float(system.energy(ev.states[0, -1]).abs()) > cranmer.BLOWUP_ENERGY
-    assert float(ev.final[0]) > 1000 / 29.4 and float(ev.final[1]) == 0.0
+    ev = cranmer.evaluate(blow, system, x0, t_end=3.0, n_times=31, rtol=1e-8, max_steps=5000)
+    alone = cranmer.evaluate(blow, system, x0[1:], t_end=3.0, n_times=31, rtol=1e-8)
+    assert int(ev.internal_steps[0]) < 5000 and int(ev.internal_steps[1]) == int(alone.internal_steps[0])
+    assert ev.reached.tolist()[1] == 3.0 and 0.3 < ev.reached.tolist()[0] < 0.5
+    assert float(ev.final[1]) == 0.0 and math.isinf(float(ev.final[0]))
 
 
 def test_valid_prediction_time_against_a_shifted_reference(system, x0):

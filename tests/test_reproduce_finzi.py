@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from hnnlab.data.recipes import get_recipe
-from hnnlab.data.simulate import integrate_grid
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.integrators import get_integrator
 from hnnlab.reproduce import finzi
 from hnnlab.reproduce.common import Estimate, ReproduceConfig
-from hnnlab.rollout import rollout
+from hnnlab.rollout import Status, rollout, solve
 from hnnlab.systems.chain_pendulum import ChainPendulum
 
 DT = 0.03
@@ -28,7 +27,7 @@ def _chain(n: int, seed: int = 3) -> ChainPendulum:
 def _truth(system, n_traj: int, n_steps: int, seed: int = 0) -> torch.Tensor:
     x0 = system.sample_initial_states(n_traj, torch.Generator().manual_seed(seed))
     reference = get_integrator("dopri8", rtol=1e-12, atol=1e-12)
-    return integrate_grid(system, reference, x0, DT, n_steps, 1)  # (n_traj, n_steps + 1, 2 * dof)
+    return rollout(system, reference, x0, DT, n_steps)  # (n_traj, n_steps + 1, 2 * dof)
 
 
 def test_gmre_equals_a_direct_hand_computation():
@@ -122,13 +121,15 @@ def test_perturbed_floor_is_zero_without_perturbation_and_linear_in_eps():
     assert torch.allclose(double / small, torch.full_like(small, 2.0), rtol=1e-3)  # linearised flow
 
 
-def test_rollout_with_blowups_keeps_finite_trajectories_and_marks_the_rest():
+def test_masked_rollouts_keep_finite_trajectories_and_mark_the_rest():
     def field(t, x):  # q' = q^2 blows up at t = 1 / q0
         return torch.cat([x[..., :1] ** 2, torch.zeros_like(x[..., 1:])], dim=-1)
 
     x0 = torch.tensor([[0.1, 0.0], [100.0, 0.0]], dtype=torch.float64)
-    out = finzi.rollout_with_blowups(field, get_integrator("rk4"), x0, DT, 50)
-    alone = finzi.rollout_with_blowups(field, get_integrator("rk4"), x0[:1], DT, 50)
+    solution = solve(field, get_integrator("rk4"), x0, DT, 50)  # what evaluate_field rolls out with
+    out = solution.ys
+    alone = solve(field, get_integrator("rk4"), x0[:1], DT, 50).ys
+    assert solution.status.tolist() == [Status.OK, Status.NONFINITE]
     assert torch.equal(out[0], alone[0])
     assert bool(torch.isnan(out[1, -1]).all())
     gmre = finzi.gmre_per_trajectory(out, alone.expand(2, -1, -1))

@@ -118,11 +118,17 @@ class AbstractAdaptiveRK(AbstractIntegrator):
         else:
             h, k, taken = state
         time = torch.full((n,), t, dtype=torch.float64, device=device)  # (batch,)
-        failed = ~torch.isfinite(k).all(dim=-1)
+        failed = ~(torch.isfinite(k).all(dim=-1) & torch.isfinite(x).all(dim=-1))  # frozen or non-finite rows
         y = x
         moving = torch.nonzero(~failed).squeeze(-1)  # rows still short of t_end
         underflow = 4 * torch.finfo(torch.float64).eps * max(abs(t_end), 1.0)
         while moving.numel():
+            if self.max_steps is not None:  # a trajectory that needs a step beyond its budget fails
+                over = taken[moving] >= self.max_steps
+                failed = failed.index_put((moving,), failed[moving] | over)
+                moving = moving[~over]
+                if not moving.numel():
+                    break
             ym, km, tm, hm = y[moving], k[moving], time[moving], h[moving]
             remaining = t_end - tm
             last = hm >= remaining * (1 - 1e-12)
@@ -144,8 +150,6 @@ class AbstractAdaptiveRK(AbstractIntegrator):
             h = h.index_put((moving,), torch.where(accept & last, torch.maximum(hm, h_next), h_next))
             taken = taken.index_put((moving,), taken[moving] + 1)
             bad = (h_next <= underflow) & ~(accept & last)
-            if self.max_steps is not None:
-                bad |= taken[moving] >= self.max_steps
             failed = failed.index_put((moving,), failed[moving] | bad)
             done = (accept & last) | bad
             moving = moving[~done]

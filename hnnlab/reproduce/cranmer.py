@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hnnlab.errors import ConvergenceError, InvalidArgumentError, NonFiniteStateError
+from hnnlab.errors import InvalidArgumentError
+from hnnlab.integrators import get_integrator
 from hnnlab.reproduce.common import (
     Column,
     Estimate,
@@ -41,6 +42,7 @@ from hnnlab.reproduce.common import (
     save_raw,
     write_results,
 )
+from hnnlab.rollout import solve
 
 NAME = "cranmer"
 TASKS: tuple[str, ...] = ("double_pendulum",)
@@ -78,7 +80,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "check_models": ("MLP baseline", "Structured LNN"),
         "float32_models": ("MLP baseline",),
         "truth": "dopri8",  # recipe default, dopri8 at 1e-12 (faster here than the paper's dopri5 at 1e-10)
-        "max_evaluations_factor": 1.5,  # a model's rollout may use this many times the true system's evaluations
+        "max_steps_factor": 1.5,  # a model's trajectory may take this many times the true system's most dopri5 steps
         "lnn_init": "cranmer",  # the paper's custom_init ("default": PyTorch's)
         "angles": "features",  # networks see (cos q, sin q); "wrap": the paper's q mod 2 pi (see NetworkInput)
         "velocity_scale": VELOCITY_STD,  # networks see q_dot / this (1.0: the paper's raw q_dot)
@@ -101,7 +103,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "check_models": MODELS,
         "float32_models": MODELS,
         "truth": "dopri8",
-        "max_evaluations_factor": 5.0,
+        "max_steps_factor": 5.0,
         "lnn_init": "cranmer",
         "angles": "features",
         "velocity_scale": VELOCITY_STD,
@@ -288,7 +290,8 @@ class Evaluation:
         x0: initial states ``(n_states, 4)``, float64.
         states: predicted states ``(n_states, n_times, 4)`` (NaN after a trajectory diverged).
         energy_error: ``|E_true(x(t)) - E_true(x0)| / 29.4``, ``(n_states, n_times)`` (inf once diverged).
-        evaluations: vector-field evaluations used.
+        evaluations: vector-field evaluations used (calls on the live trajectories of the batch).
+        internal_steps: dopri5 steps each trajectory took, ``(n_states,)``.
         seconds: wall time of the integration.
     """
 
@@ -297,6 +300,7 @@ class Evaluation:
     states: Tensor
     energy_error: Tensor
     evaluations: int
+    internal_steps: Tensor
     seconds: float
 
     @property
@@ -322,75 +326,19 @@ class Evaluation:
         return int((~torch.isfinite(self.states).all(dim=-1).all(dim=-1)).sum())
 
 
-class EvaluationBudgetExceeded(ConvergenceError):
-    """A rollout used more vector-field evaluations than its budget allows (a stiff learned field)."""
-
-
-class _Counted:
-    """A vector field that counts its evaluations and refuses to go past ``limit`` of them."""
-
-    def __init__(self, field: Callable[[Any, Tensor], Tensor], limit: int | None = None) -> None:
-        self.field, self.limit, self.count = field, limit, 0
-
-    @property
-    def exhausted(self) -> bool:
-        return self.limit is not None and self.count >= self.limit
-
-    def __call__(self, t: Any, x: Tensor) -> Tensor:
-        if self.exhausted:
-            raise EvaluationBudgetExceeded(f"the rollout needed more than {self.limit} vector-field evaluations")
-        self.count += 1
-        return self.field(t, x)
-
-
 BLOWUP_ENERGY = 1000.0  # |E| beyond this (|omega| ~ 30, three times the training range) counts as diverged
-SEGMENT = 100  # saved steps integrated per call: what was reached before a failure is kept
-
-
-def integrate_states(field: Callable[[Any, Tensor], Tensor], x0: Tensor, dt: float, n_steps: int,
-                     rtol: float, keep: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """States ``(n, n_steps + 1, 4)`` of ``dx/dt = field(t, x)`` at ``t = k dt`` from ``x0`` ``(n, 4)``, by
-    hnnlab's dopri5 (max-norm error control) at ``rtol = atol``, in segments of :data:`SEGMENT` saved
-    steps (the fields are autonomous).
-
-    A trajectory is NaN from the segment on where it: failed (the batch is split until the failing
-    trajectories are alone), left ``keep`` (``keep(x) -> (n,) bool`` on a segment's last states: a
-    blown-up trajectory would shrink the step shared by the batch), or was unfinished when a counted
-    field's evaluation budget ran out."""
-    from hnnlab.data.simulate import integrate_grid
-    from hnnlab.integrators import get_integrator
-
-    integrator = get_integrator("dopri5", rtol=rtol, atol=rtol)
-    out = torch.full((x0.shape[0], n_steps + 1, x0.shape[-1]), math.nan, dtype=x0.dtype, device=x0.device)
-    out[:, 0] = x0
-    active, x, done = torch.arange(x0.shape[0], device=x0.device), x0, 0
-    while done < n_steps and active.numel():
-        k = min(SEGMENT, n_steps - done)
-        try:
-            with torch.no_grad():
-                part = integrate_grid(field, integrator, x, dt, k, 1)[:, 1:]  # (n_active, k, 4)
-        except (NonFiniteStateError, ConvergenceError):
-            if active.numel() > 1 and not getattr(field, "exhausted", False):
-                half, rest = active.numel() // 2, n_steps - done
-                out[active, done + 1 :] = torch.cat([integrate_states(field, x[:half], dt, rest, rtol, keep)[:, 1:],
-                                                     integrate_states(field, x[half:], dt, rest, rtol, keep)[:, 1:]])
-            break
-        out[active, done + 1 : done + k + 1] = part
-        x, done = part[:, -1], done + k
-        if keep is not None:
-            ok = keep(x)
-            active, x = active[ok], x[ok]
-    return out
 
 
 def evaluate(field: Callable[[Any, Tensor], Tensor], system: Any, x0: Tensor, *, t_end: float, n_times: int,
-             rtol: float, max_evaluations: int | None = None) -> Evaluation:
+             rtol: float, max_steps: int | None = None) -> Evaluation:
     """The paper's protocol: roll ``field`` out from ``x0`` ``(n, 4)`` (its dtype) to ``t_end`` on
     ``n_times`` saved times and measure the true energy error ``|E(x(t)) - E(x0)| / 29.4``.
 
-    ``max_evaluations`` caps the vector-field evaluations (an adaptive solver on a stiff learned field
-    can otherwise take tiny steps for hours); trajectories left unfinished count as diverged, as do those
-    whose true energy leaves ``|E| <= BLOWUP_ENERGY``."""
+    One solve with hnnlab's dopri5 at ``rtol = atol`` (max-norm error control, one step size per trajectory).
+    A trajectory diverged, and is NaN from then on, where its solve failed (non-finite, or more than
+    ``max_steps`` internal steps: an adaptive solver on a stiff learned field can otherwise take tiny steps
+    for hours), or from the first saved time its true energy is outside ``|E| <= BLOWUP_ENERGY``. The field is
+    frozen outside that bound, so that a blown-up trajectory stops costing steps."""
     dt = t_end / (n_times - 1)
     start = time.perf_counter()
 
@@ -398,21 +346,24 @@ def evaluate(field: Callable[[Any, Tensor], Tensor], system: Any, x0: Tensor, *,
         return system.energy(x.to(torch.float64)).abs() <= BLOWUP_ENERGY
 
     def frozen_when_blown_up(t: Any, x: Tensor) -> Tensor:
-        # a blown-up state stops moving, so that it does not shrink the step the batch shares
         return torch.where(bounded(x)[:, None], field(t, x), 0.0)
 
-    counted = _Counted(frozen_when_blown_up, max_evaluations)
-
-    states = integrate_states(counted, x0, dt, n_times - 1, rtol, keep=bounded)  # (n, n_times, 4)
-    seconds = time.perf_counter() - start
-    states64 = states.to(torch.float64)
+    integrator = get_integrator("dopri5", rtol=rtol, atol=rtol, max_steps=max_steps)
     with torch.no_grad():
+        solution = solve(frozen_when_blown_up, integrator, x0, dt, n_times - 1)
+    seconds = time.perf_counter() - start
+    states64 = solution.ys.to(torch.float64)  # (n, n_times, 4)
+    with torch.no_grad():
+        outside = ~bounded(states64)  # (n, n_times): also where the solve failed (NaN)
+        after = outside.cumsum(dim=1) > 0
+        states64 = torch.where(after[..., None], math.nan, states64)
         e0 = system.energy(x0.to(torch.float64))  # (n,)
         err = (system.energy(states64) - e0[:, None]).abs() / MAX_POTENTIAL  # (n, n_times)
     err = torch.where(torch.isfinite(err), err, math.inf)
     t = torch.arange(n_times, dtype=torch.float64) * dt
-    return Evaluation(t=t, x0=x0.to(torch.float64), states=states64, energy_error=err, evaluations=counted.count,
-                      seconds=seconds)
+    return Evaluation(t=t, x0=x0.to(torch.float64), states=states64, energy_error=err,
+                      evaluations=int(solution.stats["field_evaluations"]),
+                      internal_steps=solution.stats["internal_steps"], seconds=seconds)
 
 
 def learned_energy_drift(model: nn.Module, system: Any, evaluation: Evaluation, chunk: int = 4096) -> Tensor:
@@ -503,8 +454,9 @@ def run_seed(cfg: ReproduceConfig, sizes: dict[str, Any], seed: int) -> dict[str
     truth_check = evaluate(system, system, x0, t_end=t_end, n_times=n_times, rtol=float(sizes["check_rtol"]))
     result["truth"] = {"eval": _measure(truth, reference), "check": _measure(truth_check, reference),
                        "curve": truth.energy_error.mean(dim=0).tolist()}
-    factor = float(sizes["max_evaluations_factor"])
-    cap = {rtol: int(factor * truth.evaluations), float(sizes["check_rtol"]): int(factor * truth_check.evaluations)}
+    factor = float(sizes["max_steps_factor"])
+    cap = {rtol: int(factor * truth.internal_steps.max()),
+           float(sizes["check_rtol"]): int(factor * truth_check.internal_steps.max())}
 
     for name in MODELS:
         torch.manual_seed(seed)
@@ -520,7 +472,7 @@ def run_seed(cfg: ReproduceConfig, sizes: dict[str, Any], seed: int) -> dict[str
         trained = module.model.eval()
         print(f"  trained {name} in {seconds:.0f} s; evaluating in float64 to t = {t_end:g}", flush=True)
         m64 = copy.deepcopy(trained).double()
-        ev = evaluate(m64, system, x0, t_end=t_end, n_times=n_times, rtol=rtol, max_evaluations=cap[rtol])
+        ev = evaluate(m64, system, x0, t_end=t_end, n_times=n_times, rtol=rtol, max_steps=cap[rtol])
         entry: dict[str, Any] = {"train_seconds": seconds, "val_l1": acceleration_l1(trained, val_x, val_dxdt),
                                  "float64": _measure(ev, reference),
                                  "curve": ev.energy_error.mean(dim=0).tolist()}
@@ -531,13 +483,13 @@ def run_seed(cfg: ReproduceConfig, sizes: dict[str, Any], seed: int) -> dict[str
         if name in sizes["check_models"]:
             check_rtol = float(sizes["check_rtol"])
             check = evaluate(m64, system, x0, t_end=t_end, n_times=n_times, rtol=check_rtol,
-                             max_evaluations=cap[check_rtol])
+                             max_steps=cap[check_rtol])
             entry["check"] = _measure(check, reference)
             print(f"    {name} float64 at rtol {sizes['check_rtol']:g}: {_estimate(check.final):.3e}", flush=True)
         if name in sizes["float32_models"]:
             m32 = copy.deepcopy(trained).float()
             ev32 = evaluate(m32, system, x0.float(), t_end=t_end, n_times=n_times, rtol=rtol,
-                            max_evaluations=cap[rtol])
+                            max_steps=cap[rtol])
             entry["float32"] = _measure(ev32, reference)
             print(f"    {name} float32: {_estimate(ev32.final):.3e}", flush=True)
         result["models"][name] = entry

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from hnnlab.audit.metrics import geometric_mean_relative_error, relative_error_series, valid_prediction_time
-from hnnlab.errors import FileFormatError, HnnlabError, InvalidArgumentError, NonFiniteStateError
+from hnnlab.errors import FileFormatError, HnnlabError, InvalidArgumentError
 from hnnlab.integrators import AbstractIntegrator, get_integrator
 from hnnlab.reproduce.common import (
     Column,
@@ -42,6 +42,7 @@ from hnnlab.reproduce.common import (
     save_raw,
     write_results,
 )
+from hnnlab.rollout import rollout, solve
 from hnnlab.systems import AbstractSystem
 
 TASKS: tuple[str, ...] = ("1-link", "2-link", "3-link")
@@ -207,46 +208,6 @@ def per_step_cosine(lr: float, weight_decay: float, total_steps: int) -> Callabl
 # -- the protocol's mathematics --------------------------------------------------------------------
 
 
-def rollout_with_blowups(f: Callable[[Tensor | float, Tensor], Tensor], integrator: AbstractIntegrator,
-                         x0: Tensor, dt: float, n_steps: int) -> Tensor:
-    """States ``(batch, n_steps + 1, 2 * dof)`` of ``f`` from ``x0``, under ``no_grad``.
-
-    A trajectory that turns non-finite keeps NaN from there on (the metric counts it as fully wrong,
-    ``rel = 1``) while the others reach the horizon.
-    """
-    from hnnlab.rollout import rollout
-
-    with torch.no_grad():
-        try:
-            return rollout(f, integrator, x0, dt, n_steps)
-        except NonFiniteStateError:
-            pass
-        # Rare path: step every trajectory on, freezing blown-up ones at NaN.
-        x = x0
-        out = [x0]
-        for k in range(n_steps):
-            alive = torch.isfinite(x).all(dim=-1)  # (batch,)
-            new = torch.full_like(x, math.nan)
-            if bool(alive.any()):
-                try:
-                    new[alive] = integrator.step(f, k * dt, x[alive], dt)
-                except HnnlabError:  # an implicit solve that diverges on a blown-up state
-                    new[alive] = _step_each(f, integrator, k * dt, x[alive], dt)
-            x = torch.where(torch.isfinite(new).all(dim=-1, keepdim=True), new, math.nan)
-            out.append(x)
-        return torch.stack(out, dim=1)
-
-
-def _step_each(f: Callable, integrator: AbstractIntegrator, t: float, x: Tensor, dt: float) -> Tensor:
-    rows = []
-    for row in x:
-        try:
-            rows.append(integrator.step(f, t, row[None], dt)[0])
-        except HnnlabError:
-            rows.append(torch.full_like(row, math.nan))
-    return torch.stack(rows)
-
-
 def gmre_per_trajectory(prediction: Tensor, truth: Tensor) -> Tensor:
     """``GMRE_i`` ``(n_traj,)``: the geometric mean of ``rel_i(t)`` over the steps after ``t = 0``."""
     return geometric_mean_relative_error(prediction, truth, skip_initial=True)
@@ -262,13 +223,11 @@ def perturbed_floor(system: AbstractSystem, truth: Tensor, dt: float, eps: float
                     generator: torch.Generator) -> Tensor:
     """The true system started from ``x_0 + eps N(0, I)`` (``x_0 = truth[:, 0]``), rolled out on the
     same grid at dopri8, ``rtol = atol = 1e-12``; returns the rollout ``(n_traj, n_times, 2 * dof)``."""
-    from hnnlab.data.simulate import integrate_grid
-
     x0 = truth[:, 0].to(torch.float64)
     noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
     reference = get_integrator("dopri8", rtol=1e-12, atol=1e-12)
     with torch.no_grad():
-        return integrate_grid(system, reference, x0 + eps * noise, dt, truth.shape[1] - 1, 1)
+        return rollout(system, reference, x0 + eps * noise, dt, truth.shape[1] - 1)
 
 
 def evaluate_field(
@@ -292,7 +251,8 @@ def evaluate_field(
     ``None`` when they are ``(q, q_dot)`` already), the valid prediction times, and the ``rel(t)`` curve.
     """
     n_steps = truth.shape[1] - 1
-    pred = rollout_with_blowups(f, integrator, x0, dt, n_steps)  # (n_traj, n_times, 2 * dof)
+    with torch.no_grad():  # a trajectory that blows up is NaN from its first bad step (rel = 1 from there)
+        pred = solve(f, integrator, x0, dt, n_steps).ys  # (n_traj, n_times, 2 * dof)
     pred64 = pred.to(torch.float64)
     gmre_own = None
     if to_lagrangian is not None:

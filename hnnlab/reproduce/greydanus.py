@@ -37,7 +37,6 @@ from torch import Tensor
 
 from hnnlab.audit import audit_trajectories
 from hnnlab.data.io import load_dataset
-from hnnlab.data.simulate import integrate_grid
 from hnnlab.errors import ConvergenceError, NonFiniteStateError
 from hnnlab.integrators import get_integrator
 from hnnlab.models import HNN, NeuralODE, SeparableHNN
@@ -152,13 +151,17 @@ def integrate_spans(field: Callable[[Tensor | float, Tensor], Tensor], x0: Tenso
     for each start ``x0[k]``, in one batched adaptive solve.
 
     Autonomous fields only: with ``s = t / h_k`` and ``h_k = spans[k] / (n_points - 1)`` every trajectory is
-    saved at the integer times ``s = 0, 1, ..., n_points - 1`` of ``dx/ds = h_k field(x)``."""
+    saved at the integer times ``s = 0, 1, ..., n_points - 1`` of ``dx/ds = h_k field(x)``.
+    The step ``h_k`` rides along in the state, as a pair ``(h_k, 0)`` with zero derivative, so that the field is
+    a function of each row alone (the loop steps rows on their own)."""
     h = (spans / (n_points - 1)).to(x0)[:, None]  # (n, 1)
+    width = x0.shape[-1]
 
-    def rescaled(s: Tensor | float, x: Tensor) -> Tensor:
-        return h * field(s, x)
+    def rescaled(s: Tensor | float, y: Tensor) -> Tensor:  # y = (x, h, 0): (n, width + 2)
+        return torch.cat([y[..., width : width + 1] * field(s, y[..., :width]), torch.zeros_like(y[..., width:])], -1)
 
-    return integrate_grid(rescaled, integrator, x0, 1.0, n_points - 1, 1)  # type: ignore[arg-type]
+    y0 = torch.cat([x0, h, torch.zeros_like(h)], dim=-1)  # (n, width + 2)
+    return rollout(rescaled, integrator, y0, 1.0, n_points - 1)[..., :width]
 
 
 def float32_field(model: torch.nn.Module) -> Callable[[Tensor | float, Tensor], Tensor]:
@@ -231,9 +234,9 @@ def long_rollout(model: torch.nn.Module, name: str, system: Any, x0: Tensor, tas
     if name == "baseline":
         runs.append(("rk4 (float64)", lambda: rollout(model.double(), "rk4", x0, task.long_dt, n_steps, save_every)))
     elif name == "HNN":
-        runs.append(("RK45 float32 field (published)", lambda: integrate_grid(
+        runs.append(("RK45 float32 field (published)", lambda: rollout(
             float32_field(model), get_integrator("dopri5", rtol=1e-12, atol=1e-6), x0, task.long_dt * save_every,
-            n_steps // save_every, 1)))
+            n_steps // save_every)))
         runs.append(("implicit midpoint (float64)", lambda: rollout(
             model.double(), get_integrator("implicit_midpoint", tol=1e-12), x0, task.long_dt, n_steps, save_every)))
     else:

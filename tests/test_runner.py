@@ -97,6 +97,11 @@ def test_fit_command_writes_the_final_last_checkpoint_and_equals_fit_from_python
     assert cli["global_step"] == 25
     (periodic,) = last.parent.glob("epoch=*.ckpt")
     assert torch.load(periodic, weights_only=False)["global_step"] == 20
+    # The same trainer set-up tests (no inference mode: the HNN differentiates H) and saves nothing.
+    assert main(["test", "--config", str(ROOT / "configs/spring_hnn.yaml"), "--data.path", str(spring),
+                 "--trainer.accelerator", "cpu", "--ckpt_path", str(last)]) == 0
+    assert "test/loss" in capsys.readouterr().out
+    assert sorted(Path("runs").rglob("*.ckpt")) == sorted([last, periodic])
 
     pl.seed_everything(0, workers=True)  # the config's seed_everything, as LightningCLI applies it
     model = HNN(1, hidden=(200, 200), activation="tanh", orthogonal_init=True)

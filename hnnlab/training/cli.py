@@ -157,10 +157,12 @@ class HnnlabCLI(LightningCLI):
                 **self.save_config_kwargs,
             ))
         (checkpoint,) = callbacks
+        if options.pop("enable_checkpointing") is False or self.subcommand != "fit":
+            checkpoint = False  # validate and test save nothing
         bar = options.pop("enable_progress_bar")
         return build_trainer(
             run_dir=options.pop("default_root_dir"),
-            checkpoint=checkpoint if options.pop("enable_checkpointing") is not False else False,
+            checkpoint=checkpoint,
             progress="auto" if bar is None else ("bar" if bar else "lines"),
             callbacks=extra,
             **options,

@@ -195,11 +195,7 @@ class SolveStream:
     def result(self) -> Solution:
         if not self._done:
             raise InvalidArgumentError("SolveStream.result() needs every chunk to have been read first")
-        solution = self._loop.solution(self._loop.x0[:, :0])
-        solution.ts = self._loop.t0 + torch.arange(
-            self._loop.n_steps // self._loop.save_every + 1, dtype=torch.float64
-        ) * (self._loop.dt * self._loop.save_every)
-        return solution
+        return self._loop.solution(self._loop.x0[:, :0])
 
 
 def iter_solve(
@@ -313,7 +309,6 @@ class _Loop:
         self.live: Tensor | None = None  # indices of the live rows, None while all are live
         self.replayed = 0
         self.row_stats: dict[str, Tensor] = {}  # whole-batch per-trajectory counters of the integrator
-        self.final_state: SolverState = None
 
     def _full(self, x: Tensor) -> Tensor:
         """A live-row state as a whole-batch state ``(batch, 2 * dof)``, NaN in the frozen rows."""
@@ -452,7 +447,7 @@ class _Loop:
         )
 
     def solution(self, ys: Tensor) -> Solution:
-        n_saved = ys.shape[1]
+        n_saved = self.n_steps // self.save_every + 1
         ts = self.t0 + torch.arange(n_saved, dtype=torch.float64) * (self.dt * self.save_every)
         stats = {
             "steps": self.n_steps,

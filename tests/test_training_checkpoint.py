@@ -1,7 +1,8 @@
 """Checkpoints rebuild every model, injected networks included, with the same outputs bit for bit.
 
 Each test saves through the real path (``DynamicsModule.on_save_checkpoint`` inside Lightning's
-``Trainer.save_checkpoint``, or ``hnnlab fit`` itself) and reloads with :func:`load_checkpoint`.
+``Trainer.save_checkpoint``) and reloads with :func:`load_checkpoint`; the round trip through ``hnnlab fit``
+itself is in tests/test_training_cli.py.
 """
 
 from __future__ import annotations
@@ -13,28 +14,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from hnnlab.cli import main
-from hnnlab.data import get_recipe, write_dataset
 from hnnlab.models import HNN, MLP, MODELS, DissipativeHNN, NeuralODE, SecondOrderNeuralODE, SeparableHNN, get_model
 from hnnlab.models.base import AbstractModel
 from hnnlab.training.checkpoint import CheckpointError, load_checkpoint
 from hnnlab.training.module import DynamicsModule
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class UserNet(nn.Module):
-    """A user's own architecture (not an hnnlab MLP): random Fourier features, a fixed projection held
-    in a *non-persistent* buffer (not in the state dict), then a linear read-out to ``out_dim``."""
-
-    def __init__(self, in_dim: int = 2, out_dim: int = 1, width: int = 8) -> None:
-        super().__init__()
-        self.register_buffer("projection", torch.randn(in_dim, width), persistent=False)
-        self.readout = nn.Linear(2 * width, out_dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = x @ self.projection.to(x.dtype)  # (..., width)
-        return self.readout(torch.cat([torch.sin(z), torch.cos(z)], dim=-1))  # (..., out_dim)
+from tests._training_helpers import UserNet, assert_same_field
 
 
 def save_and_load(model: AbstractModel, path: Path) -> AbstractModel:
@@ -44,20 +28,6 @@ def save_and_load(model: AbstractModel, path: Path) -> AbstractModel:
     trainer.strategy.connect(DynamicsModule(model))
     trainer.save_checkpoint(path)
     return load_checkpoint(path).model
-
-
-def random_states(model: AbstractModel, dtype: torch.dtype, n: int = 7) -> Tensor:
-    return torch.randn(n, 2 * model.dof, generator=torch.Generator().manual_seed(5), dtype=dtype)
-
-
-def assert_same_field(loaded: AbstractModel, model: AbstractModel, dtype: torch.dtype) -> None:
-    assert type(loaded) is type(model)
-    x = random_states(model, dtype)
-    expected = model(0.0, x).detach()
-    assert torch.isfinite(expected).all()  # NaN != NaN: a finite field makes torch.equal meaningful
-    assert torch.equal(loaded(0.0, x).detach(), expected)
-    if model.has_energy:
-        assert torch.equal(loaded.energy(x).detach(), model.energy(x).detach())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
@@ -103,7 +73,7 @@ def test_an_injected_mlp_is_stored_as_a_recipe_and_a_user_net_whole(tmp_path: Pa
         "init_args": {"in_dim": 2, "hidden": [8], "out_dim": 1, "activation": "tanh", "bias_last": False,
                       "orthogonal_init": False},
     }
-    assert modules["dissipation_net"]["class_path"] == f"{__name__}:UserNet"
+    assert modules["dissipation_net"]["class_path"] == "tests._training_helpers:UserNet"
     assert isinstance(modules["dissipation_net"]["object"], UserNet)
 
 
@@ -115,52 +85,3 @@ def test_an_unpicklable_network_warns_at_save_and_is_refused_at_load_with_the_re
     with pytest.warns(UserWarning, match="cannot store HNN's net="):
         with pytest.raises(CheckpointError, match=r"net= \(.*LocalNet\) was not stored .*Can't pickle local"):
             save_and_load(HNN(1, net=LocalNet()), tmp_path / "model.ckpt")
-
-
-# -- hnnlab fit ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def spring_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "spring.h5"
-    write_dataset(path, get_recipe("greydanus-spring", n_traj=4).build(0))
-    return path
-
-
-NETS = {
-    "mlp": "{class_path: hnnlab.models.MLP, init_args: {in_dim: 2, hidden: [16], out_dim: 1}}",
-    "user-net": f"{{class_path: {__name__}.UserNet, init_args: {{in_dim: 2, out_dim: 1, width: 8}}}}",
-}
-
-
-@pytest.mark.parametrize("net", list(NETS))
-def test_a_model_with_an_injected_network_trained_by_hnnlab_fit_reloads_from_last_ckpt(
-    net: str, spring_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``hnnlab fit`` with ``model.model.init_args.net`` given by ``class_path``/``init_args`` trains for
-    three steps; ``last.ckpt`` rebuilds the trained model, whose field it gives bit for bit."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    trained: list[DynamicsModule] = []
-    initial: list[dict[str, Tensor]] = []
-    monkeypatch.setattr(DynamicsModule, "on_train_start", lambda self: initial.append(
-        {k: v.clone() for k, v in self.model.state_dict().items()}), raising=False)
-    monkeypatch.setattr(DynamicsModule, "on_train_end", lambda self: trained.append(self), raising=False)
-    config = tmp_path / "exp.yaml"
-    config.write_text(f"base: {ROOT / 'configs/spring_hnn.yaml'}\nmodel:\n  model:\n    init_args:\n"
-                      f"      net: {NETS[net]}\n")
-    status = main([
-        "fit", "--config", str(config), "--trainer.max_steps", "3", "--trainer.accelerator", "cpu",
-        "--data.path", str(spring_data), "--trainer.logger", "false",
-        "--trainer.default_root_dir", str(tmp_path / "run"), "--checkpoint.every_n_epochs", "1",
-        "--checkpoint.dirpath", str(tmp_path / "run" / "checkpoints"),
-    ])
-    assert status == 0
-    (module,) = trained
-    model = module.model
-    assert type(model.net).__name__ == ("MLP" if net == "mlp" else "UserNet")
-    # the weights moved: the comparison below is of a trained model, not of its initialisation
-    assert any(not torch.equal(v, initial[0][k]) for k, v in model.state_dict().items())
-    loaded = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
-    assert loaded.global_step == 3
-    assert_same_field(loaded.model, model, torch.float32)

@@ -85,3 +85,29 @@ def test_an_unpicklable_network_warns_at_save_and_is_refused_at_load_with_the_re
     with pytest.warns(UserWarning, match="cannot store HNN's net="):
         with pytest.raises(CheckpointError, match=r"net= \(.*LocalNet\) was not stored .*Can't pickle local"):
             save_and_load(HNN(1, net=LocalNet()), tmp_path / "model.ckpt")
+
+
+# -- a checkpoint written by Lightning's trainer ---------------------------------------------------
+
+
+def test_checkpoint_rebuilds_the_trained_model(hnn_checkpoint: Path) -> None:
+    loaded = load_checkpoint(hnn_checkpoint)
+    state = torch.load(hnn_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert isinstance(loaded.model, HNN)
+    assert loaded.model.describe()["init_args"]["hidden"] == [16, 16]
+    for name, value in loaded.model.state_dict().items():
+        assert torch.equal(value, state[f"model.{name}"])
+    assert loaded.global_step == 3
+
+
+def test_bad_checkpoints_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a hnn_checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(junk)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="was not written by hnnlab"):
+        load_checkpoint(foreign)

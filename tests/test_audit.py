@@ -1,5 +1,5 @@
-"""Tests of the conservation audit (hnnlab.audit) and `hnnlab audit`; the rollout file itself is tested in
-tests/test_rollout_io.py."""
+"""Tests of the conservation audit (hnnlab.audit); the `hnnlab audit` command is tested in tests/test_cli.py,
+the rollout file itself in tests/test_rollout_io.py."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import pytest
 import torch
 
 from hnnlab.audit import Thresholds, audit_file, audit_trajectories, metrics, structure
-from hnnlab.cli import main as cli_main
 from hnnlab.errors import HnnlabError, InvalidArgumentError, NonFiniteStateError
 from hnnlab.integrators import get_integrator
 from hnnlab.rollout import iter_rollout, rollout
 from hnnlab.rollout_io import RolloutMetadata, RolloutWriter, read_rollout
 from hnnlab.systems import Pendulum, get_system
-from tests._rollout_helpers import BAD_FILES, grid, make_bad_file, pendulum_states, write_rollout
+from tests._rollout_helpers import grid, pendulum_states, write_rollout
 
 DTYPES = [torch.float32, torch.float64]
 EPS = {torch.float32: 1.2e-7, torch.float64: 2.3e-16}
@@ -298,22 +297,7 @@ def test_energy_metrics_use_the_finite_prefix_only():
 
 
 # --------------------------------------------------------------------------------------------------
-# Bad files (read_rollout's own errors: tests/test_rollout_io.py)
-
-
-@pytest.mark.parametrize("kind", list(BAD_FILES))
-def test_audit_of_a_bad_file_is_a_one_line_error_naming_it(tmp_path, kind, capsys):
-    path = make_bad_file(tmp_path, kind)
-    with pytest.raises(HnnlabError):
-        audit_file(path)
-    assert cli_main(["audit", str(path), "--json", str(tmp_path / "report.json")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("hnnlab audit: error:") and str(path) in err[0]
-    assert not (tmp_path / "report.json").exists()
-
-
-# --------------------------------------------------------------------------------------------------
-# Dataset files, JSON, plots, CLI
+# Dataset files and options (the `hnnlab audit` command, bad files and JSON, plots: tests/test_cli.py)
 
 
 def test_audit_of_a_dataset_file_uses_its_clean_states_and_integrator(tmp_path):
@@ -331,32 +315,6 @@ def test_audit_of_a_dataset_file_uses_its_clean_states_and_integrator(tmp_path):
     assert "ground truth itself" in report.skipped["accuracy"]
     with pytest.raises(HnnlabError, match="has no split 'val'"):
         audit_file(path, split="val")
-
-
-def test_cli_exit_codes_json_and_plots(tmp_path, capsys):
-    path = write_rollout(tmp_path / "r.h5", Pendulum(), "leapfrog", pendulum_states(3), 0.1, 400, 4, reference=True)
-    report_path, plots = tmp_path / "report.json", tmp_path / "plots"
-    ok = cli_main(["audit", str(path), "--json", str(report_path), "--plots", str(plots),
-                   "--max-energy-error", "0.05", "--bounded-energy", "--max-symplecticity-error", "1e-12"])
-    assert ok == 0
-    data = json.loads(report_path.read_text())
-    assert data["passed"] is True and data["failures"] == []
-    assert data["energy"]["verdict"] == "bounded" and data["accuracy"]["mse"] == 0.0
-    assert data["structure"]["symplecticity_error"] < 1e-12
-    assert sorted(p.name for p in plots.iterdir()) == [
-        "energy_error.png", "phase_portrait.png", "prediction_vs_reference.png"]
-    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.iterdir())
-    capsys.readouterr()
-    max_error = data["energy"]["max_error"]
-    failed = cli_main(["audit", str(path), "--json", str(report_path), "--max-energy-error", "1e-6", "--quiet"])
-    assert failed == 1
-    err = capsys.readouterr().err
-    assert f"FAILED max_energy_error: {max_error:.4g} exceeds the limit 1e-06" in err
-    data = json.loads(report_path.read_text())
-    assert data["passed"] is False and data["failures"][0]["name"] == "max_energy_error"
-    assert data["failures"][0]["value"] == pytest.approx(max_error) and data["failures"][0]["limit"] == 1e-6
-    assert cli_main(["audit", str(path), "--max-mse", "-1"]) == 2
-    assert "threshold max_mse must be a finite number >= 0, got -1.0" in capsys.readouterr().err
 
 
 def test_thresholds_and_options_are_validated():

@@ -4,14 +4,18 @@ tests/test_training_cli.py, ``hnnlab reproduce`` in tests/test_reproduce_<paper>
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from hnnlab.audit import audit_file
 from hnnlab.cli import main
+from hnnlab.errors import HnnlabError
 from hnnlab.rollout_io import read_rollout
-from hnnlab.systems import get_system
+from hnnlab.systems import Pendulum, get_system
+from tests._rollout_helpers import BAD_FILES, make_bad_file, pendulum_states, write_rollout
 
 pytestmark = pytest.mark.usefixtures("wandb_disabled_one_thread")
 
@@ -58,3 +62,43 @@ def test_rollout_command_bad_input(args, message, hnn_checkpoint, spring8, tmp_p
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+# -- hnnlab audit ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_audit_of_a_bad_file_is_a_one_line_error_naming_it(tmp_path, kind, capsys):
+    path = make_bad_file(tmp_path, kind)
+    with pytest.raises(HnnlabError):
+        audit_file(path)
+    assert main(["audit", str(path), "--json", str(tmp_path / "report.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hnnlab audit: error:") and str(path) in err[0]
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_cli_exit_codes_json_and_plots(tmp_path, capsys):
+    path = write_rollout(tmp_path / "r.h5", Pendulum(), "leapfrog", pendulum_states(3), 0.1, 400, 4, reference=True)
+    report_path, plots = tmp_path / "report.json", tmp_path / "plots"
+    ok = main(["audit", str(path), "--json", str(report_path), "--plots", str(plots),
+                   "--max-energy-error", "0.05", "--bounded-energy", "--max-symplecticity-error", "1e-12"])
+    assert ok == 0
+    data = json.loads(report_path.read_text())
+    assert data["passed"] is True and data["failures"] == []
+    assert data["energy"]["verdict"] == "bounded" and data["accuracy"]["mse"] == 0.0
+    assert data["structure"]["symplecticity_error"] < 1e-12
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "energy_error.png", "phase_portrait.png", "prediction_vs_reference.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.iterdir())
+    capsys.readouterr()
+    max_error = data["energy"]["max_error"]
+    failed = main(["audit", str(path), "--json", str(report_path), "--max-energy-error", "1e-6", "--quiet"])
+    assert failed == 1
+    err = capsys.readouterr().err
+    assert f"FAILED max_energy_error: {max_error:.4g} exceeds the limit 1e-06" in err
+    data = json.loads(report_path.read_text())
+    assert data["passed"] is False and data["failures"][0]["name"] == "max_energy_error"
+    assert data["failures"][0]["value"] == pytest.approx(max_error) and data["failures"][0]["limit"] == 1e-6
+    assert main(["audit", str(path), "--max-mse", "-1"]) == 2
+    assert "threshold max_mse must be a finite number >= 0, got -1.0" in capsys.readouterr().err

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import socket
 import tempfile
-from collections.abc import Collection, Mapping
+import threading
+import time
+import warnings
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import h5py
@@ -151,6 +159,27 @@ def check_target(
     return target
 
 
+def write_array(
+    group: Any, name: str, array: np.ndarray, *, chunks: Any = None, slice_bytes: int = 16 * 2**20
+) -> Any:
+    """Create dataset ``name`` in ``group`` holding ``array``, written in slices along its first axis of at
+    most ``slice_bytes`` each, with a check for a stop signal between slices (:func:`raise_if_interrupted`):
+    one h5py call on a large array cannot be interrupted, so a SIGTERM would wait for the whole write."""
+    array = np.asarray(array)
+    dataset = group.create_dataset(name, shape=array.shape, dtype=array.dtype, chunks=chunks)
+    if array.size == 0:
+        return dataset
+    if array.ndim == 0:
+        dataset[()] = array
+        return dataset
+    row_bytes = max(1, array.nbytes // array.shape[0])
+    step = max(1, slice_bytes // row_bytes)
+    for start in range(0, array.shape[0], step):
+        raise_if_interrupted()
+        dataset[start : start + step] = array[start : start + step]
+    return dataset
+
+
 class AtomicWrite:
     """A file that appears at its path only when complete.
 
@@ -184,9 +213,14 @@ class AtomicWrite:
         self.tmp: Path | None = None
 
     def begin(self) -> Path:
-        """Create the (empty) temporary file beside the target and return its path."""
+        """Create the (empty) temporary file beside the target and return its path.
+
+        Its name, ``.NAME.HOST-PID.XXXXXXXX.tmp``, records the writing process; temporaries of the same
+        target left by a writer that is gone (killed with SIGKILL, a crash) are removed first, with a
+        :class:`StaleTemporaryWarning` that names them (:func:`remove_stale_temporaries`)."""
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent)
+        remove_stale_temporaries(self.target)
+        fd, name = tempfile.mkstemp(prefix=_tmp_prefix(self.target), suffix=".tmp", dir=self.target.parent)
         os.close(fd)
         self.tmp = Path(name)
         return self.tmp
@@ -196,6 +230,7 @@ class AtomicWrite:
         if self.tmp is None:
             raise RuntimeError("AtomicWrite.commit called before begin")
         try:
+            raise_if_interrupted()  # a stop request that h5py swallowed never becomes a complete-looking file
             _fsync(self.tmp)
             umask = os.umask(0)
             os.umask(umask)
@@ -258,3 +293,174 @@ def _fsync_directory(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------------
+# Leftover temporaries
+
+
+class StaleTemporaryWarning(UserWarning):
+    """Temporary files of an interrupted write of the same target were found (and removed when stale)."""
+
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+_LEGACY_MAX_AGE_S = 3600.0  # temporaries named before the writer's pid was recorded: removed after an hour
+
+
+def _tmp_prefix(target: Path) -> str:
+    return f".{target.name}.{_HOST}-{os.getpid()}."
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else (or cannot tell): keep its file
+    return True
+
+
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries of ``target`` (``.NAME.HOST-PID.*.tmp`` beside it) whose writer is gone.
+
+    A temporary is stale when it was made on this host by a process that no longer exists, or, for the
+    names of older hnnlab versions (``.NAME.XXXXXXXX.tmp``, no process recorded), when it was last modified
+    more than an hour ago. Temporaries that may belong to a live writer are kept. Warns once
+    (:class:`StaleTemporaryWarning`) naming what was removed and what was kept; returns the removed paths.
+    """
+    target = Path(target)
+    name = re.escape(target.name)
+    named = re.compile(rf"^\.{name}\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+    legacy = re.compile(rf"^\.{name}\.[A-Za-z0-9_]{{8}}\.tmp$")
+    removed: list[tuple[Path, int]] = []
+    kept: list[Path] = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return []
+    now = time.time()
+    for path in entries:
+        match = named.match(path.name)
+        try:
+            if match:
+                pid = int(match["pid"])
+                stale = match["host"] == _HOST and pid != os.getpid() and not _process_alive(pid)
+            elif legacy.match(path.name):
+                stale = now - path.stat().st_mtime > _LEGACY_MAX_AGE_S
+            else:
+                continue
+            if not stale:
+                kept.append(path)
+                continue
+            size = path.stat().st_size
+            path.unlink()
+        except OSError:
+            continue  # vanished meanwhile, or not ours to remove
+        removed.append((path, size))
+    if removed:
+        total = sum(size for _, size in removed)
+        names = ", ".join(p.name for p, _ in removed)
+        note = f"; kept {len(kept)} that may belong to a running writer: {', '.join(p.name for p in kept)}" if kept else ""
+        warnings.warn(
+            f"removed {len(removed)} stale temporary file{'s' if len(removed) > 1 else ''} ({_human(total)}) of "
+            f"{str(target)!r} left by an interrupted write: {names}{note}",
+            StaleTemporaryWarning,
+            stacklevel=3,
+        )
+    return [p for p, _ in removed]
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+# --------------------------------------------------------------------------------------------------
+# Stopping on SIGINT / SIGTERM
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM received under :func:`stop_on_signals`; ``exit_code`` is ``128 + signum``."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(signal.Signals(self.signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+_received: int | None = None  # the signal received under stop_on_signals, until it is left
+_active = False  # inside stop_on_signals
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_H5PY_DIR = os.path.dirname(h5py.__file__)
+_RETRY_S = 0.02
+
+
+def _unsafe(frame: FrameType | None) -> bool:
+    """True when an exception raised in ``frame`` would be swallowed: a weakref callback or finaliser
+    (h5py releases its identifiers in them, and Python ignores exceptions there) or h5py's own code."""
+    if frame is None:
+        return True
+    code = frame.f_code
+    return (
+        code.co_filename.startswith(_H5PY_DIR)
+        or os.path.basename(code.co_filename) == "weakref.py"
+        or code.co_name == "__del__"
+    )
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    global _received
+    _received = signum
+    if _unsafe(frame):
+        # Raising here would be lost; deliver the signal again in a moment, when Python is back in
+        # ordinary code (a failed delivery only delays the stop: AtomicWrite.commit checks the flag).
+        timer = threading.Timer(_RETRY_S, _redeliver, (signum,))
+        timer.daemon = True
+        timer.start()
+        return
+    raise Interrupted(signum)
+
+
+def _redeliver(signum: int) -> None:
+    if _active and _received == signum:
+        signal.pthread_kill(threading.main_thread().ident, signum)
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` when a stop signal arrived under :func:`stop_on_signals` (writers call this
+    before they commit a file, so that a signal swallowed by a callback still stops the write)."""
+    if _received is not None:
+        raise Interrupted(_received)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into :class:`Interrupted` (a ``KeyboardInterrupt``) inside the block.
+
+    A file being written with :class:`AtomicWrite` is then discarded (its temporary removed, the target
+    as it was) and the exception carries the conventional exit status (130, 143). The signal is delivered
+    in ordinary Python code, never inside an h5py callback where it would be ignored; a signal that still
+    goes unseen stops the block at its end (and any commit before it). Outside the main thread the block
+    runs unchanged. The previous handlers are restored afterwards.
+    """
+    global _received, _active
+    if _active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _handler) for s in _STOP_SIGNALS}
+    _received, _active = None, True
+    try:
+        yield
+        raise_if_interrupted()
+    finally:
+        _active = False
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _received = None

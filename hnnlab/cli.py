@@ -2,15 +2,19 @@
 
 ``hnnlab fit | validate | test`` go through LightningCLI (``hnnlab.training.cli``); the other
 commands are plain argparse subcommands in ``hnnlab.commands.<name>``. User mistakes (any
-:class:`~hnnlab.errors.HnnlabError`) print one ``error:`` line and exit with status 2.
+:class:`~hnnlab.errors.HnnlabError`) print one ``error:`` line and exit with status 2; hnnlab's own
+warnings print as one ``warning:`` line. SIGINT and SIGTERM stop the file-writing commands promptly
+(exit 130 and 143), with no file half-written (:func:`hnnlab._hdf5.stop_on_signals`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from hnnlab import __version__
 
@@ -24,6 +28,8 @@ COMMANDS = {
     "audit": "audit",
     "reproduce": "reproduce",
 }
+# commands run under hnnlab._hdf5.stop_on_signals (the others train with Lightning, which handles signals itself)
+STOPPABLE = ("simulate", "data", "rollout", "audit")
 
 
 def _available_commands() -> dict[str, object]:
@@ -67,16 +73,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from hnnlab._hdf5 import stop_on_signals
     from hnnlab.errors import HnnlabError
 
+    stoppable = stop_on_signals() if args.command in STOPPABLE else contextlib.nullcontext()
     try:
-        return int(args._module.main(args) or 0)
+        with _one_line_warnings(f"hnnlab {args.command}"), stoppable:
+            return int(args._module.main(args) or 0)
     except HnnlabError as exc:
         print(f"hnnlab {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"hnnlab {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        code = getattr(exc, "exit_code", 130)
+        name = {130: "SIGINT", 143: "SIGTERM"}.get(code, "a signal")
+        print(f"hnnlab {args.command}: stopped by {name}; no output file was completed", file=sys.stderr)
+        return code
+
+
+@contextlib.contextmanager
+def _one_line_warnings(prefix: str) -> Iterator[None]:
+    """Show hnnlab's own warnings as ``PREFIX: warning: MESSAGE`` (no source line); others as usual."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if category.__module__.startswith("hnnlab"):
+            print(f"{prefix}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ like any other, and the report says that its energy is not expected to be conser
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import warnings
@@ -265,6 +266,11 @@ def audit_file(
 
 
 def _check_inputs(states: Tensor, t: Tensor, reference: Tensor | None, energy_model: Tensor | None) -> None:
+    if isinstance(states, Tensor) and not states.is_floating_point():
+        raise InvalidArgumentError(
+            f"states must be a floating tensor (float32 or float64), got dtype {str(states.dtype).removeprefix('torch.')}"
+            f" of shape {tuple(states.shape)}; convert with states.double()"
+        )
     if not isinstance(states, Tensor) or states.ndim != 3 or states.shape[-1] % 2 or not states.is_floating_point():
         shape = tuple(states.shape) if isinstance(states, Tensor) else type(states).__name__
         raise InvalidArgumentError(
@@ -375,6 +381,7 @@ def _invariants(system: AbstractSystem, states: Tensor) -> dict[str, Tensor]:
 def _model_energy(model: AbstractVectorField, states: Tensor) -> Tensor | None:
     if not model.has_energy:
         return None
+    model, _ = _as_run(model, states.dtype)  # the energy of the model as it ran
     x = states.reshape(-1, states.shape[-1])
     x = x.to(dtype=_field_dtype(model, states.dtype), device=_field_device(model, states.device))
     finite = torch.isfinite(x).all(dim=-1)
@@ -480,8 +487,11 @@ def _structure(
         skipped.setdefault("symplecticity", "no finite initial state to check")
         skipped.setdefault("reversibility", "no finite initial state to check")
         return None
-    x0 = x0.to(dtype=_field_dtype(f, states.dtype), device=_field_device(f, states.device))
     notes: list[str] = []
+    f, cast = _as_run(f, states.dtype)
+    if cast is not None:
+        notes.append(f"the {field_name} was measured in {cast}, the dtype of the states it produced (as it ran)")
+    x0 = x0.to(dtype=_field_dtype(f, states.dtype), device=_field_device(f, states.device))
     if integrator.requires_separable and not f.is_separable:
         notes.append(
             f"integrator {integrator.name!r} is symplectic only for a separable H, but the {field_name} declares "
@@ -522,6 +532,17 @@ def _structure(
         reversibility_steps=reversibility_steps,
         notes=notes,
     )
+
+
+def _as_run(f: AbstractVectorField, dtype: torch.dtype) -> tuple[AbstractVectorField, str | None]:
+    """``f`` in the floating ``dtype`` of the states it produced: a model whose parameters are in another
+    dtype (a float32 checkpoint rolled out in float64, which casts it) is copied and cast, so that its
+    one-step map is measured as it ran. Returns the field and the cast (``"float32 -> float64"``) or ``None``."""
+    own = _field_dtype(f, dtype)
+    if own == dtype or not isinstance(f, nn.Module) or dtype not in (torch.float32, torch.float64):
+        return f, None
+    cast = f"{str(own).removeprefix('torch.')} -> {str(dtype).removeprefix('torch.')}"
+    return copy.deepcopy(f).to(dtype=dtype), cast
 
 
 def _field_dtype(f: AbstractVectorField, default: torch.dtype) -> torch.dtype:

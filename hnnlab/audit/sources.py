@@ -84,9 +84,13 @@ def _rollout_source(path: str | os.PathLike[str], trajectories: slice | None) ->
 
 
 def _dataset_source(path: str | os.PathLike[str], split: str, trajectories: slice | None) -> AuditSource:
-    from hnnlab.data.io import open_file, read_metadata, read_split, rebuild_system
+    from hnnlab.data.io import open_file, raise_if_invalid, read_metadata, read_split, rebuild_system
     from hnnlab.data.schema import DatasetError
 
+    # The whole file against its spec first (as `hnnlab data check` does): NaN in the noisy states, or an
+    # energy that does not match the system, is a broken dataset, not one that passes because the audit
+    # reads only its clean states.
+    raise_if_invalid(path)
     with open_file(path) as f:
         meta = read_metadata(f)
         if split not in meta["splits"]:

@@ -16,9 +16,7 @@ import argparse
 import json
 import math
 import shlex
-import signal
 import sys
-import threading
 import time
 from typing import Any
 
@@ -92,19 +90,10 @@ def main(args: argparse.Namespace) -> int:
         )
         label = f"system {system.describe()['name']}"
     elapsed = time.perf_counter() - started
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
-    try:  # a SIGTERM while writing unwinds like Ctrl-C, so the temporary file is removed
-        path = write_dataset(args.out, result, overwrite=args.overwrite)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    # Under the CLI, SIGINT/SIGTERM stop the write and remove its temporary (hnnlab._hdf5.stop_on_signals).
+    path = write_dataset(args.out, result, overwrite=args.overwrite)
     _summary(path, result, label, elapsed)
     return 0
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _command_line(args: argparse.Namespace) -> str:

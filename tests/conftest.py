@@ -15,6 +15,7 @@ from hnnlab.data import get_recipe, write_dataset
 from hnnlab.data.datamodule import HDF5DataModule
 from hnnlab.models import HNN
 from hnnlab.training.module import DynamicsModule
+from tests._data_helpers import small_result
 from tests._training_helpers import SMALL
 
 
@@ -30,6 +31,13 @@ def wandb_disabled_one_thread(monkeypatch: pytest.MonkeyPatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def spring_file(tmp_path: Path) -> Path:
+    """A small simulated mass-spring dataset (10 trajectories of 13 times, noise 0.1), written afresh for each
+    test that may damage or overwrite it."""
+    return write_dataset(tmp_path / "spring.h5", small_result(noise_std=0.1))
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import torch
 
 from hnnlab.audit import audit_file
 from hnnlab.cli import main
+from hnnlab.data import load_dataset, read_metadata
 from hnnlab.errors import HnnlabError
 from hnnlab.rollout_io import read_rollout
 from hnnlab.systems import Pendulum, get_system
+from tests._data_helpers import copy_file
 from tests._rollout_helpers import BAD_FILES, make_bad_file, pendulum_states, write_rollout
 
 pytestmark = pytest.mark.usefixtures("wandb_disabled_one_thread")
@@ -102,3 +106,50 @@ def test_cli_exit_codes_json_and_plots(tmp_path, capsys):
     assert data["failures"][0]["value"] == pytest.approx(max_error) and data["failures"][0]["limit"] == 1e-6
     assert main(["audit", str(path), "--max-mse", "-1"]) == 2
     assert "threshold max_mse must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+
+
+# -- hnnlab simulate, hnnlab data check ------------------------------------------------------------
+
+
+def test_cli_simulate_recipe_then_check(tmp_path, capsys):
+    out = tmp_path / "data" / "spring.h5"
+    args = ["simulate", "--recipe", "greydanus-spring", "--n-traj", "6", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out}" in text and "train 3 x 30, test 3 x 30" in text and "energy spread" in text
+    meta = read_metadata(out)
+    assert meta["command"].startswith("hnnlab simulate --recipe greydanus-spring --n-traj 6")
+    assert main(["data", "check", str(out)]) == 0
+    assert "valid (hnnlab.dataset v1, system mass_spring" in capsys.readouterr().out
+    before = out.read_bytes()
+    assert main(["simulate", "--recipe", "greydanus-spring", "--n-traj", "4", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_cli_simulate_system_with_grid(tmp_path, capsys):
+    out = tmp_path / "p.h5"
+    args = ["simulate", "--system", "pendulum", "--param", "g=3.0", "--n-traj", "5", "--dt", "0.05", "--t-end", "1",
+            "--integrator", "rk4", "--substeps", "4", "--splits", "0.6,0.2,0.2", "--out", str(out),
+            "--dtype", "float32"]
+    assert main(args) == 0
+    data = load_dataset(out)
+    assert data.metadata["system"]["params"]["g"] == 3.0 and data.splits["train"].state.shape == (3, 21, 2)
+    assert data.metadata["integrator"]["substeps"] == 4
+    bad_grid = ["simulate", "--system", "pendulum", "--dt", "0.3", "--t-end", "1", "--out", str(tmp_path / "q.h5")]
+    assert main(bad_grid) == 2
+    assert "--t-end 1.0 is not a whole number of steps of --dt 0.3" in capsys.readouterr().err
+    assert not (tmp_path / "q.h5").exists()
+
+
+def test_cli_data_check_lists_problems(spring_file, tmp_path, capsys):
+    bad = copy_file(spring_file, tmp_path / "bad.h5")
+    with h5py.File(bad, "a") as f:
+        del f["train/t"]
+        f["test/state"][1, 2, 1] = np.inf
+    assert main(["data", "check", str(bad)]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [
+        f"{bad}: /train/t: missing dataset",
+        f"{bad}: /test/state: non-finite value (NaN or inf) at index (1, 2, 1)",
+        f"{bad}: 2 problems; not a valid hnnlab dataset",
+    ]

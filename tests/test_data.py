@@ -1,11 +1,11 @@
-"""Datasets: simulation accuracy, the HDF5 format (round trip, validator), atomic writes, recipes, CLI."""
+"""Datasets: simulation accuracy, the HDF5 format (round trip, validator), atomic writes, recipes; the
+`hnnlab simulate` and `hnnlab data check` commands are tested in tests/test_cli.py."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 
 import h5py
@@ -13,13 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from hnnlab.cli import main as cli_main
 from hnnlab.data import (
     RECIPES,
     DatasetError,
     get_recipe,
     load_dataset,
-    read_metadata,
     rebuild_system,
     simulate,
     validate,
@@ -28,20 +26,7 @@ from hnnlab.data import (
 from hnnlab.data.simulate import split_counts
 from hnnlab.errors import FileFormatError, InvalidArgumentError, UnknownNameError
 from hnnlab.systems import MassSpring, Pendulum
-
-
-def small_result(noise_std: float = 0.0, dtype: str = "float64", seed: int = 0, n_traj: int = 10):
-    return simulate(
-        MassSpring(), n_traj, dt=0.1, n_steps=12, integrator="dopri8",
-        integrator_options={"rtol": 1e-12, "atol": 1e-12},
-        noise_std=noise_std, seed=seed, splits=(0.6, 0.2, 0.2), dtype=dtype,
-    )
-
-
-@pytest.fixture()
-def spring_file(tmp_path: Path) -> Path:
-    return write_dataset(tmp_path / "spring.h5", small_result(noise_std=0.1))
-
+from tests._data_helpers import copy_file, small_result
 
 # -- simulation --------------------------------------------------------------------------------------
 
@@ -157,13 +142,8 @@ def test_layout_has_one_chunk_per_trajectory_and_omits_empty_splits(tmp_path):
     assert validate(path) == []
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    shutil.copy(src, dst)
-    return dst
-
-
 def test_validator_reports_each_problem_with_file_and_field(spring_file, tmp_path):
-    bad = _copy(spring_file, tmp_path / "bad.h5")
+    bad = copy_file(spring_file, tmp_path / "bad.h5")
     with h5py.File(bad, "a") as f:
         del f["train/dxdt"]
         f["val/state"][0, 1, 0] = np.nan
@@ -179,7 +159,7 @@ def test_validator_reports_each_problem_with_file_and_field(spring_file, tmp_pat
 
 
 def test_validator_checks_energy_against_the_system(spring_file, tmp_path):
-    bad = _copy(spring_file, tmp_path / "energy.h5")
+    bad = copy_file(spring_file, tmp_path / "energy.h5")
     with h5py.File(bad, "a") as f:
         f["train/energy"][2, 3] += 1e-3
     problems = validate(bad)
@@ -189,7 +169,7 @@ def test_validator_checks_energy_against_the_system(spring_file, tmp_path):
 
 
 def test_wrong_schema_version_is_refused(spring_file, tmp_path):
-    bad = _copy(spring_file, tmp_path / "v2.h5")
+    bad = copy_file(spring_file, tmp_path / "v2.h5")
     with h5py.File(bad, "a") as f:
         f.attrs["schema_version"] = 2
     assert validate(bad) == [f"{bad}: root attribute 'schema_version' is 2; this hnnlab reads version 1 only"]
@@ -362,50 +342,3 @@ def test_unknown_recipe_and_override():
         get_recipe("greydanus-sping")
     with pytest.raises(InvalidArgumentError, match="recipe 'dm-spring' has no field 'n_trajectories'"):
         get_recipe("dm-spring", n_trajectories=3)
-
-
-# -- command line -------------------------------------------------------------------------------------------
-
-
-def test_cli_simulate_recipe_then_check(tmp_path, capsys):
-    out = tmp_path / "data" / "spring.h5"
-    args = ["simulate", "--recipe", "greydanus-spring", "--n-traj", "6", "--out", str(out), "--no-progress"]
-    assert cli_main(args) == 0
-    text = capsys.readouterr().out
-    assert f"wrote {out}" in text and "train 3 x 30, test 3 x 30" in text and "energy spread" in text
-    meta = read_metadata(out)
-    assert meta["command"].startswith("hnnlab simulate --recipe greydanus-spring --n-traj 6")
-    assert cli_main(["data", "check", str(out)]) == 0
-    assert "valid (hnnlab.dataset v1, system mass_spring" in capsys.readouterr().out
-    before = out.read_bytes()
-    assert cli_main(["simulate", "--recipe", "greydanus-spring", "--n-traj", "4", "--out", str(out)]) == 2
-    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
-
-
-def test_cli_simulate_system_with_grid(tmp_path, capsys):
-    out = tmp_path / "p.h5"
-    args = ["simulate", "--system", "pendulum", "--param", "g=3.0", "--n-traj", "5", "--dt", "0.05", "--t-end", "1",
-            "--integrator", "rk4", "--substeps", "4", "--splits", "0.6,0.2,0.2", "--out", str(out),
-            "--dtype", "float32"]
-    assert cli_main(args) == 0
-    data = load_dataset(out)
-    assert data.metadata["system"]["params"]["g"] == 3.0 and data.splits["train"].state.shape == (3, 21, 2)
-    assert data.metadata["integrator"]["substeps"] == 4
-    bad_grid = ["simulate", "--system", "pendulum", "--dt", "0.3", "--t-end", "1", "--out", str(tmp_path / "q.h5")]
-    assert cli_main(bad_grid) == 2
-    assert "--t-end 1.0 is not a whole number of steps of --dt 0.3" in capsys.readouterr().err
-    assert not (tmp_path / "q.h5").exists()
-
-
-def test_cli_data_check_lists_problems(spring_file, tmp_path, capsys):
-    bad = _copy(spring_file, tmp_path / "bad.h5")
-    with h5py.File(bad, "a") as f:
-        del f["train/t"]
-        f["test/state"][1, 2, 1] = np.inf
-    assert cli_main(["data", "check", str(bad)]) == 1
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines == [
-        f"{bad}: /train/t: missing dataset",
-        f"{bad}: /test/state: non-finite value (NaN or inf) at index (1, 2, 1)",
-        f"{bad}: 2 problems; not a valid hnnlab dataset",
-    ]

@@ -179,20 +179,21 @@ class RolloutMetricsCallback(pl.Callback):
             rank_zero_warn(f"RolloutMetricsCallback: the rollout at epoch {trainer.current_epoch} failed: {reason}")
         system = datamodule.system
         values: dict[str, float] = {}
+        errors: dict[str, Tensor] = {}  # (n, n_steps + 1) relative energy errors, for the plots
         if finite:
-            energy_error = M.relative_energy_error(system.energy(pred))  # (n, n_steps + 1)
-            values["energy_error"] = float(energy_error.amax(dim=1).mean())
-            if getattr(model, "has_energy", False):
+            errors["system"] = M.relative_energy_error(system.energy(pred))
+            values["energy_error"] = float(errors["system"].amax(dim=1).mean())
+            if model.has_energy:  # declared by every model class (hnnlab.fields protocol)
                 with torch.no_grad():
                     learned = model.energy(pred.to(pl_module.device, dtype)).to("cpu", torch.float64)
-                model_error = M.relative_energy_error(learned)
-                values["model_energy_error"] = float(model_error.amax(dim=1).mean())
+                errors["model"] = M.relative_energy_error(learned)
+                values["model_energy_error"] = float(errors["model"].amax(dim=1).mean())
             values["mse"] = M.mse(pred, reference)
             vpt, _ = M.valid_prediction_time(pred, reference, t, threshold=self.vpt_threshold)
             values["vpt"] = float(vpt.mean())
         else:
             values["energy_error"] = math.inf
-            if getattr(model, "has_energy", False):
+            if model.has_energy:
                 values["model_energy_error"] = math.inf
             values["mse"] = math.inf
             values["vpt"] = float(stop)
@@ -200,7 +201,7 @@ class RolloutMetricsCallback(pl.Callback):
         for key, value in values.items():  # the same keys on every rank: sync_dist reduces them together
             pl_module.log(f"{prefix}/{key}", value, sync_dist=True, on_step=False, on_epoch=True)
         if finite and self.plots:
-            self._plot(trainer, prefix, t, pred, reference, system, model, dtype, pl_module.device)
+            self._plot(trainer, prefix, t, pred, reference, errors, system, dtype)
         return values
 
     def _available_split(self, datamodule: Any, split: str) -> str:
@@ -243,28 +244,36 @@ class RolloutMetricsCallback(pl.Callback):
         return self._reference[key]
 
     @rank_zero_only
-    def _plot(self, trainer: pl.Trainer, prefix: str, t: Tensor, pred: Tensor, reference: Tensor, system: Any,
-              model: Any, dtype: torch.dtype, device: torch.device) -> None:
+    def _plot(self, trainer: pl.Trainer, prefix: str, t: Tensor, pred: Tensor, reference: Tensor,
+              errors: dict[str, Tensor], system: Any, dtype: torch.dtype) -> None:
         from lightning.pytorch.loggers import WandbLogger
 
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         if not loggers or os.environ.get("WANDB_MODE") == "disabled":
             return
-        from hnnlab.audit import metrics as M
-        from hnnlab.audit.plots import energy_error_plot, phase_portrait_plot
+        from hnnlab.audit.plots import save_figure
 
-        errors = {"system": M.relative_energy_error(system.energy(pred))}
-        if getattr(model, "has_energy", False):
-            with torch.no_grad():
-                learned = model.energy(pred.to(device, dtype)).to("cpu", torch.float64)
-            errors["model"] = M.relative_energy_error(learned)
-        names = system.state_names() if hasattr(system, "state_names") else None
+        figures = rollout_figures(t, pred, reference, errors, system, dtype)
         with tempfile.TemporaryDirectory(prefix="hnnlab-plots-") as tmp:
-            phase = phase_portrait_plot(pred, os.path.join(tmp, "phase.png"), reference=reference, state_names=names)
-            energy = energy_error_plot(t, errors, os.path.join(tmp, "energy.png"))
+            paths = {name: save_figure(fig, os.path.join(tmp, f"{name}.png")) for name, fig in figures.items()}
             for logger in loggers:
-                logger.log_image(f"{prefix}/phase_portrait", [str(phase)], step=trainer.global_step)
-                logger.log_image(f"{prefix}/energy_error", [str(energy)], step=trainer.global_step)
+                for name, path in paths.items():
+                    logger.log_image(f"{prefix}/{name}", [str(path)], step=trainer.global_step)
+
+
+def rollout_figures(
+    t: Tensor, pred: Tensor, reference: Tensor, errors: dict[str, Tensor], system: Any, dtype: torch.dtype
+) -> dict[str, Any]:
+    """The figures :class:`RolloutMetricsCallback` sends to W&B: ``phase_portrait`` (prediction against the
+    reference, the first trajectories) and ``energy_error`` (``errors``: label -> ``(n, n_times)`` relative
+    energy errors, median and band over the states; log floors from the model's ``dtype``)."""
+    from hnnlab.audit.plots import energy_error_figure, log_floor, phase_portrait_figure
+
+    names = system.state_names()  # every AbstractSystem names its state components
+    return {
+        "phase_portrait": phase_portrait_figure(pred, reference=reference, state_names=names, t=t, field=system),
+        "energy_error": energy_error_figure(t, errors, floor=log_floor(dtype)),
+    }
 
 
 def wandb_run_id(trainer: pl.Trainer) -> str | None:

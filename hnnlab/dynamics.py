@@ -224,7 +224,7 @@ def check_state(x: Tensor, *, name: str = "x0", dof: int | None = None) -> None:
     """Raise a clear error if ``x`` is not a finite floating state of shape ``(..., 2 * dof)``."""
     if not isinstance(x, Tensor):
         raise InvalidArgumentError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
+    if x.dtype not in (torch.float32, torch.float64):
         raise InvalidArgumentError(f"{name} must have a floating dtype (float32 or float64), got {x.dtype}")
     if x.ndim == 0 or x.shape[-1] % 2:
         raise InvalidArgumentError(

@@ -654,3 +654,63 @@ def test_energy_keeps_its_graph_in_training_and_drops_it_under_no_grad(name: str
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     with torch.no_grad():
         assert not model.energy(x).requires_grad
+
+
+@pytest.mark.parametrize("name", sorted(MODELS.names()))
+def test_a_state_in_another_dtype_than_the_parameters_gets_hnnlabs_message(name: str) -> None:
+    """A float32 model given float64 states (and the reverse) is refused before torch's matmul error, naming
+    both dtypes and the fix; after the cast the same states go through."""
+    model = small_model(name).float()
+    x = random_states(model)
+    with pytest.raises(InvalidArgumentError) as info:
+        model(0.0, x)
+    cls = type(model).__name__
+    assert str(info.value) == (
+        f"{cls}(dof=2) has torch.float32 parameters but x is torch.float64: convert the model with "
+        "model.to(torch.float64) (model.double() for float64, model.float() for float32), or the states with "
+        "x.to(torch.float32)"
+    )
+    assert model.double()(0.0, x).dtype == torch.float64
+    with pytest.raises(InvalidArgumentError, match=r"has torch\.float64 parameters but x is torch\.float32: "):
+        model(0.0, x.float())
+    if model.has_energy:
+        with pytest.raises(InvalidArgumentError, match=r"has torch\.float64 parameters but x is torch\.float32"):
+            model.energy(x.float())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_states_are_refused_with_the_allowed_dtypes(dtype: torch.dtype) -> None:
+    model = small_model("hnn").to(dtype)
+    with pytest.raises(InvalidArgumentError) as info:
+        model(0.0, torch.zeros(3, 4, dtype=dtype))
+    assert str(info.value) == f"x must be float32 or float64 for HNN(dof=2), got {dtype}"
+    with pytest.raises(InvalidArgumentError, match=r"^x must be float32 or float64 for NeuralODE\(dof=1\), got "):
+        NeuralODE(1).to(dtype)(0.0, torch.zeros(2, dtype=dtype))
+
+
+def test_constructor_arguments_are_recorded_by_name_with_defaults_however_the_model_is_called() -> None:
+    """Subclasses call ``super().__init__(dof)``; the arguments are bound to their signature (positional ones
+    too), and a subclass that passes its own hyperparameters records those."""
+    expected = {"dof": 1, "hidden": (8,), "activation": "tanh", "orthogonal_init": True, "net": None,
+                "backend": "autograd"}
+    assert HNN(1, (8,)).constructor_arguments() == expected
+    assert HNN(dof=1, hidden=(8,)).constructor_arguments() == expected
+    assert HNN(**expected).describe()["init_args"] == {**expected, "hidden": [8]}
+
+    class Explicit(AbstractModel):
+        def __init__(self, dof: int, scale: float = 2.0, **extra) -> None:
+            super().__init__(dof, scale=scale * 10)
+            self.weight = nn.Parameter(torch.ones(()))
+
+        def vector_field(self, t, x):
+            return self.weight * x
+
+    class Recorded(Explicit):
+        def __init__(self, dof: int, scale: float = 2.0, **extra) -> None:
+            AbstractModel.__init__(self, dof)
+            self.weight = nn.Parameter(torch.ones(()))
+
+    assert Explicit(3).constructor_arguments() == {"dof": 3, "scale": 20.0}
+    assert Recorded(3, 1.5, note="x").constructor_arguments() == {"dof": 3, "scale": 1.5, "note": "x"}
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'dof'"):
+        HNN()

@@ -346,3 +346,11 @@ def test_save_every_that_does_not_divide_runs_to_the_last_multiple_and_says_so()
     with pytest.warns(SaveEveryWarning, match="^n_steps = 10 is not a multiple of save_every = 3: running 9 steps"):
         sol = solve(Pendulum(), "rk4", X0, 0.1, 10, save_every=3)
     assert sol.stats["steps"] == 9 and sol.ts.tolist() == pytest.approx([0.0, 0.3, 0.6, 0.9])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_initial_states_are_refused_as_the_message_says(dtype: torch.dtype) -> None:
+    """The message names float32 and float64 as the allowed dtypes, and the check agrees (issue 13)."""
+    with pytest.raises(InvalidArgumentError) as info:
+        rollout(Pendulum(), "leapfrog", torch.zeros(2, 2, dtype=dtype), 0.1, 10)
+    assert str(info.value) == f"x0 must have a floating dtype (float32 or float64), got {dtype}"

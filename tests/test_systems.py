@@ -653,3 +653,64 @@ def test_cuda_matches_cpu(name):
     if hasattr(s, "exact_solution"):
         t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
         torch.testing.assert_close(s.exact_solution(xc, t).cpu(), s.exact_solution(x, t), rtol=1e-12, atol=1e-12)
+
+
+def test_the_pendulum_refuses_a_state_of_the_wrong_size_instead_of_a_wrong_energy() -> None:
+    """Issue 13: ``energy([[0.5, 0.1, 99.]])`` of the pendulum was 9801 (the 99 read as a momentum)."""
+    bad = torch.tensor([[0.5, 0.1, 99.0]])
+    message = (
+        "Pendulum: the state must have shape (..., 2 * dof) = (..., 2), coordinates then momenta; got shape (1, 3)"
+    )
+    system = get_system("pendulum")
+    for call in (lambda: system.energy(bad), lambda: system(0.0, bad), lambda: system.vector_field(0.0, bad),
+                 lambda: system.dq_dt(0.0, bad), lambda: system.dp_dt(0.0, bad), lambda: system.invariants(bad)):
+        with pytest.raises(InvalidArgumentError) as info:
+            call()
+        assert str(info.value) == message
+    m, length, g = system.m, system.l, system.g
+    expected = 0.1**2 / (2 * m * length**2) + m * g * length * (1 - math.cos(0.5))
+    assert torch.allclose(system.energy(bad[:, :2]), torch.tensor([expected]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_system_checks_the_state_size_in_every_state_method(name: str) -> None:
+    system = get_system(name)
+    width = 2 * system.dof
+    second = "momenta" if system.coordinates == "canonical" else "velocities"
+    for bad in (torch.zeros(3, width + 1, dtype=torch.float64), torch.zeros(width - 1, dtype=torch.float64)):
+        expected = (
+            f"{type(system).__name__}: the state must have shape (..., 2 * dof) = (..., {width}), coordinates then "
+            f"{second}; got shape {tuple(bad.shape)}"
+        )
+        for method in ("energy", "vector_field", "dq_dt", "dp_dt"):
+            args = (bad,) if method == "energy" else (0.0, bad)
+            with pytest.raises(InvalidArgumentError) as info:
+                getattr(system, method)(*args)
+            assert str(info.value) == expected, method
+    with pytest.raises(InvalidArgumentError, match=r"coordinates then \w+; got list$"):
+        system.energy([0.0] * width)
+    good = system.sample_initial_states(3, torch.Generator().manual_seed(0))
+    assert system(0.0, good).shape == good.shape and system.energy(good).shape == (3,)
+
+
+def test_a_users_system_is_checked_too_without_doing_anything() -> None:
+    """The check is installed on every subclass's own state methods when the class is created."""
+
+    class Quartic(AbstractHamiltonianSystem):
+        dof = 1
+
+        def hamiltonian(self, x):
+            return 0.5 * x[..., 1] ** 2 + x[..., 0] ** 4
+
+        def energy(self, x):  # overridden: still checked
+            return self.hamiltonian(x)
+
+        def sample_initial_states(self, n, generator, *, dtype=torch.float64, device=None):
+            return torch.zeros(n, 2, dtype=dtype, device=device)
+
+    with pytest.raises(InvalidArgumentError, match=r"^Quartic: the state must have shape \(\.\.\., 2 \* dof\) = "):
+        Quartic().energy(torch.zeros(1, 4))
+    with pytest.raises(InvalidArgumentError, match=r"^Quartic: .*got shape \(2, 3\)$"):
+        Quartic()(0.0, torch.zeros(2, 3))
+    x = torch.tensor([[1.0, 2.0]])
+    assert torch.equal(Quartic()(0.0, x), torch.tensor([[2.0, -4.0]]))

@@ -12,6 +12,7 @@ and ``energy``. Readers read them; they never probe with ``getattr`` or ``hasatt
 from __future__ import annotations
 
 import abc
+import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -19,9 +20,10 @@ from torch import Tensor, nn
 
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.fields import AbstractVectorField
-from hnnlab.models.mlp import check_positive_int, module_path
+from hnnlab.models.mlp import MLP, check_positive_int, module_path
 
 COORDINATES: tuple[str, ...] = ("canonical", "lagrangian")
+STATE_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 
 
 class AbstractModel(nn.Module, AbstractVectorField):
@@ -38,9 +40,12 @@ class AbstractModel(nn.Module, AbstractVectorField):
         differentiates_state: whether the vector field differentiates a network with respect to the
             state (then it cannot run under ``torch.inference_mode``).
 
-    Subclasses call ``super().__init__(dof, **hyperparameters)`` with every constructor argument (they are
-    recorded for :meth:`describe` and for checkpoints, see :meth:`constructor_arguments`) and implement
-    :meth:`vector_field`; models with an energy override :meth:`energy`.
+    Subclasses call ``super().__init__(dof)`` and implement :meth:`vector_field`; models with an energy
+    override :meth:`energy`. Every constructor argument, defaults included, is recorded when the model is
+    created (bound to the subclass's ``__init__`` signature; for :meth:`describe` and for checkpoints, see
+    :meth:`constructor_arguments`); a subclass may instead pass them itself,
+    ``super().__init__(dof, **hyperparameters)``. :meth:`network` builds the default MLP of a network
+    argument that was not given.
     """
 
     name: ClassVar[str] = ""
@@ -49,10 +54,37 @@ class AbstractModel(nn.Module, AbstractVectorField):
     conservative: ClassVar[bool] = True
     differentiates_state: ClassVar[bool] = True
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> AbstractModel:
+        model = super().__new__(cls)
+        try:  # the constructor's arguments by name, defaults included; a bad call fails in __init__ itself
+            bound = inspect.signature(cls.__init__).bind(model, *args, **kwargs)
+        except TypeError:
+            return model
+        bound.apply_defaults()
+        arguments: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = bound.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                arguments.update(value)
+            elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                arguments[name] = value
+        object.__setattr__(model, "_constructor_call", arguments)
+        return model
+
     def __init__(self, dof: int, **hyperparameters: Any) -> None:
         super().__init__()
         self.dof = check_positive_int("dof", dof)
-        self._hyperparameters = {"dof": dof, **hyperparameters}
+        recorded = self.__dict__.pop("_constructor_call", {})
+        self._hyperparameters = {"dof": dof, **(hyperparameters or recorded)}
+
+    def network(self, net: nn.Module | None, in_dim: int, out_dim: int, *, bias_last: bool = False) -> nn.Module:
+        """``net`` (an injected network, given as a constructor argument) if not ``None``, else the default
+        ``MLP(in_dim, hidden, out_dim, activation, bias_last, orthogonal_init)`` from the model's own
+        ``hidden``, ``activation`` and ``orthogonal_init`` arguments (validated by :class:`MLP`)."""
+        if net is not None:
+            return net
+        args = self._hyperparameters
+        return MLP(in_dim, args["hidden"], out_dim, args["activation"], bias_last, args["orthogonal_init"])
 
     @abc.abstractmethod
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
@@ -100,7 +132,8 @@ class AbstractModel(nn.Module, AbstractVectorField):
         }
 
     def check_state(self, x: Tensor, *, differentiate: bool = True) -> Tensor:
-        """Return ``x`` if it is a floating tensor ``(..., 2 * dof)``, else raise a clear error.
+        """Return ``x`` if it is a float32 or float64 tensor ``(..., 2 * dof)`` in the dtype of the model's
+        parameters (float16 and bfloat16 are refused), else raise a clear error.
 
         With ``differentiate`` (the caller differentiates a network with respect to ``x``, and the
         class declares :attr:`differentiates_state`), inference tensors (made under
@@ -112,6 +145,17 @@ class AbstractModel(nn.Module, AbstractVectorField):
             raise InvalidArgumentError(
                 f"x must be a floating tensor of shape (..., 2 * dof) = (..., {2 * self.dof}) for "
                 f"{type(self).__name__}(dof={self.dof}), got {got}"
+            )
+        if x.dtype not in STATE_DTYPES:
+            raise InvalidArgumentError(
+                f"x must be float32 or float64 for {type(self).__name__}(dof={self.dof}), got {x.dtype}"
+            )
+        parameter = next(self.parameters(), None)
+        if parameter is not None and parameter.dtype != x.dtype:
+            raise InvalidArgumentError(
+                f"{type(self).__name__}(dof={self.dof}) has {parameter.dtype} parameters but x is {x.dtype}: "
+                f"convert the model with model.to({x.dtype}) (model.double() for float64, model.float() for "
+                f"float32), or the states with x.to({parameter.dtype})"
             )
         if not (differentiate and self.differentiates_state):
             return x

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.models.base import AbstractModel, check_coordinates
-from hnnlab.models.mlp import MLP
 from hnnlab.models.registry import register_model
 
 
@@ -47,14 +46,9 @@ class NeuralODE(AbstractModel):
         coordinates: str = "canonical",
         net: nn.Module | None = None,
     ) -> None:
-        super().__init__(
-            dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init, coordinates=coordinates,
-            net=net,
-        )
+        super().__init__(dof)
         self.coordinates = check_coordinates(coordinates)  # type: ignore[misc]  # per instance
-        self.net = (
-            net if net is not None else MLP(2 * self.dof, hidden, 2 * self.dof, activation, True, orthogonal_init)
-        )
+        self.net = self.network(net, 2 * self.dof, 2 * self.dof, bias_last=True)
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         x = self.check_state(x)
@@ -89,8 +83,8 @@ class SecondOrderNeuralODE(AbstractModel):
         orthogonal_init: bool = False,
         net: nn.Module | None = None,
     ) -> None:
-        super().__init__(dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init, net=net)
-        self.net = net if net is not None else MLP(2 * self.dof, hidden, self.dof, activation, True, orthogonal_init)
+        super().__init__(dof)
+        self.net = self.network(net, 2 * self.dof, self.dof, bias_last=True)
 
     def accelerations(self, x: Tensor) -> Tensor:
         """``q_dd = a_theta(q, q_dot)``, ``(..., dof)``."""

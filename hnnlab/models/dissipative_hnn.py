@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from hnnlab.dynamics import input_gradient, symplectic_gradient
 from hnnlab.models.base import AbstractModel
-from hnnlab.models.mlp import MLP, scalar_output
+from hnnlab.models.mlp import scalar_output
 from hnnlab.models.registry import register_model
 
 
@@ -48,16 +48,9 @@ class DissipativeHNN(AbstractModel):
         net: nn.Module | None = None,
         dissipation_net: nn.Module | None = None,
     ) -> None:
-        super().__init__(
-            dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init, net=net,
-            dissipation_net=dissipation_net,
-        )
-        self.net = net if net is not None else MLP(2 * self.dof, hidden, 1, activation, False, orthogonal_init)
-        self.dissipation_net = (
-            dissipation_net
-            if dissipation_net is not None
-            else MLP(2 * self.dof, hidden, 1, activation, False, orthogonal_init)
-        )
+        super().__init__(dof)
+        self.net = self.network(net, 2 * self.dof, 1)
+        self.dissipation_net = self.network(dissipation_net, 2 * self.dof, 1)
 
     def hamiltonian(self, x: Tensor) -> Tensor:
         """The conservative part ``H_theta``, ``(..., 2 * dof) -> (...,)``."""

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from hnnlab.dynamics import check_backend, hamiltonian_vector_field
 from hnnlab.models.base import AbstractModel
-from hnnlab.models.mlp import MLP, scalar_output
+from hnnlab.models.mlp import scalar_output
 from hnnlab.models.registry import register_model
 
 
@@ -46,12 +46,10 @@ class HNN(AbstractModel):
         net: nn.Module | None = None,
         backend: str = "autograd",
     ) -> None:
-        super().__init__(
-            dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init, net=net, backend=backend
-        )
+        super().__init__(dof)
         check_backend(backend)
         self.backend = backend
-        self.net = net if net is not None else MLP(2 * self.dof, hidden, 1, activation, False, orthogonal_init)
+        self.net = self.network(net, 2 * self.dof, 1)
 
     def hamiltonian(self, x: Tensor) -> Tensor:
         """``H_theta`` of states ``(..., 2 * dof)``, shape ``(...,)``."""

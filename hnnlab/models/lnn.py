@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from hnnlab.dynamics import check_backend, euler_lagrange_accelerations, lagrangian_energy
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.models.base import AbstractModel
-from hnnlab.models.mlp import MLP, scalar_output
+from hnnlab.models.mlp import scalar_output
 from hnnlab.models.registry import register_model
 
 SOLVE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
@@ -70,10 +70,7 @@ class LNN(AbstractModel):
         net: nn.Module | None = None,
         backend: str = "autograd",
     ) -> None:
-        super().__init__(
-            dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init, solve_dtype=solve_dtype,
-            regularization=regularization, net=net, backend=backend,
-        )
+        super().__init__(dof)
         if isinstance(regularization, bool) or not isinstance(regularization, int | float) or not (
             math.isfinite(regularization) and regularization >= 0
         ):
@@ -82,7 +79,7 @@ class LNN(AbstractModel):
         self.solve_dtype = resolve_solve_dtype(solve_dtype)
         self.regularization = float(regularization)
         self.backend = backend
-        self.net = net if net is not None else MLP(2 * self.dof, hidden, 1, activation, False, orthogonal_init)
+        self.net = self.network(net, 2 * self.dof, 1)
 
     def lagrangian(self, x: Tensor) -> Tensor:
         """``L_theta`` of states ``(..., 2 * dof)``, shape ``(...,)``."""

@@ -12,7 +12,7 @@ from hnnlab.dynamics import input_gradient
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.fields import AbstractSeparableField
 from hnnlab.models.base import AbstractModel
-from hnnlab.models.mlp import MLP, scalar_output
+from hnnlab.models.mlp import scalar_output
 from hnnlab.models.registry import register_model
 
 
@@ -52,10 +52,7 @@ class SeparableHNN(AbstractModel, AbstractSeparableField):
         kinetic_net: nn.Module | None = None,
         potential_net: nn.Module | None = None,
     ) -> None:
-        super().__init__(
-            dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init,
-            mass_matrix=mass_matrix, kinetic_net=kinetic_net, potential_net=potential_net,
-        )
+        super().__init__(dof)
         if mass_matrix is not None and kinetic_net is not None:
             raise InvalidArgumentError(
                 "give at most one of mass_matrix (a known kinetic energy) and kinetic_net (a learned one)"
@@ -66,12 +63,8 @@ class SeparableHNN(AbstractModel, AbstractSeparableField):
             self.register_buffer("inverse_mass", _inverse_mass(mass_matrix, self.dof))  # (dof, dof)
         else:
             self.register_buffer("inverse_mass", None)
-            self.kinetic_net = (
-                kinetic_net if kinetic_net is not None else MLP(self.dof, hidden, 1, activation, False, orthogonal_init)
-            )
-        self.potential_net = (
-            potential_net if potential_net is not None else MLP(self.dof, hidden, 1, activation, False, orthogonal_init)
-        )
+            self.kinetic_net = self.network(kinetic_net, self.dof, 1)
+        self.potential_net = self.network(potential_net, self.dof, 1)
 
     def kinetic(self, p: Tensor) -> Tensor:
         """``T(p)``, ``(..., dof) -> (...,)``."""

@@ -14,7 +14,7 @@ from hnnlab.dynamics import check_backend, euler_lagrange_accelerations
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.models.base import AbstractModel
 from hnnlab.models.lnn import resolve_solve_dtype
-from hnnlab.models.mlp import MLP, scalar_output
+from hnnlab.models.mlp import scalar_output
 from hnnlab.models.registry import register_model
 
 
@@ -63,10 +63,7 @@ class StructuredLNN(AbstractModel):
         solve_dtype: str | None = None,
         backend: str = "autograd",
     ) -> None:
-        super().__init__(
-            dof, hidden=hidden, activation=activation, orthogonal_init=orthogonal_init, eps=eps,
-            mass_net=mass_net, potential_net=potential_net, solve_dtype=solve_dtype, backend=backend,
-        )
+        super().__init__(dof)
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not (math.isfinite(eps) and eps > 0):
             raise InvalidArgumentError(f"eps must be a finite number > 0, got {eps!r}")
         check_backend(backend)
@@ -74,12 +71,8 @@ class StructuredLNN(AbstractModel):
         self.solve_dtype = resolve_solve_dtype(solve_dtype)
         self.backend = backend
         n_entries = self.dof * (self.dof + 1) // 2
-        self.mass_net = mass_net if mass_net is not None else MLP(
-            self.dof, hidden, n_entries, activation, True, orthogonal_init
-        )
-        self.potential_net = potential_net if potential_net is not None else MLP(
-            self.dof, hidden, 1, activation, False, orthogonal_init
-        )
+        self.mass_net = self.network(mass_net, self.dof, n_entries, bias_last=True)
+        self.potential_net = self.network(potential_net, self.dof, 1)
         # Where each entry of C comes from in (diagonal, strictly lower part, 0): (dof, dof) indices.
         index = torch.full((self.dof, self.dof), n_entries, dtype=torch.long)
         index[range(self.dof), range(self.dof)] = torch.arange(self.dof)

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -47,6 +49,36 @@ from hnnlab.errors import InvalidArgumentError
 from hnnlab.fields import AbstractSeparableField, AbstractVectorField
 
 Coordinates = Literal["canonical", "lagrangian"]
+# The methods that take a state (..., 2 * dof): each one a class defines checks its argument first.
+STATE_METHODS: tuple[str, ...] = ("vector_field", "energy", "dq_dt", "dp_dt")
+
+
+def _check_states_of(cls: type) -> None:
+    """Wrap each :data:`STATE_METHODS` method that ``cls`` itself defines so that it checks its state first."""
+    for name in STATE_METHODS:
+        method = cls.__dict__.get(name)
+        if callable(method) and not getattr(method, "__isabstractmethod__", False):
+            setattr(cls, name, _checking_state(method, takes_time=name != "energy"))
+
+
+def _checking_state(method: Callable[..., Any], *, takes_time: bool) -> Callable[..., Any]:
+    if getattr(method, "_checks_state", False):
+        return method
+    if takes_time:
+
+        @functools.wraps(method)
+        def checked(self: AbstractSystem, t: Tensor | float, x: Tensor) -> Any:
+            self.check_state(x)
+            return method(self, t, x)
+    else:
+
+        @functools.wraps(method)
+        def checked(self: AbstractSystem, x: Tensor) -> Any:  # type: ignore[misc]
+            self.check_state(x)
+            return method(self, x)
+
+    checked._checks_state = True  # type: ignore[attr-defined]
+    return checked
 
 
 class AbstractSystem(AbstractVectorField):
@@ -59,6 +91,10 @@ class AbstractSystem(AbstractVectorField):
             explicit symplectic integrators (leapfrog, Yoshida, ...) are symplectic for it; such systems
             are :class:`~hnnlab.fields.AbstractSeparableField` and provide ``dq_dt`` and ``dp_dt``.
         conservative: ``False`` for systems that lose energy (the audit's negative case).
+
+    Every :data:`STATE_METHODS` method (``vector_field``, and so ``__call__``, ``energy``, ``dq_dt``, ``dp_dt``)
+    that a subclass defines is wrapped when the class is created so that it first checks its state
+    (:meth:`check_state`): a state of the wrong size is a clear error, never a wrong number.
     """
 
     name: ClassVar[str] = ""
@@ -92,6 +128,20 @@ class AbstractSystem(AbstractVectorField):
 
         The same generator state gives the same states on every device and dtype.
         """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_states_of(cls)
+
+    def check_state(self, x: Tensor) -> None:
+        """Raise a clear error, naming the system, unless ``x`` is a tensor of shape ``(..., 2 * dof)``."""
+        if isinstance(x, Tensor) and x.ndim > 0 and x.shape[-1] == 2 * self.dof:
+            return
+        got = f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise InvalidArgumentError(
+            f"{type(self).__name__}: the state must have shape (..., 2 * dof) = (..., {2 * self.dof}), "
+            f"coordinates then {'momenta' if self.coordinates == 'canonical' else 'velocities'}; got {got}"
+        )
 
     # ----------------------------------------------------------------------------------------------
     # Concrete helpers shared by every system.
@@ -144,6 +194,9 @@ class AbstractSystem(AbstractVectorField):
             "conservative": self.conservative,
             "state_names": self.state_names(),
         }
+
+
+_check_states_of(AbstractSystem)
 
 
 class AbstractHamiltonianSystem(AbstractSystem):

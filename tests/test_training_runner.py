@@ -1,7 +1,7 @@
 """The one training entry, ``hnnlab.training.fit``: the final ``last.ckpt``, the trainer set-up it shares
 with ``hnnlab fit`` (same config, same weights), and its options.
 
-W&B is disabled in every test.
+W&B is disabled in every test; the ``hnnlab fit`` comparison is in tests/test_training_cli.py.
 """
 
 from __future__ import annotations
@@ -14,49 +14,20 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
-from hnnlab.cli import main
-from hnnlab.data import get_recipe, write_dataset
 from hnnlab.data.datamodule import HDF5DataModule
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.models import HNN
 from hnnlab.training import FitResult, build_trainer, fit
 from hnnlab.training.callbacks import HnnlabCheckpoint, PlainProgressLog
 from hnnlab.training.module import DynamicsModule
+from tests._training_helpers import assert_same_weights, weights_of
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _wandb_disabled_one_thread(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.delenv("CI", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def spring(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small Greydanus mass-spring dataset: 60 training pairs (3 steps per epoch at batch size 20)."""
-    path = tmp_path_factory.mktemp("data") / "spring.h5"
-    write_dataset(path, get_recipe("greydanus-spring", n_traj=4).build(0))
-    return path
+pytestmark = pytest.mark.usefixtures("wandb_disabled_one_thread")
 
 
 def _module(seed: int = 0) -> DynamicsModule:
     pl.seed_everything(seed, verbose=False)
     return DynamicsModule(HNN(1, hidden=(16,)), optimizer=lambda p: torch.optim.Adam(p, lr=1e-2))
-
-
-def _weights(module: pl.LightningModule) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 # -- last.ckpt holds the final weights ------------------------------------------------------------
@@ -74,45 +45,9 @@ def test_last_checkpoint_holds_the_final_weights_between_periodic_saves(spring: 
     assert result.last_checkpoint == tmp_path / "ckpt" / "last.ckpt"
     saved = torch.load(result.last_checkpoint, weights_only=False)
     assert saved["global_step"] == 14
-    _assert_same(saved["state_dict"], _weights(module))
+    assert_same_weights(saved["state_dict"], weights_of(module))
     (periodic,) = (tmp_path / "ckpt").glob("epoch=*.ckpt")
     assert torch.load(periodic, weights_only=False)["global_step"] == 12
-
-
-def test_fit_command_writes_the_final_last_checkpoint_and_equals_fit_from_python(spring, tmp_path, monkeypatch,
-                                                                                 capsys) -> None:
-    """``hnnlab fit`` with the shipped spring config, checkpointing every 10 epochs, stopped at step 25
-    (full batch: a step per epoch): last.ckpt is step 25, and its weights are bit for bit those of
-    ``fit`` from Python with the config's model, optimizer and trainer settings."""
-    monkeypatch.chdir(tmp_path)
-    status = main([
-        "fit", "--config", str(ROOT / "configs/spring_hnn.yaml"), "--data.path", str(spring),
-        "--trainer.accelerator", "cpu", "--trainer.max_steps", "25", "--checkpoint.every_n_epochs", "10",
-        "--trainer.default_root_dir", str(tmp_path / "cli"),
-    ])
-    assert status == 0
-    (last,) = Path("runs").rglob("last.ckpt")  # the W&B logger's run directory, relative to the working one
-    assert f"hnnlab fit: last checkpoint (step 25): {last}" in capsys.readouterr().out
-    cli = torch.load(last, weights_only=False)
-    assert cli["global_step"] == 25
-    (periodic,) = last.parent.glob("epoch=*.ckpt")
-    assert torch.load(periodic, weights_only=False)["global_step"] == 20
-    # The same trainer set-up tests (no inference mode: the HNN differentiates H) and saves nothing.
-    assert main(["test", "--config", str(ROOT / "configs/spring_hnn.yaml"), "--data.path", str(spring),
-                 "--trainer.accelerator", "cpu", "--ckpt_path", str(last)]) == 0
-    assert "test/loss" in capsys.readouterr().out
-    assert sorted(Path("runs").rglob("*.ckpt")) == sorted([last, periodic])
-
-    pl.seed_everything(0, workers=True)  # the config's seed_everything, as LightningCLI applies it
-    model = HNN(1, hidden=(200, 200), activation="tanh", orthogonal_init=True)
-    module = DynamicsModule(model, loss="derivative",
-                            optimizer=lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=1e-4))
-    result = fit(module, HDF5DataModule(str(spring), mode="pairs", batch_size=None), max_steps=25,
-                 max_epochs=2000, accelerator="cpu", run_dir=tmp_path / "python", check_val_every_n_epoch=100,
-                 log_every_n_steps=50)
-    assert result.last_checkpoint == tmp_path / "python" / "checkpoints" / "last.ckpt"
-    _assert_same(cli["state_dict"], _weights(module))
-    _assert_same(torch.load(result.last_checkpoint, weights_only=False)["state_dict"], _weights(module))
 
 
 # -- the shared set-up ----------------------------------------------------------------------------
@@ -140,7 +75,7 @@ def test_checkpoint_options(spring: Path, tmp_path: Path) -> None:
     there = fit(module, datamodule, max_steps=2, checkpoint=tmp_path / "here", accelerator="cpu",
                 limit_val_batches=0)
     assert there.last_checkpoint == tmp_path / "here" / "last.ckpt"
-    _assert_same(torch.load(there.last_checkpoint, weights_only=False)["state_dict"], _weights(module))
+    assert_same_weights(torch.load(there.last_checkpoint, weights_only=False)["state_dict"], weights_of(module))
     with pytest.raises(InvalidArgumentError, match="checkpoint must be True, False, a directory or a ModelCheckpoint"):
         build_trainer(checkpoint=3)
 

@@ -90,6 +90,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
 
+def parse_device(flag: str, value: str):  # noqa: ANN201 - a torch.device
+    """``value`` as a ``torch.device`` that exists here, or an :class:`~hnnlab.errors.InvalidArgumentError`
+    naming ``flag`` (``--device cuda`` on a machine without a GPU)."""
+    import torch
+
+    from hnnlab.errors import InvalidArgumentError
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise InvalidArgumentError(f"{flag} {value!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidArgumentError(f"{flag} {value}: no CUDA GPU is available on this machine; use {flag} cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InvalidArgumentError(
+                f"{flag} {value}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise InvalidArgumentError(f"{flag} {value}: MPS is not available on this machine; use {flag} cpu")
+    elif device.type != "cpu":
+        raise InvalidArgumentError(f"{flag} {value!r}: hnnlab runs on cpu, cuda or mps devices")
+    return device
+
+
 @contextlib.contextmanager
 def _one_line_warnings(prefix: str) -> Iterator[None]:
     """Show hnnlab's own warnings as ``PREFIX: warning: MESSAGE`` (no source line); others as usual."""

@@ -8,6 +8,8 @@ chunks (memory does not grow with the number of steps).
 from __future__ import annotations
 
 import os
+import sys
+import time
 from typing import Any
 
 import torch
@@ -15,7 +17,8 @@ from torch import Tensor, nn
 
 from hnnlab.fields import AbstractSeparableField, AbstractVectorField
 from hnnlab.integrators import AbstractIntegrator, get_integrator
-from hnnlab.rollout import iter_solve
+from hnnlab.errors import InvalidArgumentError
+from hnnlab.rollout import PROGRESS_MIN_STEPS, check_count, iter_solve, steps_to_save
 from hnnlab.rollout_io import RolloutMetadata, RolloutWriter
 from hnnlab.systems import AbstractSystem
 
@@ -38,6 +41,75 @@ def reference_integrator(system: AbstractSystem) -> tuple[AbstractIntegrator, in
     return get_integrator("dopri8", rtol=1e-11, atol=1e-11), 1
 
 
+def trained_system(checkpoint: str | os.PathLike) -> tuple[dict[str, Any] | None, str]:
+    """The system a checkpoint's model was trained on, as ``(system description or None, where from)``.
+
+    Read from the checkpoint's own record (``checkpoint["hnnlab"]["system"]``) when it has one, else from its
+    training data: the recipe named in the data module's hyperparameters, or the dataset file they name
+    (when that file is still there). ``None`` when neither is known.
+    """
+    ckpt = torch.load(os.fspath(checkpoint), map_location="cpu", weights_only=False)
+    info = ckpt.get("hnnlab") if isinstance(ckpt, dict) else None
+    if isinstance(info, dict) and isinstance(info.get("system"), dict):
+        return info["system"], "the checkpoint's record"
+    data = ckpt.get("datamodule_hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(data, dict):
+        return None, "unknown"
+    if data.get("recipe"):
+        from hnnlab.data.recipes import get_recipe
+        from hnnlab.systems import get_system
+
+        try:
+            recipe = get_recipe(data["recipe"], **(data.get("recipe_overrides") or {}))
+            return get_system(recipe.system, **recipe.system_params).describe(), f"its training recipe {recipe.name!r}"
+        except Exception:  # noqa: BLE001 - a recipe of another hnnlab version: the system is unknown
+            return None, "unknown"
+    path = data.get("path")
+    if path and os.path.isfile(path):
+        from hnnlab.data.io import read_metadata
+
+        try:
+            return read_metadata(path)["system"], f"its training data {str(path)!r}"
+        except Exception:  # noqa: BLE001 - an unreadable file: the system is unknown
+            return None, "unknown"
+    return None, "unknown"
+
+
+def check_model_fits(
+    model: Any, system: dict[str, Any] | None, *, checkpoint: str | os.PathLike, data: str
+) -> None:
+    """Refuse a checkpoint's model on data it was not trained for: another system (when the checkpoint's
+    training system is known, :func:`trained_system`), another number of degrees of freedom, or other
+    coordinates. ``system`` is the data's ``system.describe()``; ``data`` names the data in the message."""
+    from hnnlab.errors import InvalidArgumentError
+
+    if system is None:
+        return
+    ckpt = f"checkpoint {os.fspath(checkpoint)!r}"
+    dof, coords = system.get("dof"), system.get("coordinates")
+    if isinstance(model, AbstractVectorField):
+        if dof is not None and model.dof != dof:
+            raise InvalidArgumentError(
+                f"{ckpt} holds a model of dof {model.dof} ({type(model).__name__}), but {data} is system "
+                f"{system.get('name')!r} with dof {dof}; roll out a checkpoint trained on this system"
+            )
+        if coords is not None and model.coordinates != coords:
+            raise InvalidArgumentError(
+                f"{ckpt} holds a model in {model.coordinates} coordinates, but {data} ({system.get('name')!r}) is in "
+                f"{coords} coordinates"
+            )
+    trained, origin = trained_system(checkpoint)
+    if trained is None:
+        return
+    same = trained.get("class", trained.get("name")) == system.get("class", system.get("name"))
+    if not same:
+        raise InvalidArgumentError(
+            f"{ckpt} was trained on system {trained.get('name')!r} ({origin}), but {data} is system "
+            f"{system.get('name')!r}; use a checkpoint trained on {system.get('name')!r}, or data of "
+            f"{trained.get('name')!r}"
+        )
+
+
 def predict_to_file(
     model: nn.Module,
     x0: Tensor,
@@ -51,16 +123,31 @@ def predict_to_file(
     metadata: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    description: str = "rollout",
 ) -> dict[str, Any]:
     """Roll ``model`` out from ``x0`` ``(n, 2 * dof)`` and stream it (and the reference) to ``out``.
 
     A trajectory that turns non-finite (or whose implicit solve fails) is recorded in the file at its exact
     first bad step (``first_nonfinite_step``) while the others reach the horizon; nothing is raised.
-    Returns a summary (integrators, shapes, first non-finite step or None).
+    ``n_steps`` that ``save_every`` does not divide runs to the last multiple, with one
+    :class:`~hnnlab.rollout.SaveEveryWarning` (the summary's ``n_steps`` is the number run).
+    ``progress``: ``True`` shows progress (a bar on a terminal, a line every few seconds otherwise),
+    ``None`` does so for long rollouts only, ``False`` never; ``description`` labels it.
+    Returns a summary (integrators, shapes, steps run, first non-finite step or None).
     """
+    check_count("n_steps", n_steps, minimum=1)
+    check_count("save_every", save_every, minimum=1)
+    n_steps = steps_to_save(n_steps, save_every)  # warns once, here, not once per solve
+    if n_steps == 0:
+        raise InvalidArgumentError(f"n_steps is less than save_every = {save_every}: no state after x0 would be saved")
     integ = get_integrator(integrator or default_integrator(model))
     integ.check_compatible(model)
     n, width = x0.shape
+    show = progress if progress is not None else n_steps >= PROGRESS_MIN_STEPS
+    bar = bool(show) and sys.stderr.isatty()
+    lines = _ProgressLines(n_steps, description) if show and not bar else None
+    n_saved = n_steps // save_every + 1
+    chunk_size = 256 if lines is None else max(1, min(256, -(-n_saved // 20)))
     ref_integ, ref_sub = reference_integrator(system) if system is not None else (None, 1)
     meta = RolloutMetadata(
         integrator=integ.describe(),
@@ -77,17 +164,22 @@ def predict_to_file(
                        with_energy_model=has_energy) as writer:
         # One masked solve for the model (a trajectory that blows up is NaN from its first bad step while the
         # others go on to the horizon) and one for the reference, streamed chunk by chunk on the same grid.
-        pred = iter_solve(model, integ, x0, dt, n_steps, save_every, progress=progress, description="rollout")
+        pred = iter_solve(model, integ, x0, dt, n_steps, save_every, progress=bar, description=description,
+                          chunk_size=chunk_size)
         ref = None
         if system is not None:
             ref = iter_solve(system, ref_integ, x0, dt / ref_sub, n_steps * ref_sub, save_every * ref_sub,
-                             on_nonfinite="raise")
-        ref_chunks = iter(ref) if ref is not None else None
+                             on_nonfinite="raise", chunk_size=chunk_size, progress=False)
+        ref_chunks = _Aligned(ref) if ref is not None else None
+        saved = 0
         with torch.no_grad():
             for chunk in pred:  # (n, chunk_len, 2 * dof)
-                reference = next(ref_chunks) if ref_chunks is not None else None
+                reference = ref_chunks.take(chunk.shape[1]) if ref_chunks is not None else None
                 energy = energy_fn(chunk) if energy_fn is not None else None
                 writer.append(chunk, reference=reference, energy_model=energy)
+                saved += chunk.shape[1]
+                if lines is not None:
+                    lines.update((saved - 1) * save_every)
         solution = pred.result()
         bad = torch.nonzero(solution.first_bad_step >= 0).flatten().tolist()
         for i in bad:
@@ -98,6 +190,46 @@ def predict_to_file(
         "reference_integrator": ref_integ.name if ref_integ is not None else None,
         "n_traj": n,
         "n_steps": n_steps,
+        "save_every": save_every,
         "first_nonfinite_step": first_bad,
         "path": os.fspath(out),
     }
+
+
+class _ProgressLines:
+    """Progress as plain lines on stderr (for a log or a pipe, where a bar cannot redraw): one line at most
+    every ``every`` seconds, ``DESCRIPTION: K/N steps (P %), T s elapsed, about R s left``."""
+
+    def __init__(self, total: int, description: str, every: float = 10.0) -> None:
+        self.total, self.description, self.every = total, description, every
+        self.start = self.last = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every or done >= self.total:
+            return
+        self.last = now
+        elapsed = now - self.start
+        left = elapsed * (self.total - done) / max(done, 1)
+        print(f"{self.description}: {done:,}/{self.total:,} steps ({100 * done / self.total:.0f} %), "
+              f"{elapsed:.0f} s elapsed, about {left:.0f} s left", file=sys.stderr, flush=True)
+
+
+class _Aligned:
+    """The saved states of a stream, handed out in the chunk lengths another stream yields (two solves on the
+    same grid with different substeps need not chunk alike)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._chunks = iter(stream)
+        self._buffer: list[Tensor] = []
+        self._held = 0
+
+    def take(self, length: int) -> Tensor:
+        while self._held < length:
+            chunk = next(self._chunks)  # (batch, chunk_len, 2 * dof)
+            self._buffer.append(chunk)
+            self._held += chunk.shape[1]
+        joined = torch.cat(self._buffer, dim=1) if len(self._buffer) > 1 else self._buffer[0]
+        out, rest = joined[:, :length], joined[:, length:]
+        self._buffer, self._held = ([rest] if rest.shape[1] else []), rest.shape[1]
+        return out

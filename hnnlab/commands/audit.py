@@ -34,6 +34,7 @@ _LIMITS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="a rollout file (hnnlab rollout) or a dataset file")
     parser.add_argument("--json", metavar="REPORT.json", help="write the full report as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json report")
     parser.add_argument("--plots", metavar="DIR", help="write PNG plots (energy error, phase portraits, ...)")
     parser.add_argument("--split", default="test", help="dataset split to audit (dataset files; default: test)")
     parser.add_argument("--trajectories", type=int, metavar="N", help="audit only the first N trajectories")
@@ -74,11 +75,18 @@ def main(args: argparse.Namespace) -> int:
     }
     if args.no_structure:
         options["check_structure"] = False
+    if args.json:  # refused before the audit runs, as every other writer does
+        from hnnlab._hdf5 import check_target
+
+        check_target(args.json, overwrite=args.overwrite, what="--json report", error=InvalidArgumentError,
+                     overwrite_flag="--overwrite")
     model = None
     if args.ckpt is not None:
+        from hnnlab.evaluate import check_model_fits
         from hnnlab.training.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.ckpt).model
+        check_model_fits(model, _file_system(args.file), checkpoint=args.ckpt, data=repr(args.file))
     report = audit_file(
         args.file,
         split=args.split,
@@ -89,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
         **options,
     )
     if args.json:
-        report.to_json(args.json)
+        _write_json(report, args.json, args.overwrite)
     if not args.quiet:
         from rich.console import Console
 
@@ -98,3 +106,27 @@ def main(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"hnnlab audit: FAILED {failure.message}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _file_system(path: str) -> dict | None:
+    """The ``system.describe()`` a rollout or dataset file records (``None`` when it names none)."""
+    from hnnlab import rollout_io
+    from hnnlab._hdf5 import read_json_attr
+    from hnnlab.audit.sources import file_schema
+
+    if file_schema(path) == rollout_io.SCHEMA:
+        with rollout_io.open_hdf5(path, what="rollout file") as f:
+            return read_json_attr(f, "system", where=repr(path), error=rollout_io.RolloutFileError)
+    from hnnlab.data.io import read_metadata
+
+    return read_metadata(path).get("system")
+
+
+def _write_json(report, path: str, overwrite: bool) -> None:  # noqa: ANN001 - an AuditReport
+    """The report as JSON at ``path``, atomically (complete or absent)."""
+    from hnnlab._hdf5 import AtomicWrite
+    from hnnlab.errors import InvalidArgumentError
+
+    with AtomicWrite(path, overwrite=overwrite, what="--json report", error=InvalidArgumentError,
+                     overwrite_flag="--overwrite") as tmp:
+        report.to_json(tmp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import warnings
 
 import torch
 
@@ -31,36 +32,91 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float64",
                         help="evaluation dtype (default: float64)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--allow-nonseparable", action="store_true",
+                        help="accept a separable-only method (leapfrog, ...) on a general H: not symplectic there")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress (a bar on a terminal, a line every 10 s otherwise)")
 
 
 def main(args: argparse.Namespace) -> int:
+    import math
+
+    from hnnlab.cli import parse_device
     from hnnlab.data.io import load_dataset
-    from hnnlab.evaluate import predict_to_file
+    from hnnlab.errors import IncompatibleIntegratorError
+    from hnnlab.evaluate import check_model_fits, predict_to_file
     from hnnlab.training.checkpoint import load_checkpoint
+
+    # The options first, in the CLI's words, before anything is loaded or written.
+    if args.steps < 1:
+        raise InvalidArgumentError(f"--steps must be >= 1, got {args.steps}")
+    if args.save_every < 1:
+        raise InvalidArgumentError(f"--save-every must be >= 1, got {args.save_every}")
+    if args.save_every > args.steps:
+        raise InvalidArgumentError(
+            f"--save-every {args.save_every} is more than --steps {args.steps}: no state after the first would be saved"
+        )
+    if args.dt is not None and (not math.isfinite(args.dt) or args.dt <= 0):
+        raise InvalidArgumentError(f"--dt must be a finite number > 0, got {args.dt:g}")
+    if args.n_init is not None and args.n_init < 1:
+        raise InvalidArgumentError(f"--n-init must be >= 1, got {args.n_init}")
+    device = parse_device("--device", args.device)
+    steps = args.steps - args.steps % args.save_every
+    if steps != args.steps:
+        print(f"hnnlab rollout: warning: --steps {args.steps} is not a multiple of --save-every {args.save_every}: "
+              f"running {steps} steps (the last saved state); use --steps {steps} or {steps + args.save_every} to "
+              "silence this", file=sys.stderr)
+    integrator = args.integrator
+    if args.allow_nonseparable:
+        from hnnlab.integrators import get_integrator
+        from hnnlab.integrators.registry import INTEGRATORS
+
+        if integrator is None:
+            raise InvalidArgumentError("--allow-nonseparable needs --integrator NAME (a separable-only method)")
+        cls = INTEGRATORS.get(integrator)
+        if not getattr(cls, "requires_separable", False):
+            raise InvalidArgumentError(
+                f"--allow-nonseparable applies to separable-only methods; {integrator!r} accepts any H already"
+            )
+        integrator = get_integrator(integrator, allow_nonseparable=True)
 
     loaded = load_checkpoint(args.ckpt)
     data = load_dataset(args.data)
     if args.split not in data.splits or data.splits[args.split].n_traj == 0:
         valid = [k for k, v in data.splits.items() if v.n_traj > 0]
         raise InvalidArgumentError(f"--split {args.split!r} is not a non-empty split of {args.data}; valid: {valid}")
+    check_model_fits(loaded.model, data.system.describe(), checkpoint=args.ckpt, data=f"--data {args.data!r}")
     split = data.splits[args.split]
     n = split.n_traj if args.n_init is None else args.n_init
-    if n < 1 or n > split.n_traj:
+    if n > split.n_traj:
         raise InvalidArgumentError(f"--n-init must be between 1 and {split.n_traj} for split {args.split!r}, got {n}")
     dtype = getattr(torch, args.dtype)
-    x0 = split.clean[:n, 0].to(dtype=dtype, device=args.device)  # (n, 2 * dof)
+    x0 = split.clean[:n, 0].to(dtype=dtype, device=device)  # (n, 2 * dof)
     dt = args.dt if args.dt is not None else split.dt
-    model = loaded.model.to(dtype=dtype, device=args.device)
-    summary = predict_to_file(
-        model, x0, dt=dt, n_steps=args.steps, out=args.out, integrator=args.integrator,
-        save_every=args.save_every, system=data.system, overwrite=args.overwrite,
-        metadata={"checkpoint": args.ckpt, "command": shlex.join(["hnnlab", *sys.argv[1:]])},
-    )
+    model = loaded.model.to(dtype=dtype, device=device)
+    try:
+        with warnings.catch_warnings():
+            if args.allow_nonseparable:  # asked for: said once here, not once per check
+                warnings.filterwarnings("ignore", message=".*is symplectic only for a separable H")
+            if args.allow_nonseparable and not model.is_separable:
+                print(f"hnnlab rollout: warning: {args.integrator} is not symplectic for {type(model).__name__}, which "
+                      "declares is_separable=False (--allow-nonseparable)", file=sys.stderr)
+            summary = predict_to_file(
+                model, x0, dt=dt, n_steps=steps, out=args.out, integrator=integrator,
+                save_every=args.save_every, system=data.system, overwrite=args.overwrite,
+                metadata={"checkpoint": args.ckpt, "command": shlex.join(["hnnlab", *sys.argv[1:]])},
+                progress=not args.no_progress, description=f"rollout of {n} trajectories",
+            )
+    except IncompatibleIntegratorError as exc:
+        # the Python keyword in the message is a flag here
+        raise IncompatibleIntegratorError(
+            str(exc).replace("pass allow_nonseparable=True", "pass --allow-nonseparable")
+        ) from None
     bad = summary["first_nonfinite_step"]
     print(
-        f"wrote {summary['path']}: {n} trajectories x {args.steps} steps of dt={dt:g} with {summary['integrator']}"
-        f" (reference: {summary['reference_integrator']})"
+        f"wrote {summary['path']}: {n} trajectories x {summary['n_steps']} steps of dt={dt:g} with "
+        f"{summary['integrator']} (reference: {summary['reference_integrator']})"
         + (f"; the rollout turned non-finite at step {bad}" if bad is not None else "")
     )
     return 0

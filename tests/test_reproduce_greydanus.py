@@ -170,3 +170,37 @@ def test_tiny_end_to_end_run_writes_the_tables(tmp_path):
     assert len(per_point) == 750  # the 25 test trajectories of 30 points
     hnn = next(r for r in first if r["model"] == "HNN" and r["source"] == "hnnlab")
     assert math.isclose(float(hnn["test_loss"]), sum(per_point) / 750, rel_tol=1e-9)
+
+
+def _page_without_machine_line(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("Machine: "))
+
+
+def test_committed_results_page_is_rendered_again_byte_for_byte_from_its_json(tmp_path):
+    """The notes come from templates/greydanus.md and the tables from the raw numbers: the page, CSV and JSON
+    written from the committed greydanus.json are the committed files (but for the machine line)."""
+    from pathlib import Path
+
+    from hnnlab.reproduce.common import load_raw
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    committed = (results / "greydanus.md").read_text()
+    minutes = float(committed.split("Wall time of this run: ")[1].split(" min.")[0])
+    raw = {t: {int(s): v for s, v in by.items()} for t, by in load_raw(results / "greydanus.json")["results"].items()}
+    cfg = ReproduceConfig(out=tmp_path / "work", results=tmp_path, seeds=(0,))
+    page = g.write_page(raw, cfg, g._budget(cfg), minutes * 60)
+    assert _page_without_machine_line(page["markdown"].read_text()) == _page_without_machine_line(committed)
+    assert page["csv"].read_bytes() == (results / "greydanus.csv").read_bytes()
+    assert (tmp_path / "greydanus.json").read_bytes() == (results / "greydanus.json").read_bytes()
+    assert page["plot"].stat().st_size > 1000
+
+
+def test_notes_template_refuses_a_missing_value_and_an_unknown_paragraph():
+    from hnnlab.reproduce.common import Notes
+
+    notes = Notes("greydanus")
+    assert notes("wall_time", minutes=1.26) == "Wall time of this run: 1.3 min."
+    with pytest.raises(InvalidArgumentError, match=r"paragraph 'wall_time': no value for \{minutes\}"):
+        notes("wall_time")
+    with pytest.raises(InvalidArgumentError, match=r"has no paragraph 'sauce'; paragraphs: source, data, "):
+        notes("sauce")

@@ -12,9 +12,13 @@ import json
 import math
 import os
 import platform
+import re
+import string
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +305,88 @@ def save_raw(path: Path, payload: dict[str, Any]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1, default=encode))
+
+
+def load_raw(path: Path) -> Any:
+    """The JSON written by :func:`save_raw`, with every ``{mean, stderr, n}`` back as an :class:`Estimate`
+    (so that a results page can be rendered again from the numbers of a run)."""
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"mean", "stderr", "n"}:
+                return Estimate(value["mean"], value["stderr"], value["n"])
+            return {k: decode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        return value
+
+    return decode(json.loads(Path(path).read_text()))
+
+
+def command_line(name: str, cfg: ReproduceConfig, *, tasks: bool = True) -> str:
+    """The ``hnnlab reproduce`` command that regenerates a results page: only the options that differ from
+    the defaults (``tasks=False``: without ``--tasks``)."""
+    parts = [f"hnnlab reproduce {name}"]
+    if tasks and cfg.tasks is not None:
+        parts.append("--tasks " + " ".join(cfg.tasks))
+    if cfg.seeds != (0,):
+        parts.append("--seeds " + " ".join(map(str, cfg.seeds)))
+    if cfg.budget != "cpu":
+        parts.append(f"--budget {cfg.budget}")
+    return " ".join(parts)
+
+
+class Notes:
+    """The prose of a results page: named paragraphs of ``hnnlab/reproduce/templates/<name>.md``, each filled
+    with ``str.format`` from the run's numbers.
+
+    The file is a list of paragraphs, each under a ``## <key>`` line; the lines of a paragraph are joined with
+    single spaces (so the template can be wrapped freely), and lines before the first key are a comment. The
+    code decides which paragraphs a page has and computes the numbers; the words live in the template."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.path = f"hnnlab/reproduce/templates/{name}.md"
+        text = resources.files("hnnlab.reproduce").joinpath("templates", f"{name}.md").read_text(encoding="utf-8")
+        self.paragraphs: dict[str, str] = {}
+        key: str | None = None
+        lines: list[str] = []
+        for line in [*text.splitlines(), "## "]:
+            if line.startswith("## "):
+                if key is not None:
+                    self.paragraphs[key] = " ".join(part.strip() for part in lines if part.strip())
+                key, lines = line[3:].strip(), []
+            elif key is not None:
+                lines.append(line)
+
+    def __call__(self, key: str, **values: Any) -> str:
+        """Paragraph ``key`` with its ``{fields}`` filled from ``values`` (every field must be given)."""
+        if key not in self.paragraphs:
+            raise InvalidArgumentError(
+                f"{self.path} has no paragraph {key!r}; paragraphs: {', '.join(self.paragraphs)}"
+            )
+        template = self.paragraphs[key]
+        fields = {re.split(r"[.\[]", f)[0] for _, f, _, _ in string.Formatter().parse(template) if f}
+        missing = sorted(fields - set(values))
+        if missing:
+            raise InvalidArgumentError(f"{self.path}, paragraph {key!r}: no value for {{{missing[0]}}}")
+        return template.format_map(values)
+
+
+@contextmanager
+def figure(path: Path, *args: Any, dpi: int | None = None, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+    """``(fig, axes)`` of ``matplotlib.pyplot.subplots(*args, **kwargs)`` on the Agg backend, saved to ``path``
+    (its folder made) and closed when the block ends."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(*args, **kwargs)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, **({} if dpi is None else {"dpi": dpi}))
+    finally:
+        plt.close(fig)

@@ -40,33 +40,11 @@ from hnnlab.data.io import load_dataset
 from hnnlab.errors import ConvergenceError, NonFiniteStateError
 from hnnlab.integrators import get_integrator
 from hnnlab.models import HNN, NeuralODE, SeparableHNN
-from hnnlab.reproduce.common import (
-    Column,
-    Estimate,
-    ReproduceConfig,
-    build_dataset,
-    fit,
-    merged_settings,
-    pooled,
-    save_raw,
-    write_results,
-)
+from hnnlab.reproduce.common import Estimate, ReproduceConfig, build_dataset, fit, merged_settings
+from hnnlab.reproduce.greydanus_report import write_page
 from hnnlab.rollout import rollout
 
 TASKS = ("spring", "pendulum", "2body", "3body")
-SOURCE = "Greydanus, Dzamba, Yosinski 2019, Hamiltonian Neural Networks, Table (github.com/greydanus/hamiltonian-nn)"
-
-# (mean, standard error) from the paper's table: test loss and energy MSE, baseline and HNN.
-PUBLISHED: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
-    "spring": {"baseline": {"test_loss": (3.6656e-02, 1.87e-03), "energy_mse": (1.7077e-01, 2.06e-02)},
-               "HNN": {"test_loss": (3.5928e-02, 1.83e-03), "energy_mse": (3.8416e-04, 6.53e-05)}},
-    "pendulum": {"baseline": {"test_loss": (3.5273e-02, 1.80e-03), "energy_mse": (4.1519e-02, 9.62e-03)},
-                 "HNN": {"test_loss": (3.5586e-02, 1.82e-03), "energy_mse": (2.4852e-02, 5.42e-03)}},
-    "2body": {"baseline": {"test_loss": (2.9575e-05, 8.89e-07), "energy_mse": (6.3276e-02, 3.36e-02)},
-              "HNN": {"test_loss": (2.8218e-06, 4.20e-08), "energy_mse": (3.8751e-05, 5.04e-06)}},
-    "3body": {"baseline": {"test_loss": (3.8000e-01, 4.16e-01), "energy_mse": (1.0906e02, 7.74e01)},
-              "HNN": {"test_loss": (4.8809e-01, 4.77e-01), "energy_mse": (4.1926e-02, 3.39e-02)}},
-}
 
 
 @dataclass(frozen=True)
@@ -123,7 +101,6 @@ MODELS: dict[str, tuple[Callable[[int], torch.nn.Module], str, str]] = {
     "SepHNN-leapfrog": (lambda dof: SeparableHNN(dof, hidden=(200, 200), activation="tanh", orthogonal_init=True),
                         "rollout", "hnnlab: separable H trained through leapfrog rollouts"),
 }
-PUBLISHED_MODELS = ("baseline", "HNN")
 
 
 def _budget(cfg: ReproduceConfig) -> dict[str, Any]:
@@ -328,145 +305,11 @@ def _run_task(task_name: str, cfg: ReproduceConfig, seed: int, budget: dict[str,
 
 
 def run(cfg: ReproduceConfig) -> dict[str, Any]:
-    """Run the selected tasks for every seed and write ``greydanus.md``, ``.csv`` and ``.json``."""
+    """Run the selected tasks for every seed and write ``greydanus.md``, ``.csv``, ``.json`` and the plot."""
     started = time.perf_counter()
     tasks = cfg.select(TASKS)
     raw: dict[str, dict[int, Any]] = {}
     for task_name in tasks:
         print(f"[greydanus] {task_name}", flush=True)
         raw[task_name] = {seed: run_task(task_name, cfg, seed) for seed in cfg.seeds}
-    table, protocol_rows, long_rows = _rows(raw, cfg)
-    budget = _budget(cfg)
-    stem = cfg.results / "greydanus"
-    command = "hnnlab reproduce greydanus" + ("" if cfg.budget == "cpu" else f" --budget {cfg.budget}")
-    if len(cfg.seeds) > 1:
-        command += " --seeds " + " ".join(map(str, cfg.seeds))
-    md, csv_path = write_results(
-        stem,
-        title="Greydanus et al. 2019: Hamiltonian Neural Networks, reproduced",
-        command=command,
-        config={"budget": cfg.budget, "seeds": list(cfg.seeds), "tasks": tasks, **budget},
-        sections=[
-            ("Published table beside hnnlab (published protocol, quirks included)", TABLE_COLUMNS, table),
-            ("Energy MSE: published protocol against the corrected one (same trained models)", PROTOCOL_COLUMNS,
-             protocol_rows),
-            ("Beyond the paper: long float64 rollouts, symplectic integrators, separable models", LONG_COLUMNS,
-             long_rows),
-        ],
-        notes=_notes(cfg, budget, time.perf_counter() - started),
-    )
-    plot = plot_table(table, cfg.results / "greydanus" / "energy_mse.png")
-    save_raw(stem.with_suffix(".json"), {"source": SOURCE, "config": {"budget": cfg.budget, "seeds": cfg.seeds},
-                                          "results": raw})
-    return {"markdown": md, "csv": csv_path, "plot": plot, "rows": table + protocol_rows + long_rows}
-
-
-def plot_table(table: list[dict[str, Any]], path: Any) -> Any:
-    """Bars of the energy MSE and test loss, published beside hnnlab, with the error bars (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in table if r["model"] in PUBLISHED_MODELS]
-    labels = sorted({(r["task"], r["model"]) for r in rows}, key=lambda k: (TASKS.index(k[0]), k[1] != "baseline"))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key, title in ((axes[0], "test_loss", "test loss"), (axes[1], "energy_mse", "energy MSE")):
-        for offset, source, color in ((-0.2, "published", "tab:gray"), (0.2, "hnnlab", "tab:blue")):
-            values = [next(r[key] for r in rows if (r["task"], r["model"]) == lab and r["source"] == source)
-                      for lab in labels]
-            means = [v.mean for v in values]
-            errs = [0.0 if math.isnan(v.stderr) else min(v.stderr, 0.999 * v.mean) for v in values]
-            ax.bar([i + offset for i in range(len(labels))], means, width=0.4, yerr=errs, color=color,
-                   label=source, capsize=2)
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(labels)), [f"{t}\n{m}" for t, m in labels], fontsize=7)
-        ax.set_title(title)
-        ax.legend(fontsize=7)
-    fig.suptitle("Greydanus et al. 2019: published against hnnlab (published protocol)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-TABLE_COLUMNS = [
-    Column("task", "task"), Column("model", "model"), Column("source", "source"),
-    Column("test_loss", "test loss"), Column("energy_mse", "energy MSE"),
-]
-PROTOCOL_COLUMNS = [
-    Column("task", "task"), Column("model", "model"), Column("energy_published", "published protocol"),
-    Column("energy_corrected", "corrected protocol"), Column("ratio", "published / corrected", ".2f"),
-]
-LONG_COLUMNS = [
-    Column("task", "task"), Column("model", "model"), Column("integrator", "evaluation"),
-    Column("horizon", "horizon", ".0f"), Column("energy_corrected", "energy MSE (corrected)"),
-    Column("max_energy_error", "max |dE|/E0"), Column("verdict", "energy"), Column("vpt", "VPT (mean)", ".2f"),
-]
-
-
-def _rows(raw: dict[str, dict[int, Any]], cfg: ReproduceConfig) -> tuple[list, list, list]:
-    table, protocol_rows, long_rows = [], [], []
-    for task_name, by_seed in raw.items():
-        seeds = list(by_seed)
-        models = list(by_seed[seeds[0]])
-        for name in models:
-            entries = [by_seed[s][name] for s in seeds]
-            tl = pooled([e["test_loss"]["estimate"] for e in entries])
-            ep = pooled([e["energy_published"]["estimate"] for e in entries])
-            ec = pooled([e["energy_corrected"]["estimate"] for e in entries])
-            if name in PUBLISHED_MODELS:
-                pub = PUBLISHED[task_name][name]
-                table.append({"task": task_name, "model": name, "source": "published",
-                              "test_loss": Estimate(*pub["test_loss"]), "energy_mse": Estimate(*pub["energy_mse"])})
-            table.append({"task": task_name, "model": name, "source": "hnnlab", "test_loss": tl, "energy_mse": ep})
-            ratio = ep.mean / ec.mean if ec.mean > 0 and math.isfinite(ep.mean) else math.nan
-            protocol_rows.append({"task": task_name, "model": name, "energy_published": ep, "energy_corrected": ec,
-                                  "ratio": ratio})
-            n_runs = len(entries[0]["long"]["runs"])
-            for i in range(n_runs):
-                runs = [e["long"]["runs"][i] for e in entries]
-                long_rows.append({
-                    "task": task_name, "model": name, "integrator": runs[0]["integrator"],
-                    "horizon": runs[0]["horizon"], "energy_corrected": ec,
-                    "max_energy_error": pooled([Estimate(r["max_energy_error"]) for r in runs]),
-                    "verdict": "/".join(sorted({r["verdict"] for r in runs})),
-                    "vpt": pooled([Estimate(r["vpt"]) for r in runs]),
-                })
-    return table, protocol_rows, long_rows
-
-
-def _notes(cfg: ReproduceConfig, budget: dict[str, Any], seconds: float) -> list[str]:
-    notes = [
-        f"Source: {SOURCE}. Published error bars: standard errors (test loss over test points, energy MSE over "
-        "trajectories); hnnlab's are the same with one seed and over seeds with several.",
-        "Data: hnnlab's recipes with published_quirks=True (the published ground truth: RK45 at the published rtol "
-        "with scipy's default atol = 1e-6). Random draws come from torch generators, so the datasets follow the "
-        "published distributions but are not the published draws.",
-        "Published energy protocol, quirks included: the span grows by 1.09 in place on every call, so the k-th of "
-        "the 15 trajectories runs to 20 * 1.09**k (20 to 66.5 for spring and pendulum). REFERENCE.md quotes "
-        "'20 up to ~79' (= 20 * 1.09**16), which would mean two more calls before the 15 trials than hnnlab "
-        "assumes. The pendulum's published 'energy' is q^2 + p^2. The 2-body and 3-body rows use the same "
-        "15-state, 100-point protocol over each task's own data span (20 and 5) without growth: REFERENCE.md gives "
-        "the protocol for the spring only.",
-        "Corrected protocol: fixed span [0, 20] (2-body 20, 3-body 5), the true H, the model in float64, dopri8 at "
-        "rtol = atol = 1e-12; the truth is dopri8 at 1e-12 in both protocols.",
-        "Long rollouts: the first test initial states, float64, against Yoshida-4 with 4 substeps on the true system; "
-        "VPT is the first time the normalised error exceeds 0.01 (hnnlab.audit.metrics.valid_prediction_time); the "
-        "verdict is the audit's drift rule (docs/audit.md).",
-        "The second-order neural ODE baseline is not in this table: these datasets are in canonical (q, p) "
-        "coordinates; it is placed against the LNN in `hnnlab reproduce cranmer` and `hnnlab reproduce finzi`.",
-    ]
-    if cfg.budget == "cpu":
-        notes.append(
-            f"CPU budget: the published number of training steps (steps_scale = {budget['steps_scale']}), the 3-body "
-            f"dataset with {budget['3body_n_traj']} of the published 5000 trials, long rollouts over "
-            f"{budget['rollout_steps_scale']} of the stated horizon from {budget['n_long']} states, and the "
-            "leapfrog-trained separable HNN on 2-body and 3-body with 0.2 of the steps (each of its steps "
-            "integrates windows with 8 leapfrog substeps per data step). "
-            "`--budget published` uses all 5000 trials and the full horizons."
-        )
-    notes.append(f"Wall time of this run: {seconds / 60:.1f} min.")
-    return notes
-
+    return write_page(raw, cfg, _budget(cfg), time.perf_counter() - started)

@@ -439,3 +439,185 @@ def test_a_conservative_field_expects_its_energy_conserved():
     states = rollout(system, "leapfrog", pendulum_states(2), 0.1, 100, save_every=10)
     report = audit_trajectories(states, grid(states.shape[1], 1.0), system=system, check_structure=False)
     assert report.energy.expected_conserved and report.energy.note is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Plots (hnnlab.audit.plots): the matplotlib objects are inspected before saving
+
+
+@pytest.fixture
+def close_figures():
+    """Close the figures a plot test made (they are inspected, not saved)."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def _spring_orbits(n_traj: int, n_times: int, dt: float, *, frequency_error: float = 0.0):
+    """Exact MassSpring orbits (k = 2, m = 0.5: q = A cos(2 t + phi), p = -A sin(2 t + phi)), or orbits whose
+    frequency is off by ``frequency_error`` (a prediction that drifts out of phase); times from 0."""
+    t = torch.arange(n_times, dtype=torch.float64) * dt
+    g = torch.Generator().manual_seed(0)
+    amp = 0.1 + 0.9 * torch.rand(n_traj, 1, generator=g, dtype=torch.float64)
+    phi = 2 * math.pi * torch.rand(n_traj, 1, generator=g, dtype=torch.float64)
+    arg = 2.0 * (1 + frequency_error) * t + phi
+    return t, torch.stack([amp * torch.cos(arg), -amp * torch.sin(arg)], dim=-1)
+
+
+def _assert_sane_log_axis(ax, floor):
+    import numpy as np
+
+    assert ax.get_yscale() == "log"
+    lo, hi = ax.get_ylim()
+    assert np.isfinite(lo) and np.isfinite(hi) and floor <= lo < hi <= 1e3 and lo >= 1e-18
+    for line in ax.lines:
+        y = np.asarray(line.get_ydata(), dtype=float)
+        assert np.nanmin(y) >= floor  # no exact zero (or anything below the floor) reaches the log axis
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_energy_error_plot_of_25_long_trajectories_has_sane_log_limits_and_a_summary_not_25_lines():
+    import numpy as np
+
+    from hnnlab.audit.plots import ENERGY_ERROR_LABEL, MAX_DRAW_POINTS, TIME_LABEL, energy_error_figure, log_floor
+
+    n_traj, n_times = 25, 10_001
+    t = torch.arange(n_times, dtype=torch.float64) * 0.1
+    scale = torch.logspace(-4, -2, n_traj, dtype=torch.float64)[:, None]
+    errors = scale * (1 + t / 100) * torch.sin(3 * t).abs()
+    errors[:, 0] = 0.0  # exact zero at t = 0, as relative_energy_error gives
+    errors[:, 4000] = 0.0  # and an exact zero later
+    errors[3, 6000:] = float("nan")  # a trajectory that blew up
+    fig = energy_error_figure(t, {"system": errors, "model": 10 * errors})
+    floor = log_floor(torch.float64)
+    for ax, what in zip(fig.axes, ("true energy", "learned energy"), strict=True):
+        _assert_sane_log_axis(ax, floor)
+        assert len(ax.lines) == 2 and len(ax.collections) == 1  # median and worst, one 10-90 % band
+        assert all(len(line.get_xdata()) <= MAX_DRAW_POINTS for line in ax.lines)
+        assert min(min(line.get_xdata()) for line in ax.lines) > 0  # t = 0 left out of the log axis
+        labels = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert labels == ["10-90 % of 25 trajectories", "median", "worst trajectory"]
+        assert ax.get_xlabel() == TIME_LABEL and ax.get_ylabel() == ENERGY_ERROR_LABEL and what in ax.get_title()
+    # Min/max decimation keeps the extremes: the drawn worst curve reaches the largest error exactly.
+    worst = fig.axes[0].lines[1]
+    assert np.nanmax(worst.get_ydata()) == pytest.approx(float(errors[:, 1:].nan_to_num(0).max()), rel=1e-12)
+    fig.clf()
+    # Exact conservation (all zeros) in float32: the axis spans two decades above the float32 floor.
+    fig = energy_error_figure(t[:50], {"system": torch.zeros(2, 50)}, floor=log_floor(torch.float32))
+    ax = fig.axes[0]
+    assert ax.get_ylim() == pytest.approx((2**-25, 100 * 2**-25)) and len(ax.lines) == 2  # one line each
+    assert any("drawn at it" in text.get_text() for text in ax.texts)
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == [
+        "relative error, trajectory 0", "relative error, trajectory 1"]
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_decimation_keeps_each_buckets_extremes_where_striding_aliases():
+    import numpy as np
+
+    from hnnlab.audit.plots import decimate
+
+    n = 100_000
+    t = np.arange(n) * 0.01
+    y = np.sin(np.pi * np.arange(n) / 2)  # period of 4 samples
+    tt, yy = decimate(t, y, 2000)
+    assert len(yy) == 2000 and np.all(np.diff(tt) >= 0)
+    assert np.ptp(y[::100]) < 1e-9  # striding by 100 samples sees a flat line: pure aliasing
+    assert np.abs(yy[1::2] - yy[0::2]).min() == pytest.approx(2.0)  # every bucket spans [-1, 1]
+    short_t, short_y = decimate(t[:500], y[:500], 2000)
+    assert np.array_equal(short_y, y[:500])  # short series are drawn as they are
+    gap = y.copy()
+    gap[:300] = np.nan
+    assert np.isnan(decimate(t, gap, 2000)[1][:4]).all()  # an all-NaN bucket is a gap, not a zero
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_phase_portrait_reference_grey_underneath_prediction_coloured_both_in_the_legend():
+    from hnnlab.audit.plots import MAX_TRAJ_LINES, phase_portrait_figure
+
+    t, reference = _spring_orbits(25, 10_001, 0.01)
+    _, prediction = _spring_orbits(25, 10_001, 0.01, frequency_error=0.01)
+    fig = phase_portrait_figure(prediction, reference=reference, state_names=["q", "p"], t=t,
+                                field=get_system("mass_spring"))
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 * MAX_TRAJ_LINES  # three trajectories, not 25
+    ref = [line for line in ax.lines[0::2]]
+    pred = [line for line in ax.lines[1::2]]
+    ref_colors = {line.get_color() for line in ref}
+    pred_colors = [line.get_color() for line in pred]
+    assert len(ref_colors) == 1 and ref_colors.isdisjoint(pred_colors) and len(set(pred_colors)) == MAX_TRAJ_LINES
+    assert all(r.get_linewidth() > p.get_linewidth() and r.get_zorder() < p.get_zorder() for r in ref for p in pred)
+    assert all(line.get_linestyle() == "-" for line in ax.lines)  # 300 saves per period: lines
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == [
+        "reference", "prediction, trajectory 0", "prediction, trajectory 1", "prediction, trajectory 2"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("q", "p") and ax.get_title()
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_saves_one_period_apart_are_drawn_as_points_the_field_tells_aliasing_from_a_slow_orbit():
+    from hnnlab.audit.plots import phase_portrait_figure, prediction_vs_reference_figure, sparse_saves
+
+    spring = get_system("mass_spring")
+    # Saved every 1.003 periods: the samples creep around the orbit, a smooth circle that is not the motion.
+    t, states = _spring_orbits(3, 400, 1.003 * math.pi)
+    assert sparse_saves(states, t) == [False]  # from the samples alone it looks well resolved
+    assert sparse_saves(states, t, spring) == [True]  # the field says each save is a whole period on
+    dense_t, dense = _spring_orbits(3, 400, 0.01)
+    assert sparse_saves(dense, dense_t, spring) == [False]
+    fig = phase_portrait_figure(states, reference=states, t=t, field=spring)
+    assert all(line.get_linestyle() == "None" and line.get_marker() == "o" for line in fig.axes[0].lines)
+    assert "drawn as points" in fig.axes[0].get_title()
+    fig = prediction_vs_reference_figure(t, states, states, field=spring)
+    assert all(line.get_linestyle() == "None" for ax in fig.axes[:2] for line in ax.lines)
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_prediction_vs_reference_shows_start_and_end_windows_and_a_log_error_without_the_zero_at_t0():
+    import numpy as np
+
+    from hnnlab.audit.plots import (
+        MAX_DRAW_POINTS,
+        TIME_LABEL,
+        WINDOW_PERIODS,
+        log_floor,
+        prediction_vs_reference_figure,
+    )
+
+    t, reference = _spring_orbits(25, 10_001, 0.01)  # 32 periods
+    _, prediction = _spring_orbits(25, 10_001, 0.01, frequency_error=0.01)
+    fig = prediction_vs_reference_figure(t, prediction, reference, state_names=["q", "p"])
+    assert len(fig.axes) == 5  # q and p, start and end windows, and the error panel
+    start_q, start_p, end_q, end_p, error = fig.axes
+    assert start_q.get_xlim()[0] == 0.0 and end_q.get_xlim()[1] == pytest.approx(100.0)
+    period = math.pi
+    assert start_q.get_xlim()[1] == pytest.approx(WINDOW_PERIODS * period, rel=0.05)  # a few periods each
+    assert end_q.get_xlim()[0] == pytest.approx(100.0 - WINDOW_PERIODS * period, rel=0.05)
+    for ax in (start_q, start_p, end_q, end_p):
+        ref, pred = ax.lines
+        assert ref.get_color() != pred.get_color() and ref.get_linewidth() > pred.get_linewidth()
+        assert ref.get_zorder() < pred.get_zorder()
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == ["reference", "prediction"]
+    assert (start_q.get_ylabel(), start_p.get_ylabel()) == ("q", "p")
+    _assert_sane_log_axis(error, log_floor())
+    assert len(error.lines) == 2 and all(len(line.get_xdata()) <= MAX_DRAW_POINTS for line in error.lines)
+    assert min(min(line.get_xdata()) for line in error.lines) > 0 and error.get_xlabel() == TIME_LABEL
+    # A perfect prediction: the error is exactly zero everywhere, drawn at the floor on a sane axis.
+    fig = prediction_vs_reference_figure(t[:200], reference[:2, :200], reference[:2, :200])
+    error = fig.axes[-1]
+    assert error.get_ylim() == pytest.approx((log_floor(), 100 * log_floor()))
+    assert all(np.all(np.asarray(line.get_ydata()) == log_floor()) for line in error.lines)
+
+
+@pytest.mark.usefixtures("close_figures")
+def test_write_plots_writes_complete_pngs_and_no_temporaries(tmp_path):
+    from hnnlab.audit.plots import write_plots
+
+    t, reference = _spring_orbits(4, 300, 0.05)
+    _, prediction = _spring_orbits(4, 300, 0.05, frequency_error=0.02)
+    energy = {"system": metrics.relative_energy_error(get_system("mass_spring").energy(prediction))}
+    paths = write_plots(tmp_path, t, prediction, reference=reference, energy_errors=energy,
+                        system=get_system("mass_spring"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "energy_error.png", "phase_portrait.png", "prediction_vs_reference.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in paths.values())

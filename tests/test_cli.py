@@ -97,7 +97,8 @@ def test_cli_exit_codes_json_and_plots(tmp_path, capsys):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.iterdir())
     capsys.readouterr()
     max_error = data["energy"]["max_error"]
-    failed = main(["audit", str(path), "--json", str(report_path), "--max-energy-error", "1e-6", "--quiet"])
+    failed = main(["audit", str(path), "--json", str(report_path), "--overwrite", "--max-energy-error", "1e-6",
+                   "--quiet"])
     assert failed == 1
     err = capsys.readouterr().err
     assert f"FAILED max_energy_error: {max_error:.4g} exceeds the limit 1e-06" in err

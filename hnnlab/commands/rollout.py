@@ -59,8 +59,6 @@ def main(args: argparse.Namespace) -> int:
         )
     if args.dt is not None and (not math.isfinite(args.dt) or args.dt <= 0):
         raise InvalidArgumentError(f"--dt must be a finite number > 0, got {args.dt:g}")
-    if args.n_init is not None and args.n_init < 1:
-        raise InvalidArgumentError(f"--n-init must be >= 1, got {args.n_init}")
     device = parse_device("--device", args.device)
     steps = args.steps - args.steps % args.save_every
     if steps != args.steps:
@@ -89,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     check_model_fits(loaded.model, data.system.describe(), checkpoint=args.ckpt, data=f"--data {args.data!r}")
     split = data.splits[args.split]
     n = split.n_traj if args.n_init is None else args.n_init
-    if n > split.n_traj:
+    if n < 1 or n > split.n_traj:
         raise InvalidArgumentError(f"--n-init must be between 1 and {split.n_traj} for split {args.split!r}, got {n}")
     dtype = getattr(torch, args.dtype)
     x0 = split.clean[:n, 0].to(dtype=dtype, device=device)  # (n, 2 * dof)

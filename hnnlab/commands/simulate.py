@@ -56,19 +56,19 @@ def main(args: argparse.Namespace) -> int:
     from hnnlab.data.writer import check_target, write_dataset
 
     if args.list_recipes:
-        for name in RECIPES.names():
-            recipe = RECIPES.get(name)
-            print(f"{name:22s} {recipe.system:16s} n_traj={recipe.n_traj:<7d} t=[0, {recipe.t_end:g}] "
-                  f"n_times={recipe.n_times:<5d} noise={recipe.noise_std:g}  {recipe.source}")
+        print(_recipe_table([RECIPES.get(name) for name in RECIPES.names()]))
         return 0
     if args.out is None:
         raise InvalidArgumentError("--out is required (the output .h5 file)")
     if args.recipe is None and args.system is None:
         raise InvalidArgumentError("give --recipe NAME or --system NAME (see --list-recipes)")
     check_target(args.out, overwrite=args.overwrite)  # fail before simulating, not after
+    from hnnlab.cli import parse_device
+
+    parse_device("--device", args.device)
     params = _parse_params(args.param)
     command = _command_line(args)
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = not args.no_progress  # a bar on a terminal, lines otherwise (hnnlab.data.simulate)
     started = time.perf_counter()
     if args.recipe is not None:
         recipe = get_recipe(args.recipe, **_recipe_overrides(args, params))
@@ -78,6 +78,7 @@ def main(args: argparse.Namespace) -> int:
         from hnnlab.data.simulate import simulate
         from hnnlab.systems import get_system
 
+        _check_importable(args.system)
         system = get_system(args.system, **params)
         dt, n_steps = _grid(args.t_end, args.n_steps, args.dt, required=True)
         options = _integrator_options(args)
@@ -174,9 +175,50 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
-            parsed = value
+            raise InvalidArgumentError(
+                f"--param {item}: {key.strip()} must be a number or a JSON list of numbers (e.g. g=3.0, "
+                f"radius=[1.3,2.3]), got {value!r}"
+            ) from None
         params[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
     return params
+
+
+def _check_importable(system: str) -> None:
+    """For ``--system package.module:ClassName``, import the module with an error that says how to make it
+    importable (the registry's error names only the failed import)."""
+    if ":" not in system:
+        return
+    import importlib
+
+    module = system.partition(":")[0]
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - any failure to import the user's module is theirs to fix
+        raise InvalidArgumentError(
+            f"--system {system}: cannot import module {module!r} ({type(exc).__name__}: {exc}); the module must be "
+            "importable here: install its package, or put the directory that holds it on PYTHONPATH "
+            "(PYTHONPATH=DIR hnnlab simulate ...)"
+        ) from None
+
+
+def _recipe_table(recipes: list) -> str:
+    """The recipes as aligned columns: name, system, trajectories, time grid, noise, source. A recipe of
+    random states (one time each) with a separately simulated test set shows both."""
+    rows = [("NAME", "SYSTEM", "TRAJECTORIES", "TIME GRID", "NOISE", "SOURCE")]
+    for r in recipes:
+        if r.n_times > 1:
+            grid, count = f"t in [0, {r.t_end:g}], {r.n_times} times", f"{r.n_traj}"
+        else:
+            grid, count = "random states, 1 time each", f"{r.n_traj}"
+        if r.test_set is not None:
+            spec = r.test_set
+            grid += f"; test: t in [0, {spec.t_end:g}], {spec.n_times} times"
+            count += f" + {spec.n_traj} test"
+        rows.append((r.name, r.system, count, grid, f"{r.noise_std:g}", r.source))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in rows
+    )
 
 
 def _parse_splits(text: str) -> tuple[float, float, float]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as _datetime
 import math
 import os
+import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +105,8 @@ def simulate(
         device: where to integrate (``"cpu"``, ``"cuda"``); drawing happens on the CPU.
         initial_states: a sampler ``(n, generator) -> (n, 2 * dof)`` replacing the system's own.
         batch_size: trajectories integrated per batch (default: all at once).
-        progress: show a progress bar over integration steps.
+        progress: show progress: a bar over integration steps on a terminal, otherwise a line every 10 s
+            between batches.
         recipe, command: descriptions stored in the metadata.
         generator: draw from this generator instead of a fresh one seeded with ``seed`` (recipes that
             draw several parts from one stream); ``seed`` is still recorded.
@@ -140,12 +143,19 @@ def simulate(
     x0 = x0.to(device)
     step = dt / substeps
     batch = batch_size or n_traj
+    bar = bool(progress) and sys.stderr.isatty()  # a bar on a terminal; lines (per batch) in a log
+    starts = range(0, n_traj, batch)
+    started = last = time.perf_counter()
+    parts = []
     with torch.no_grad():
-        parts = [
-            solve(system, integ, x0[i : i + batch], step, n_steps * substeps, substeps, on_nonfinite="raise",
-                  progress=progress, description="simulate").ys
-            for i in range(0, n_traj, batch)
-        ]
+        for k, i in enumerate(starts, 1):
+            parts.append(solve(system, integ, x0[i : i + batch], step, n_steps * substeps, substeps,
+                               on_nonfinite="raise", progress=bar, description="simulate").ys)
+            now = time.perf_counter()
+            if progress and not bar and k < len(starts) and now - last >= 10.0:
+                last = now
+                print(f"simulate: {k}/{len(starts)} batches of {batch} trajectories, {now - started:.0f} s elapsed, "
+                      f"about {(now - started) * (len(starts) - k) / k:.0f} s left", file=sys.stderr, flush=True)
         clean = torch.cat(parts).cpu()  # (n_traj, n_times, 2 * dof), float64
     n_times = n_steps + 1
     t = torch.arange(n_times, dtype=torch.float64) * dt  # (n_times,)

@@ -6,6 +6,9 @@ W&B is disabled in every test except where an offline run directory is inspected
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -18,8 +21,15 @@ from hnnlab.data.datamodule import HDF5DataModule
 from hnnlab.models import HNN
 from hnnlab.training import fit
 from hnnlab.training.checkpoint import load_checkpoint
+from hnnlab.training.cli import load_config_with_bases
 from hnnlab.training.module import DynamicsModule
-from tests._training_helpers import assert_same_field, assert_same_weights, weights_of
+from tests._training_helpers import (
+    SMALL,
+    RecordingLogger,
+    assert_same_field,
+    assert_same_weights,
+    weights_of,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,3 +115,188 @@ def test_fit_command_writes_the_final_last_checkpoint_and_equals_fit_from_python
     assert result.last_checkpoint == tmp_path / "python" / "checkpoints" / "last.ckpt"
     assert_same_weights(cli["state_dict"], weights_of(module))
     assert_same_weights(torch.load(result.last_checkpoint, weights_only=False)["state_dict"], weights_of(module))
+
+
+# -- the shipped configs ---------------------------------------------------------------------------
+
+
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml"))
+
+
+def test_every_canonical_experiment_has_a_config() -> None:
+    names = {p.stem for p in CONFIGS}
+    for required in ("spring_hnn", "spring_baseline", "pendulum_hnn", "two_body_hnn", "three_body_hnn",
+                     "double_pendulum_lnn", "chain_pendulum_lnn"):
+        assert required in names
+    for path in CONFIGS:
+        merged = load_config_with_bases(path)
+        assert merged["seed_everything"] == 0, path.name  # a fixed seed, never LightningCLI's random one
+        assert merged["data"]["recipe"] in SMALL, path.name
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_fast_dev_run(config: Path, small_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    recipe = load_config_with_bases(config)["data"]["recipe"]
+    status = main([
+        "fit", "--config", str(config), "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
+        "--data.path", str(small_data[recipe]),  # built from SMALL[recipe]
+    ])
+    assert status == 0
+
+
+# -- config mistakes and a non-finite loss: one error line, exit code 2 ----------------------------
+
+
+def test_nonfinite_loss_exits_with_one_error_line(small_data, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    status = main([
+        "fit", "--config", str(ROOT / "configs/spring_hnn.yaml"), "--trainer.max_epochs", "3",
+        "--data.path", str(small_data["greydanus-spring"]), "--trainer.accelerator", "cpu",
+        "--model.model", "tests._training_helpers.PoisonedEnergyHNN", "--model.energy_weight", "1.0",
+        "--trainer.callbacks+=tests._training_helpers.PoisonAtStep", "--trainer.callbacks.step", "1",
+    ])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "hnnlab fit: error: train loss became non-finite at global step 1" in err
+    assert "loss term energy = nan" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model.los", "rollout"], "unrecognized arguments: --model.los rollout"),
+        (["--trainer.max_epoch", "3"], "unrecognized arguments: --trainer.max_epoch 3"),
+        (["--model.energy_weight", "lots"], 'Parser key "model.energy_weight"'),
+        (["--trainer.max_epochs", "three"], 'Parser key "trainer.max_epochs"'),
+    ],
+    ids=["misspelled-model-key", "misspelled-trainer-key", "wrong-type-float", "wrong-type-int"],
+)
+def test_config_mistakes_are_rejected(args, expected, small_data, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    status = main(["fit", "--config", str(ROOT / "configs/spring_hnn.yaml"),
+                   "--data.path", str(small_data["greydanus-spring"]), *args])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert expected in err
+
+
+def test_mistyped_key_in_a_config_file_is_rejected(small_data, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"base: {ROOT / 'configs/spring_hnn.yaml'}\nmodel:\n  energy_wieght: 0.1\n")
+    status = main(["fit", "--config", str(config), "--data.path", str(small_data["greydanus-spring"])])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "energy_wieght" in err
+
+
+# -- logging, checkpoints and W&B ------------------------------------------------------------------
+
+
+def test_fit_logs_config_dataset_and_rollout_metrics_and_checkpoints(small_data, tmp_path, monkeypatch) -> None:
+    """A short ``hnnlab fit``: the resolved config and dataset metadata go to the logger, the rollout
+    callback logs its metrics, and the last checkpoint rebuilds the trained model."""
+    monkeypatch.chdir(tmp_path)
+    import tests._training_helpers as helpers
+
+    loggers: list[RecordingLogger] = []
+    original = helpers.RecordingLogger.__init__
+
+    def remember(self) -> None:
+        original(self)
+        loggers.append(self)
+
+    monkeypatch.setattr(helpers.RecordingLogger, "__init__", remember)
+    status = main([
+        "fit", "--config", str(ROOT / "configs/spring_hnn.yaml"), "--trainer.max_epochs", "4",
+        "--trainer.accelerator", "cpu", "--data.path", str(small_data["greydanus-spring"]),
+        "--trainer.logger", "tests._training_helpers.RecordingLogger",
+        "--trainer.default_root_dir", str(tmp_path / "run"), "--checkpoint.every_n_epochs", "2",
+    ])
+    assert status == 0
+    (logger,) = loggers
+    (params,) = [p for p in logger.hyperparams if "config" in p]
+    assert params["config"]["model"]["model"]["class_path"] == "hnnlab.models.HNN"
+    assert params["config"]["trainer"]["max_epochs"] == 4
+    assert params["dataset"]["recipe"]["name"] == "greydanus-spring"
+    logged = {k for _, metrics in logger.metrics for k in metrics}
+    assert {"rollout/energy_error", "rollout/mse", "rollout/vpt", "rollout/finite"} <= logged
+    (last,) = list((tmp_path / "run").rglob("last.ckpt"))
+    loaded = load_checkpoint(last)
+    assert loaded.global_step == 4 and isinstance(loaded.model, HNN)
+
+
+def test_resumed_fit_continues_the_same_wandb_run(small_data, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    common = ["--config", str(ROOT / "configs/spring_hnn.yaml"), "--data.path", str(small_data["greydanus-spring"]),
+              "--trainer.accelerator", "cpu", "--checkpoint.every_n_epochs", "1"]
+    assert main(["fit", *common, "--trainer.max_epochs", "2"]) == 0
+    (first,) = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    run_id = first.name.rsplit("-", 1)[1]
+    (last,) = list((tmp_path / "runs" / "hnnlab" / run_id / "checkpoints").glob("last.ckpt"))
+    assert torch.load(last, weights_only=False)["hnnlab"]["wandb_run_id"] == run_id
+    assert main(["fit", *common, "--trainer.max_epochs", "3", "--ckpt_path", str(last)]) == 0
+    runs = sorted(p.name for p in (tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(name.endswith(f"-{run_id}") for name in runs)
+
+
+# -- processes: kill and resume, DDP ---------------------------------------------------------------
+
+
+def _fit_process(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "hnnlab.cli", "fit", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_the_uninterrupted_weights(small_data, tmp_path) -> None:
+    """Kill a run with SIGKILL at the start of epoch 3, resume from last.ckpt: after 5 epochs the weights
+    are bit-identical to an uninterrupted run (CPU, deterministic, mini-batches in a (seed, epoch) order)."""
+    common = ["--config", str(ROOT / "configs/spring_hnn.yaml"), "--data.path", str(small_data["greydanus-spring"]),
+              "--data.batch_size", "20", "--trainer.max_epochs", "5", "--trainer.accelerator", "cpu",
+              "--trainer.deterministic", "true", "--checkpoint.every_n_epochs", "1"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = _fit_process([*common, "--trainer.default_root_dir", "a"], tmp_path / "a")
+    killed = _fit_process([*common, "--trainer.default_root_dir", "b",
+                           "--trainer.callbacks+=tests._training_helpers.KillAtEpoch",
+                           "--trainer.callbacks.epoch", "3"], tmp_path / "b")
+    out_full, _ = full.communicate(timeout=300)
+    out_killed, _ = killed.communicate(timeout=300)
+    assert full.returncode == 0, out_full
+    assert killed.returncode == -9, out_killed
+    (last,) = list((tmp_path / "b").rglob("last.ckpt"))
+    assert torch.load(last, weights_only=False)["epoch"] == 2  # epochs 0, 1, 2 done
+    resumed = _fit_process([*common, "--trainer.default_root_dir", "b", "--ckpt_path", str(last)], tmp_path / "b")
+    out_resumed, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out_resumed
+
+    def final_weights(root: Path) -> dict[str, torch.Tensor]:
+        paths = [p for p in root.rglob("last*.ckpt") if torch.load(p, weights_only=False)["epoch"] == 4]
+        assert len(paths) == 1
+        return torch.load(paths[0], weights_only=False)["state_dict"]
+
+    a, b = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_fit_command_line_with_two_cpu_ddp_processes(small_data, tmp_path) -> None:
+    """``hnnlab fit --config configs/spring_hnn.yaml --trainer.accelerator cpu --trainer.devices 2
+    --trainer.strategy ddp`` trains and writes one last checkpoint at the final step."""
+    proc = _fit_process([
+        "--config", str(ROOT / "configs/spring_hnn.yaml"), "--data.path", str(small_data["greydanus-spring"]),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--trainer.max_epochs", "3", "--trainer.default_root_dir", "ddp",
+    ], tmp_path)
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out
+    (last,) = list(tmp_path.rglob("last.ckpt"))
+    ckpt = torch.load(last, weights_only=False)
+    assert ckpt["global_step"] == 3
+    assert all(bool(torch.isfinite(v).all()) for v in ckpt["state_dict"].values())

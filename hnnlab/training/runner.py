@@ -60,6 +60,8 @@ QUIET_WARNINGS = (
     r".*The anonymous setting has no effect.*",
     r".*is smaller than the logging interval.*",
     r".*LightningCLI's args parameter is intended to run from within Python.*",
+    # Resuming into another directory: the old directory's best-k bookkeeping is not carried over.
+    r".*The dirpath has changed from .* won't be reloaded.*",
 )
 PROGRESS_CHOICES = ("auto", "bar", "lines")
 # hnnlab's arguments that stand for these Lightning ones.
@@ -147,7 +149,10 @@ def fit_trainer(
     """``trainer.fit`` timed, with the last checkpoint found: :func:`fit` with a trainer already built
     (``hnnlab fit`` builds its own with :func:`build_trainer`, from the parsed config)."""
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, **fit_kwargs)
+    with warnings.catch_warnings():
+        if ckpt_path is not None:  # a resumed run writes to its own checkpoint directory again, by design
+            warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, **fit_kwargs)
     seconds = time.perf_counter() - start
     return FitResult(trainer=trainer, seconds=seconds, last_checkpoint=last_checkpoint(trainer))
 
@@ -199,6 +204,7 @@ def build_trainer(
     from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 
     from hnnlab.training.callbacks import HnnlabCheckpoint
+    from hnnlab.training.resume import ExactResumeFitLoop
 
     for lightning_name, ours in _REPLACED.items():
         if lightning_name in trainer_options:
@@ -220,7 +226,7 @@ def build_trainer(
         extra.append(display)
         bar = isinstance(display, ProgressBar)
     options = {**TRAINER_DEFAULTS, **PYTHON_DEFAULTS, **trainer_options}
-    return pl.Trainer(
+    trainer = pl.Trainer(
         max_steps=max_steps,
         max_epochs=max_epochs,
         default_root_dir=None if run_dir is None else os.fspath(run_dir),
@@ -232,6 +238,8 @@ def build_trainer(
         callbacks=extra,
         **options,
     )
+    ExactResumeFitLoop.install(trainer)  # resume at the checkpoint's position (hnnlab.training.resume)
+    return trainer
 
 
 def interactive() -> bool:

@@ -182,3 +182,40 @@ def test_a_splitting_method_on_a_non_separable_model_is_refused():
     x0 = torch.zeros(1, 2, dtype=torch.float64)
     with pytest.raises(IncompatibleIntegratorError, match="integrator 'leapfrog' is symplectic only for a separable"):
         lyapunov_spectrum(HNN(1).double(), x0, dt=0.1, n_steps=10, integrator="leapfrog")
+
+
+def test_lyapunov_audit_of_a_chaotic_system_speaks_lyapunov_times():
+    from hnnlab.audit.lyapunov import lyapunov_audit
+    from hnnlab.rollout import rollout
+
+    system = get_system("henon_heiles")
+    x0 = _chaotic_states(4)
+    t = torch.arange(301, dtype=torch.float64) * 0.5
+    reference = rollout(system, get_integrator_dopri8(), x0, 0.5, 300)
+    vpt = torch.tensor([10.0, 20.0, 30.0, 40.0], dtype=torch.float64)
+    audit = lyapunov_audit(system, x0, dt=0.1, n_steps=1000, model=system, model_integrator="leapfrog", vpt=vpt,
+                           reference=reference, t=t, vpt_threshold=0.1)
+    assert audit.chaotic and audit.integrator == "yoshida4" and audit.n_states == 4
+    assert 0.03 < audit.reference_l1 < 0.3 and audit.lyapunov_time == pytest.approx(1 / audit.reference_l1)
+    assert audit.model_l1 == pytest.approx(audit.reference_l1, rel=0.2)  # the system as its own model
+    assert audit.vpt_lyapunov is not None and 10 * audit.reference_l1 * 0.5 < audit.vpt_lyapunov
+    # The floor: a perturbation of 1e-4 grows like exp(l1 t) to the threshold within the horizon.
+    assert audit.floor_vpt is not None and 0 < audit.floor_vpt < 150
+    assert audit.floor_vpt_lyapunov == pytest.approx(audit.floor_vpt * audit.reference_l1, rel=0.5)
+    assert audit.note.startswith("chaotic: l1 = ")
+
+
+def test_lyapunov_audit_of_a_regular_system_says_prediction_is_not_limited_by_chaos():
+    from hnnlab.audit.lyapunov import lyapunov_audit
+
+    system = get_system("mass_spring")
+    x0 = system.sample_initial_states(3, torch.Generator().manual_seed(0))
+    audit = lyapunov_audit(system, x0, dt=0.1, n_steps=200, vpt=torch.ones(3, dtype=torch.float64))
+    assert not audit.chaotic and audit.lyapunov_time is None and audit.vpt_lyapunov is None
+    assert audit.note.endswith("the prediction time is not limited by chaos")
+
+
+def get_integrator_dopri8():
+    from hnnlab.integrators import get_integrator
+
+    return get_integrator("dopri8", rtol=1e-12, atol=1e-12)

@@ -241,3 +241,144 @@ def _validate(
     integrator = get_integrator(integrator)
     integrator.check_compatible(f)
     return integrator
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The audit's Lyapunov section
+# ---------------------------------------------------------------------------------------------------------------
+
+DEFAULT_LYAPUNOV_STEPS = 2000
+DEFAULT_PERTURBATION = 1e-4  # the perturbed-initial-state floor's eps (Finzi et al. 2020's code uses 1e-4)
+CHAOS_E_FOLDINGS = 10.0  # chaotic when l1 * T > this: finite-time l1 of a regular orbit decays like log(T) / T
+
+
+@dataclass
+class LyapunovAudit:
+    """The audit's ``lyapunov`` section (medians over the audited initial states, 25-75 % in ``*_iqr``).
+
+    ``chaotic`` is ``l1 * averaging_time > CHAOS_E_FOLDINGS`` for the reference system (the finite-time ``l1``
+    of a regular orbit decays like ``log(T) / T``, so a few e-foldings over the window are not chaos). For a
+    regular system the prediction time is not limited by chaos, ``lyapunov_time`` is ``None`` and the times in
+    Lyapunov units are ``None``; the note says so.
+    """
+
+    reference_l1: float
+    reference_l1_iqr: tuple[float, float]
+    lyapunov_time: float | None
+    chaotic: bool
+    averaging_time: float
+    n_states: int
+    integrator: str
+    dt: float
+    model_l1: float | None = None
+    model_l1_iqr: tuple[float, float] | None = None
+    vpt_lyapunov: float | None = None
+    vpt_lyapunov_iqr: tuple[float, float] | None = None
+    floor_vpt: float | None = None
+    floor_vpt_lyapunov: float | None = None
+    perturbation: float | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _median_iqr(x: Tensor) -> tuple[float, tuple[float, float]]:
+    x = x[torch.isfinite(x)].to(torch.float64)
+    if x.numel() == 0:
+        return math.nan, (math.nan, math.nan)
+    q = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    return float(q[1]), (float(q[0]), float(q[2]))
+
+
+def spectrum_integrator(f: VectorField) -> str:
+    """The integrator the audit uses for a field's spectrum: Yoshida-4 for a separable field, else 4th-order
+    Gauss-Legendre (both symplectic, so the discrete flow's spectrum keeps the Hamiltonian pairing)."""
+    from hnnlab.fields import declared_separable
+
+    return "yoshida4" if declared_separable(f) else "gauss_legendre4"
+
+
+def perturbed_floor_vpt(
+    system: VectorField, reference: Tensor, t: Tensor, *, perturbation: float = DEFAULT_PERTURBATION,
+    vpt_threshold: float, generator: torch.Generator | None = None,
+) -> Tensor:
+    """Valid prediction time of the true system started from ``x_0 + perturbation * N(0, I)`` against
+    ``reference`` ``(n, n_times, 2 * dof)`` on the uniform grid ``t``: what a perfect model with an initial
+    state known to ``perturbation`` achieves (dopri8 at ``rtol = atol = 1e-12``)."""
+    from hnnlab.audit.metrics import valid_prediction_time
+    from hnnlab.rollout import rollout
+
+    x0 = reference[:, 0].to(torch.float64)
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+    grid_dt = float(t[1] - t[0])
+    with torch.no_grad():
+        states = rollout(system, get_integrator("dopri8", rtol=1e-12, atol=1e-12), x0 + perturbation * noise,
+                         grid_dt, reference.shape[1] - 1)
+    vpt, _ = valid_prediction_time(states, reference.to(torch.float64), t, threshold=vpt_threshold)
+    return vpt
+
+
+def lyapunov_audit(
+    system: VectorField,
+    x0: Tensor,
+    *,
+    dt: float,
+    model: VectorField | None = None,
+    model_integrator: AbstractIntegrator | str | None = None,
+    vpt: Tensor | None = None,
+    reference: Tensor | None = None,
+    t: Tensor | None = None,
+    vpt_threshold: float | None = None,
+    n_steps: int = DEFAULT_LYAPUNOV_STEPS,
+    renorm_every: int = 10,
+    perturbation: float = DEFAULT_PERTURBATION,
+) -> LyapunovAudit:
+    """The Lyapunov section of an audit from the audited initial states ``x0`` ``(n, 2 * dof)``.
+
+    The reference system's largest exponent ``l1`` (its own discrete flow at step ``dt``, averaged over
+    ``n_steps``), the learned ``model``'s ``l1`` (with the integrator it was rolled out with), the valid
+    prediction times ``vpt`` ``(n,)`` in Lyapunov times ``vpt * l1``, and, with the ``reference`` trajectories on
+    the grid ``t``, the perturbed-initial-state floor (:func:`perturbed_floor_vpt`).
+    """
+    from hnnlab.audit.metrics import DEFAULT_VPT_THRESHOLD
+
+    x0 = x0.detach().to(torch.float64)
+    integrator = spectrum_integrator(system)
+    l1 = lyapunov_spectrum(system, x0, dt=dt, n_steps=n_steps, integrator=integrator, n_exponents=1,
+                           renorm_every=renorm_every)[:, 0]
+    averaging_time = n_steps * float(dt)
+    l1_median, l1_iqr = _median_iqr(l1)
+    chaotic = bool(l1_median * averaging_time > CHAOS_E_FOLDINGS)
+    audit = LyapunovAudit(
+        reference_l1=l1_median, reference_l1_iqr=l1_iqr, lyapunov_time=1.0 / l1_median if chaotic else None,
+        chaotic=chaotic, averaging_time=averaging_time, n_states=int(x0.shape[0]), integrator=integrator,
+        dt=float(dt),
+    )
+    if model is not None:
+        params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
+        dtype = params[0].dtype if params else torch.float64
+        model_l1 = lyapunov_spectrum(model, x0.to(dtype), dt=dt, n_steps=n_steps,
+                                     integrator=model_integrator or spectrum_integrator(model), n_exponents=1,
+                                     renorm_every=renorm_every)[:, 0]
+        audit.model_l1, audit.model_l1_iqr = _median_iqr(model_l1.to(torch.float64))
+    floor = None
+    if reference is not None and t is not None:
+        threshold = DEFAULT_VPT_THRESHOLD if vpt_threshold is None else vpt_threshold
+        floor = perturbed_floor_vpt(system, reference, t, perturbation=perturbation, vpt_threshold=threshold)
+        audit.floor_vpt, _ = _median_iqr(floor)
+        audit.perturbation = perturbation
+    if chaotic:
+        if vpt is not None:
+            audit.vpt_lyapunov, audit.vpt_lyapunov_iqr = _median_iqr(vpt.to(torch.float64) * l1)
+        if floor is not None:
+            audit.floor_vpt_lyapunov, _ = _median_iqr(floor * l1)
+        audit.note = (f"chaotic: l1 = {l1_median:.3g} (Lyapunov time {1 / l1_median:.3g}); no model can follow a "
+                      "trajectory for more than a few Lyapunov times")
+    else:
+        audit.note = (f"regular: l1 = {l1_median:.3g} is below {CHAOS_E_FOLDINGS:g} e-foldings over the averaging "
+                      f"time {averaging_time:g}; the prediction time is not limited by chaos")
+    return audit

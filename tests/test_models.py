@@ -64,6 +64,13 @@ def states_of(system, n: int = 64, seed: int = 0) -> Tensor:
     return system.sample_initial_states(n, torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def error_message(call, *args) -> str:
+    """The message of the :class:`InvalidArgumentError` that ``call(*args)`` raises (the test fails if none)."""
+    with pytest.raises(InvalidArgumentError) as info:
+        call(*args)
+    return str(info.value)
+
+
 def jacobian_per_sample(f, x: Tensor) -> Tensor:
     """``d f(x)_i / d x_i`` for each sample ``i``, ``(n, d, d)``."""
     full = torch.autograd.functional.jacobian(f, x)  # (n, d, n, d)
@@ -167,9 +174,7 @@ def test_structured_lnn_rejects_bad_options_and_bad_networks() -> None:
     with pytest.raises(InvalidArgumentError, match=message):
         StructuredLNN(2, solve_dtype="f16")
     model = StructuredLNN(2, mass_net=nn.Linear(2, 2))
-    with pytest.raises(InvalidArgumentError) as info:
-        model(0.0, torch.zeros(4, 4))
-    assert str(info.value) == (
+    assert error_message(model, 0.0, torch.zeros(4, 4)) == (
         "mass_net must map (..., 2) to (..., 3) entries of the Cholesky factor; for input shape (4, 2) it "
         "returned shape (4, 2)"
     )
@@ -581,16 +586,12 @@ def test_invalid_arguments_are_named_with_value_and_allowed(build, message: str)
 
 def test_wrong_state_shape_and_bad_net_output_are_clear_errors() -> None:
     model = HNN(2, hidden=SMALL)
-    with pytest.raises(InvalidArgumentError) as info:
-        model(0.0, torch.zeros(3, 2))
-    assert str(info.value) == (
+    assert error_message(model, 0.0, torch.zeros(3, 2)) == (
         "x must be a floating tensor of shape (..., 2 * dof) = (..., 4) for HNN(dof=2), got shape (3, 2) and "
         "dtype torch.float32"
     )
     wide = HNN(1, net=nn.Linear(2, 3))
-    with pytest.raises(InvalidArgumentError) as info:
-        wide(0.0, torch.zeros(5, 2))
-    assert str(info.value) == (
+    assert error_message(wide, 0.0, torch.zeros(5, 2)) == (
         "the Hamiltonian network must map inputs of shape (..., 2) to a scalar per sample, shape (...,) or (..., 1); "
         "for input shape (5, 2) it returned shape (5, 3)"
     )

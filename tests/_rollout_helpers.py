@@ -1,5 +1,5 @@
-"""Rollout files for tests/test_rollout_io.py and tests/test_audit.py: a streaming writer helper and
-deliberately broken files, each with the fragment its error message must contain."""
+"""Rollout files for tests/test_rollout_io.py, tests/test_audit.py and tests/test_cli.py: a streaming writer
+helper and deliberately broken files, each with the fragment its error message must contain."""
 
 from __future__ import annotations
 

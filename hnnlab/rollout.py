@@ -123,11 +123,19 @@ def solve(
         A :class:`Solution`. ``ys`` is differentiable with respect to ``x0`` and the parameters of ``f`` when
         gradients are enabled.
     """
+    return _solve(f, integrator, x0, dt, n_steps, save_every, t0, on_nonfinite, check_every, progress, description)
+
+
+def _solve(
+    f: VectorField, integrator: AbstractIntegrator | str, x0: Tensor, dt: float, n_steps: int, save_every: int,
+    t0: float, on_nonfinite: str, check_every: int, progress: bool | None, description: str, *, count: bool = True,
+) -> Solution:
+    """:func:`solve`; without ``count`` the field's evaluations are not counted (``field_evaluations`` is
+    ``None``), for :func:`rollout`, which returns the states alone."""
     unbatched = isinstance(x0, Tensor) and x0.ndim == 1
     x0 = x0[None] if unbatched else x0
-    integrator, n_steps = _validate(f, integrator, x0, dt, n_steps, save_every, 1, check_every, on_nonfinite)
-    loop = _Loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), check_every, on_nonfinite)
-    chunks = list(loop.run(chunk_size=n_steps // save_every + 1, progress=progress, description=description))
+    loop = _start(f, integrator, x0, dt, n_steps, save_every, t0, on_nonfinite, 1, check_every, count)
+    chunks = list(loop.run(chunk_size=loop.n_steps // save_every + 1, progress=progress, description=description))
     ys = torch.cat(chunks, dim=1) if len(chunks) > 1 else chunks[0]  # (batch, n_saved, 2 * dof)
     solution = loop.solution(ys)
     if unbatched:
@@ -149,10 +157,8 @@ def rollout(
 ) -> Tensor:
     """The states of :func:`solve` with ``on_nonfinite="raise"``: ``(batch, n_steps // save_every + 1, 2 * dof)``
     (no batch axis for an unbatched ``x0``), in ``x0``'s dtype and device."""
-    return solve(
-        f, integrator, x0, dt, n_steps, save_every, t0=t0, on_nonfinite="raise", check_every=check_every,
-        progress=progress,
-    ).ys
+    return _solve(f, integrator, x0, dt, n_steps, save_every, t0, "raise", check_every, progress, "rollout",
+                  count=False).ys
 
 
 def iter_rollout(
@@ -174,9 +180,8 @@ def iter_rollout(
     The first chunk starts with ``x0``. All arguments are validated before the first step runs; a chunk is
     yielded only once all its states have passed the finiteness check.
     """
-    return iter(iter_solve(f, integrator, x0, dt, n_steps, save_every, t0=t0, on_nonfinite="raise",
-                           chunk_size=chunk_size, check_every=check_every, progress=progress,
-                           description=description))
+    loop = _start(f, integrator, x0, dt, n_steps, save_every, t0, "raise", chunk_size, check_every, False)
+    return iter(SolveStream(loop, chunk_size, progress, description))
 
 
 class SolveStream:
@@ -216,24 +221,17 @@ def iter_solve(
     """:func:`solve` streamed: iterate for the saved states in chunks ``(batch, <= chunk_size, 2 * dof)`` (the
     first starts with ``x0``; a bad trajectory's states are NaN from its first bad step), then call
     ``result()`` for the status, first bad steps and stats. Validates everything before the first step."""
-    integrator, n_steps = _validate(f, integrator, x0, dt, n_steps, save_every, chunk_size, check_every, on_nonfinite)
-    loop = _Loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), check_every, on_nonfinite)
+    loop = _start(f, integrator, x0, dt, n_steps, save_every, t0, on_nonfinite, chunk_size, check_every, True)
     return SolveStream(loop, chunk_size, progress, description)
 
 
-def _validate(
-    f: VectorField,
-    integrator: AbstractIntegrator | str,
-    x0: Tensor,
-    dt: float,
-    n_steps: int,
-    save_every: int,
-    chunk_size: int,
-    check_every: int,
-    on_nonfinite: str,
-) -> tuple[AbstractIntegrator, int]:
-    """Check every argument (and the integrator/field pair) before any step runs; the integrator and the number
-    of steps to run (:func:`steps_to_save`)."""
+def _start(
+    f: VectorField, integrator: AbstractIntegrator | str, x0: Tensor, dt: float, n_steps: int, save_every: int,
+    t0: float, on_nonfinite: str, chunk_size: int, check_every: int, count: bool,
+) -> _Loop:
+    """The loop of one solve, once every argument (and the integrator/field pair) has been checked, before any
+    step runs; it runs the steps :func:`steps_to_save` allows. Every entry point (:func:`solve`, :func:`rollout`,
+    :func:`iter_solve`, :func:`iter_rollout`) starts here."""
     integrator = get_integrator(integrator)
     check_dt(dt)
     check_count("n_steps", n_steps, minimum=0)
@@ -253,7 +251,8 @@ def _validate(
             f"x0 must have last dimension 2 * dof = {2 * dof} for this vector field, got shape {tuple(x0.shape)}"
         )
     integrator.check_compatible(f)
-    return integrator, steps_to_save(n_steps, save_every)
+    n_steps = steps_to_save(n_steps, save_every)
+    return _Loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), check_every, on_nonfinite, count)
 
 
 def check_count(name: str, value: object, *, minimum: int) -> None:
@@ -281,6 +280,23 @@ def steps_to_save(n_steps: int, save_every: int, *, names: tuple[str, str] = ("n
     return below
 
 
+_WORDS: dict[int, torch.dtype] = {2: torch.int16, 4: torch.int32, 8: torch.int64}  # an integer type by size
+
+
+def _stack_in_time(states: list[Tensor]) -> Tensor:
+    """``torch.stack(states, dim=1)``, ``(batch, n, 2 * dof)``, the same bits, faster for small states: when a
+    state row is 2, 4 or 8 bytes (``2 * dof`` float32 numbers with ``dof = 1``), the states are stacked in time
+    first (contiguous copies) and transposed as one matrix of such words (a blocked transpose), instead of a
+    strided copy of a few bytes per row and state."""
+    first = states[0]
+    word = _WORDS.get(first.shape[-1] * first.element_size())
+    if (word is None or first.ndim != 2 or len(states) < 2 or not all(s.is_contiguous() for s in states)
+            or any(s.requires_grad for s in states)):  # an integer view has no gradient: keep the graph
+        return torch.stack(states, dim=1)
+    by_time = torch.stack(states, dim=0).view(word).squeeze(-1)  # (n, batch) words
+    return by_time.t().contiguous().unsqueeze(-1).view(first.dtype)  # (batch, n, 2 * dof)
+
+
 def _take(state: SolverState, rows: Tensor) -> SolverState:
     """The rows ``rows`` of a solver state (``None``, a tensor, or a tuple of them, batch first)."""
     if state is None:
@@ -295,9 +311,10 @@ class _Loop:
 
     def __init__(
         self, f: VectorField, integrator: AbstractIntegrator, x0: Tensor, dt: float, n_steps: int,
-        save_every: int, t0: float, check_every: int, on_nonfinite: str,
+        save_every: int, t0: float, check_every: int, on_nonfinite: str, count: bool = True,
     ) -> None:
-        self.f = counted(f)
+        self.counter = counted(f) if count else None
+        self.f = f if self.counter is None else self.counter
         self.integrator = integrator
         self.x0 = x0
         self.dt, self.n_steps, self.save_every, self.t0 = dt, n_steps, save_every, t0
@@ -353,10 +370,10 @@ class _Loop:
                         if full_chunk:
                             break
                 if len(chunk) >= chunk_size:
-                    yield torch.stack([s for _, s in chunk], dim=1)
+                    yield _stack_in_time([s for _, s in chunk])
                     chunk = []
             if chunk:
-                yield torch.stack([s for _, s in chunk], dim=1)
+                yield _stack_in_time([s for _, s in chunk])
         self._record_row_stats(state, self.live)
 
     def _record_row_stats(self, state: SolverState, rows: Tensor | None, keep: Tensor | None = None) -> None:
@@ -451,7 +468,7 @@ class _Loop:
         ts = self.t0 + torch.arange(n_saved, dtype=torch.float64) * (self.dt * self.save_every)
         stats = {
             "steps": self.n_steps,
-            "field_evaluations": self.f.evaluations,
+            "field_evaluations": None if self.counter is None else self.counter.evaluations,
             "replayed_steps": self.replayed,
             **self.row_stats,
         }

@@ -50,7 +50,12 @@ def _kick_drift(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """:func:`kick_drift` on ``q``, ``p`` and their join ``state``; ``first_force``, when given, replaces
     the first kick's ``dp/dt(t, state)``. Returns the new ``q``, ``p``, their join, and the last kick's
-    force (``None`` when that kick is zero)."""
+    force (``None`` when that kick is zero).
+
+    Without a graph to record (gradients disabled: rollouts, simulation) the same additions update a copy of
+    ``state`` in place, so that the halves see the current state without a ``torch.cat`` per evaluation."""
+    if not torch.is_grad_enabled():
+        return _kick_drift_in_place(dq_dt, dp_dt, t, state, dt, kicks, drifts, first_force)
     current: Tensor | None = state  # the join of (q, p) while it is up to date, else None
     tau = t
     force = None
@@ -71,6 +76,39 @@ def _kick_drift(
             tau = tau + a * dt
             current = None
     return q, p, (current if current is not None else join_state(q, p)), force
+
+
+def _kick_drift_in_place(
+    dq_dt: HalfField,
+    dp_dt: HalfField,
+    t: Tensor | float,
+    state: Tensor,
+    dt: float,
+    kicks: tuple[float, ...],
+    drifts: tuple[float, ...],
+    first_force: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """:func:`_kick_drift` on a copy of ``state`` whose ``q`` and ``p`` halves are updated in place (no graph).
+
+    A half may return a view of the state it is given (``dq/dt = p``): each kick reads only ``q`` and writes
+    only ``p`` (a drift the reverse), the last kick comes after the last drift (so its force, kept for the
+    next step, is not written after it is computed), and the step's input is never written."""
+    x = state.clone()
+    dof = x.shape[-1] // 2
+    q, p = x[..., :dof], x[..., dof:]
+    tau = t
+    force = None
+    n_drifts = len(drifts)
+    for i, b in enumerate(kicks):
+        force = None
+        if b:
+            force = first_force if i == 0 and first_force is not None else dp_dt(tau, x)
+            p.add_(force, alpha=b * dt)
+        if i < n_drifts:
+            a = drifts[i]
+            q.add_(dq_dt(tau + 0.5 * a * dt, x), alpha=a * dt)
+            tau = tau + a * dt
+    return q, p, x, force
 
 
 class AbstractSplittingIntegrator(AbstractIntegrator):

@@ -323,3 +323,44 @@ def test_tiny_end_to_end_run_writes_the_tables(tmp_path, monkeypatch):
     # one dataset per seed, under cfg.out
     files = sorted((tmp_path / "out").glob("*.h5"))
     assert len(files) == 1
+
+
+def test_committed_results_page_is_rendered_again_byte_for_byte_from_its_json(tmp_path, monkeypatch):
+    """The notes come from templates/cranmer.md and the tables from the per-seed results: the page, CSV and
+    JSON written from the committed cranmer.json are the committed files (but for the machine line)."""
+    from pathlib import Path
+
+    from hnnlab.reproduce.common import load_raw
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    raw = load_raw(results / "cranmer.json")
+    monkeypatch.chdir(tmp_path)  # the JSON names its plot by the relative path benchmarks/results/cranmer/...
+    cfg = ReproduceConfig(out=tmp_path / "work", results=Path("benchmarks/results"), seeds=(0,))
+    page = cranmer.write_page(cfg, raw["settings"], raw["seeds"], raw["minutes"])
+
+    def without_machine_line(text: str) -> str:
+        return "\n".join(line for line in text.splitlines() if not line.startswith("Machine: "))
+
+    committed = (results / "cranmer.md").read_text()
+    assert without_machine_line(page["markdown"].read_text()) == without_machine_line(committed)
+    assert page["csv"].read_bytes() == (results / "cranmer.csv").read_bytes()
+    assert page["json"].read_bytes() == (results / "cranmer.json").read_bytes()
+    assert page["plot"].stat().st_size > 1000
+
+
+def test_notes_name_the_evaluation_the_numbers_came_from():
+    """Settings with max_evaluations_factor come from the shared-step evaluation; the current one keeps a step
+    size and a step budget per trajectory, and its page says so."""
+    from hnnlab.reproduce import cranmer_report
+
+    sizes = cranmer.settings(ReproduceConfig(wandb=False))
+    rows = {"main": [], "extra": [], "check": []}
+    current = cranmer_report.notes(rows, sizes, ReproduceConfig(wandb=False), 1.0)[4]
+    assert current.startswith("Model integrator: hnnlab's dopri5 (max-norm error control, one step size per "
+                              "trajectory, at most 1.5x the true system's most steps) at rtol = atol = 1e-05,")
+    old = {**sizes, "max_evaluations_factor": 1.5}
+    assert "(max-norm error control, shared step over the batch) at rtol" in cranmer_report.notes(
+        rows, old, ReproduceConfig(wandb=False), 1.0)[4]
+    # the published budget's training samples are the ones the note quotes
+    published = cranmer.BUDGETS["published"]
+    assert published["steps"] * published["batch_size"] == cranmer_report.PUBLISHED_SAMPLES

@@ -209,3 +209,28 @@ def test_model_initialisation_depends_on_the_seed_only(label):
     x = torch.randn(3, 4)
     assert first.vector_field(0.0, x).shape == (3, 4)
     assert spec.coordinates == first.coordinates
+
+
+def test_committed_results_page_is_rendered_again_byte_for_byte_from_its_json(tmp_path, monkeypatch):
+    """The findings and notes come from templates/finzi.md and the tables from the raw numbers: the page, CSV
+    and JSON written from the committed finzi.json are the committed files (but for the machine line)."""
+    from pathlib import Path
+
+    from hnnlab.reproduce.common import load_raw
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    raw = load_raw(results / "finzi.json")
+    seconds = raw.pop("seconds")
+    del raw["rows"], raw["summary"]  # derived: written again from the rest
+    monkeypatch.chdir(tmp_path)  # the page names its plot by the relative path benchmarks/results/finzi/...
+    cfg = ReproduceConfig(out=tmp_path / "work", results=Path("benchmarks/results"), seeds=(0,))
+    page = finzi.write_page(cfg, raw, seconds, finzi.MODELS)
+
+    def without_machine_line(text: str) -> str:
+        return "\n".join(line for line in text.splitlines() if not line.startswith("Machine: "))
+
+    committed = (results / "finzi.md").read_text()
+    assert without_machine_line(page["markdown"].read_text()) == without_machine_line(committed)
+    assert page["csv"].read_bytes() == (results / "finzi.csv").read_bytes()
+    assert (cfg.results / "finzi.json").read_bytes() == (results / "finzi.json").read_bytes()
+    assert page["plot"].stat().st_size > 1000

@@ -323,17 +323,27 @@ def load_raw(path: Path) -> Any:
     return decode(json.loads(Path(path).read_text()))
 
 
-def command_line(name: str, cfg: ReproduceConfig, *, tasks: bool = True) -> str:
+def command_line(name: str, cfg: ReproduceConfig) -> str:
     """The ``hnnlab reproduce`` command that regenerates a results page: only the options that differ from
-    the defaults (``tasks=False``: without ``--tasks``)."""
+    the defaults."""
     parts = [f"hnnlab reproduce {name}"]
-    if tasks and cfg.tasks is not None:
+    if cfg.tasks is not None:
         parts.append("--tasks " + " ".join(cfg.tasks))
     if cfg.seeds != (0,):
         parts.append("--seeds " + " ".join(map(str, cfg.seeds)))
     if cfg.budget != "cpu":
         parts.append(f"--budget {cfg.budget}")
     return " ".join(parts)
+
+
+def publish(name: str, cfg: ReproduceConfig, raw: dict[str, Any], **page: Any) -> tuple[Path, Path, Path]:
+    """A reproduction's results: ``cfg.results / name`` ``.md`` and ``.csv`` (:func:`write_results` with
+    ``page``'s title, sections, notes and config, and the command that regenerates them) and ``.json``
+    (:func:`save_raw` of ``raw``). Returns the three paths."""
+    md, csv_path = write_results(cfg.results / name, command=command_line(name, cfg), **page)
+    json_path = cfg.results / f"{name}.json"
+    save_raw(json_path, raw)
+    return md, csv_path, json_path
 
 
 class Notes:

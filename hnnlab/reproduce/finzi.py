@@ -18,7 +18,6 @@ GMRE of the true system started from ``x_0 + eps N(0, I)``.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,17 +30,8 @@ from torch import Tensor, nn
 from hnnlab.audit.metrics import geometric_mean_relative_error, relative_error_series, valid_prediction_time
 from hnnlab.errors import FileFormatError, HnnlabError, InvalidArgumentError
 from hnnlab.integrators import AbstractIntegrator, get_integrator
-from hnnlab.reproduce.common import (
-    Column,
-    Estimate,
-    ReproduceConfig,
-    build_dataset,
-    fit,
-    merged_settings,
-    pooled,
-    save_raw,
-    write_results,
-)
+from hnnlab.reproduce.common import Estimate, ReproduceConfig, build_dataset, fit, merged_settings
+from hnnlab.reproduce.finzi_report import write_page
 from hnnlab.rollout import rollout, solve
 from hnnlab.systems import AbstractSystem
 
@@ -50,52 +40,28 @@ LINKS = {"1-link": 1, "2-link": 2, "3-link": 3}
 RECIPE = "chnn-chain-pendulum"
 HAMILTONIAN_SYSTEM = "chain_pendulum_hamiltonian"
 
-SOURCE = "Finzi, Wang, Wilson 2020 (NeurIPS), chain pendulum rollout GMRE, as listed in REFERENCE.md"
-# Published geometric-mean relative errors (dimensionless), per task and model. CHNN is the paper's
-# constrained (Cartesian) model, not reproduced here; "floor" is their perturbed-initial-state floor.
-PUBLISHED: dict[str, dict[str, float]] = {
-    "1-link": {"NODE": 3.8e-4, "HNN": 1.2e-4, "CHNN": 6.1e-5, "floor": 3.6e-5},
-    "2-link": {"NODE": 6.5e-2, "HNN": 1.9e-3, "CHNN": 1.2e-4, "floor": 5.9e-5},
-    "3-link": {"NODE": 2.7e-1, "HNN": 4.7e-2, "CHNN": 3.4e-4, "floor": 1.1e-4},
-}
-
 # All sizes of a run; ``cfg.extra`` overrides any of them (tests use tiny ones).
 # "published": REFERENCE.md does not give the number of epochs; the authors' public training script
 # defaults to 2000 epochs of one 5-step chunk per training trajectory (800) at batch 200, i.e. 8000
 # optimizer steps, which is what the published budget uses (meant for a GPU).
+_CPU: dict[str, Any] = {
+    "n_traj": 1000,  # 800 train / 100 val / 100 test (recipe splits)
+    "steps": 2000,  # per model (the LNN, ~10x slower per step, is in the published budget only)
+    "batch_size": 200,
+    "window": 5,
+    "hidden": (256, 256, 256),
+    "activation": "softplus",
+    "lr": 3e-3,
+    "weight_decay": 1e-4,
+    "models": ("NODE", "HNN", "SecondOrderNODE", "HNN-midpoint"),
+    "n_eval": 100,  # test trajectories evaluated (all of the test split when larger)
+    "perturbation": 1e-4,  # eps of the perturbed-initial-state floor (the authors' code uses 1e-4)
+    "midpoint_tol": 1e-12,  # implicit-midpoint tolerance in float64 evaluation
+    "vpt_threshold": 0.01,
+}
 BUDGETS: dict[str, dict[str, Any]] = {
-    "cpu": {
-        "n_traj": 1000,  # 800 train / 100 val / 100 test (recipe splits)
-        "steps": 2000,  # per model; measured on one idle core, 2-link: NODE ~0.05 s, HNN ~0.1 s per step;
-        # 3-link: NODE 0.09 s, HNN 0.23 s, SecondOrderNODE 0.09 s, HNN-midpoint 0.27 s per step under load
-        # (LNN 1.1 s: published budget only)
-        "batch_size": 200,
-        "window": 5,
-        "hidden": (256, 256, 256),
-        "activation": "softplus",
-        "lr": 3e-3,
-        "weight_decay": 1e-4,
-        "models": ("NODE", "HNN", "SecondOrderNODE", "HNN-midpoint"),
-        "n_eval": 100,  # test trajectories evaluated (all of the test split when larger)
-        "perturbation": 1e-4,  # eps of the perturbed-initial-state floor (the authors' code uses 1e-4)
-        "midpoint_tol": 1e-12,  # implicit-midpoint tolerance in float64 evaluation
-        "vpt_threshold": 0.01,
-    },
-    "published": {
-        "n_traj": 1000,
-        "steps": 8000,
-        "batch_size": 200,
-        "window": 5,
-        "hidden": (256, 256, 256),
-        "activation": "softplus",
-        "lr": 3e-3,
-        "weight_decay": 1e-4,
-        "models": ("NODE", "HNN", "SecondOrderNODE", "HNN-midpoint", "LNN"),
-        "n_eval": 100,
-        "perturbation": 1e-4,
-        "midpoint_tol": 1e-12,
-        "vpt_threshold": 0.01,
-    },
+    "cpu": _CPU,
+    "published": {**_CPU, "steps": 8000, "models": ("NODE", "HNN", "SecondOrderNODE", "HNN-midpoint", "LNN")},
 }
 
 
@@ -134,8 +100,8 @@ def _second_order(dof: int, hidden: tuple[int, ...], activation: str) -> nn.Modu
 def _hnn(dof: int, hidden: tuple[int, ...], activation: str) -> nn.Module:
     from hnnlab.models import HNN
 
-    # PyTorch's default initialisation, like the NODE's and the authors' code. HNN's default, the
-    # orthogonal init of Greydanus et al., measured 7x worse (1-link) and 2.6x worse (2-link) here at 500 steps.
+    # PyTorch's default initialisation, like the NODE's and the authors' code (not the orthogonal init of
+    # Greydanus et al., HNN's default: the results page's training note says why).
     return HNN(dof, hidden=hidden, activation=activation, orthogonal_init=False)
 
 
@@ -370,24 +336,12 @@ def _floor(data: TaskData, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
     }
 
 
-def _pool(per_seed: list[dict[str, Any]], key: str) -> Any:
-    values = [r[key] for r in per_seed if r.get(key) is not None]
-    if not values:
-        return None
-    if isinstance(values[0], Estimate):
-        return pooled(values)
-    return sum(values) / len(values)
-
-
 def run(cfg: ReproduceConfig) -> dict[str, Any]:
     """Run the reproduction for ``cfg``'s tasks and seeds; write ``finzi.md``, ``.csv``, ``.json`` and a plot."""
     tasks = cfg.select(TASKS)
     sizes = settings(cfg)
     started, cpu_started = time.perf_counter(), time.process_time()
     raw: dict[str, Any] = {"settings": sizes, "seeds": list(cfg.seeds), "tasks": {}}
-    rows: list[dict[str, Any]] = []
-    summary: list[dict[str, Any]] = []
-    curves: dict[str, dict[str, list[float]]] = {}
     for task in tasks:
         print(f"finzi {task}", flush=True)
         per_model: dict[str, list[dict[str, Any]]] = {m: [] for m in sizes["models"]}
@@ -398,239 +352,6 @@ def run(cfg: ReproduceConfig) -> dict[str, Any]:
             for label in sizes["models"]:
                 per_model[label].append(_train_and_evaluate(cfg, MODELS[label], task, seed, data, sizes))
         raw["tasks"][task] = {"floor": floors, "models": per_model}
-        published = PUBLISHED[task]
-        task_curves: dict[str, list[float]] = {}
-        for model in ("NODE", "HNN", "CHNN"):
-            rows.append(_published_row(task, model, published[model]))
-        rows.append(_published_row(task, "floor", published["floor"]))
-        floor = _pool(floors, "gmre")
-        rows.append({
-            "task": task, "model": "true system, perturbed x0", "source": "hnnlab",
-            "training": "–", "evaluation": f"dopri8 1e-12 from x0 + {sizes['perturbation']:g} N(0, I) on (q, q_dot)",
-            "gmre": floor, "published": published["floor"],
-        })
-        task_curves["floor"] = floors[0]["curve"]
-        compact: dict[str, Any] = {"task": task, "node_pub": published["NODE"], "hnn_pub": published["HNN"],
-                                   "floor_pub": published["floor"], "chnn_pub": published["CHNN"], "floor": floor}
-        for label in sizes["models"]:
-            spec = MODELS[label]
-            results = [r for r in per_model[label] if "failed" not in r]
-            row = {
-                "task": task, "model": label, "source": "hnnlab",
-                "training": f"{spec.train_integrator} rollouts, {sizes['steps']} steps, float32",
-                "evaluation": f"{spec.eval_integrator} at dt, float64",
-                "published": published.get(spec.published_as) if spec.published_as else None,
-            }
-            if not results:
-                row["gmre"] = None
-                row["evaluation"] = "training failed: " + per_model[label][0]["failed"][:80]
-            else:
-                row.update({
-                    "gmre": _pool(results, "gmre"), "gmre32": _pool(results, "gmre32"),
-                    "gmre_own": _pool(results, "gmre_own"), "vpt": _pool(results, "vpt"),
-                    "censored": _pool(results, "censored"), "train_s": _pool(results, "seconds"),
-                })
-                task_curves[label] = results[0]["curve"]
-            rows.append(row)
-            compact[label] = row.get("gmre")
-        summary.append(compact)
-        curves[task] = task_curves
     elapsed = time.perf_counter() - started
     raw["cpu_seconds"] = time.process_time() - cpu_started
-    md, csv_path, plot = write_tables(cfg, sizes, rows, summary, curves, raw, elapsed)
-    return {"markdown": md, "csv": csv_path, "rows": rows, "summary": summary, "plot": plot}
-
-
-def write_tables(cfg: ReproduceConfig, sizes: dict[str, Any], rows: list[dict[str, Any]],
-                 summary: list[dict[str, Any]], curves: dict[str, dict[str, list[float]]], raw: dict[str, Any],
-                 elapsed: float) -> tuple[Path, Path, Path | None]:
-    """Write ``finzi.md``, ``.csv``, ``.json`` and the plot to ``cfg.results``; returns (md, csv, png)."""
-    plot = _plot(curves, cfg.results / "finzi" / "rel_error.png")
-    md, csv_path = write_results(
-        cfg.results / "finzi",
-        title="Finzi et al. 2020: chain pendulum, geometric-mean relative error of 100-step rollouts",
-        command=_command(cfg),
-        sections=[
-            ("Published table beside hnnlab's (GMRE on (q, q_dot), lower is better)",
-             _summary_columns(sizes["models"]), summary),
-            ("Every row", _row_columns(), rows),
-        ],
-        notes=_findings(summary, rows, sizes["models"]) + _notes(sizes, elapsed, raw.get("cpu_seconds"), plot),
-        config={"budget": cfg.budget, "seeds": list(cfg.seeds), **sizes},
-    )
-    save_raw(cfg.results / "finzi.json", {**raw, "rows": rows, "summary": summary, "seconds": elapsed})
-    return md, csv_path, plot
-
-
-def _value(x: Any) -> float:
-    if isinstance(x, Estimate):
-        return x.mean
-    return math.nan if x is None else float(x)
-
-
-def _findings(summary: list[dict[str, Any]], rows: list[dict[str, Any]], models: tuple[str, ...]) -> list[str]:
-    """What the numbers show, written from the numbers (so that the text cannot contradict the table)."""
-    lines = []
-    for label, key in (("NODE", "node_pub"), ("HNN", "hnn_pub")):
-        if label not in models:
-            continue
-        parts = [f"{s['task']} {_value(s[label]):.2g} vs {s[key]:.2g} ({_ratio_word(_value(s[label]) / s[key])})"
-                 for s in summary]
-        caveat = (" Lower here is not a like-for-like win: the coordinates (angles here, Cartesian in the paper), "
-                  "the chain's draw and the training length differ (see below).")
-        lower = any(_value(s[label]) < s[key] for s in summary)
-        lines.append(f"Finding, {label} (hnnlab vs published): " + "; ".join(parts) + "." + (caveat if lower else ""))
-    if "NODE" in models and "HNN" in models:
-        wins = [s["task"] for s in summary if _value(s["HNN"]) < _value(s["NODE"])]
-        losses = [s["task"] for s in summary if not _value(s["HNN"]) < _value(s["NODE"])]
-        lines.append(
-            "Finding, HNN vs NODE at equal steps: the paper's HNN beats its NODE on every task; here the HNN is "
-            f"better on {', '.join(wins) or 'no task'} and not better on {', '.join(losses) or 'no task'}."
-        )
-    for label, base in (("SecondOrderNODE", "NODE"), ("HNN-midpoint", "HNN")):
-        if label in models and base in models:
-            parts = [f"{s['task']} x{_value(s[label]) / _value(s[base]):.2f}" for s in summary]
-            lines.append(f"Finding, {label} / {base} GMRE ratio (below 1: the addition is better): "
-                         + "; ".join(parts) + ".")
-    best = []
-    for s in summary:
-        scored = [(m, _value(s.get(m))) for m in models if not math.isnan(_value(s.get(m)))]
-        if scored:
-            m, v = min(scored, key=lambda mv: mv[1])
-            published = min(s["node_pub"], s["hnn_pub"])
-            best.append(f"{s['task']} {m} ({v:.2g}; the paper's best unconstrained model: {published:.2g})")
-    if best:
-        lines.append("Finding, best hnnlab model per task: " + "; ".join(best) + ".")
-    gaps = [abs(_value(r["gmre32"]) / _value(r["gmre"]) - 1) for r in rows
-            if r["source"] == "hnnlab" and r.get("gmre32") is not None and r.get("gmre") is not None]
-    if gaps:
-        lines.append(
-            f"Finding, float64 vs float32 evaluation: the GMRE changes by at most {100 * max(gaps):.2g}% — at this "
-            "error level the model's error, not the arithmetic, dominates."
-        )
-    floors = [f"{s['task']} {_value(s['floor']):.2g} vs {s['floor_pub']:.2g}" for s in summary]
-    lines.append("Finding, perturbed-initial-state floor (hnnlab vs published): " + "; ".join(floors) + ".")
-    return lines
-
-
-def _ratio_word(ratio: float) -> str:
-    if math.isnan(ratio):
-        return "not measured"
-    return f"{ratio:.2g}x the published, {'lower' if ratio < 1 else 'higher'}"
-
-
-def _published_row(task: str, model: str, value: float) -> dict[str, Any]:
-    what = {"CHNN": "CHNN (constrained, Cartesian; not reproduced)",
-            "floor": "true system, perturbed x0 (paper's floor)"}.get(model, model)
-    return {"task": task, "model": what, "source": "published", "training": "paper",
-            "evaluation": "paper (Cartesian coordinates)", "gmre": value, "published": value}
-
-
-def _summary_columns(models: tuple[str, ...]) -> list[Column]:
-    cols = [Column("task", "task"), Column("node_pub", "NODE, published", ".1e")]
-    if "NODE" in models:
-        cols.append(Column("NODE", "NODE, hnnlab"))
-    cols.append(Column("hnn_pub", "HNN, published", ".1e"))
-    if "HNN" in models:
-        cols.append(Column("HNN", "HNN, hnnlab"))
-    cols += [Column(m, f"{m}, hnnlab (addition)") for m in models if m not in ("NODE", "HNN")]
-    cols += [Column("chnn_pub", "CHNN, published (not reproduced)", ".1e"),
-             Column("floor_pub", "floor, published", ".1e"), Column("floor", "floor, hnnlab")]
-    return cols
-
-
-def _row_columns() -> list[Column]:
-    return [
-        Column("task", "task"), Column("model", "model"), Column("source", "source"),
-        Column("training", "training"), Column("evaluation", "evaluation"),
-        Column("gmre", "GMRE (q, q_dot)"), Column("published", "published GMRE", ".1e"),
-        Column("gmre32", "GMRE, float32 evaluation"), Column("gmre_own", "GMRE (q, p), own coordinates"),
-        Column("vpt", "VPT (time units)", ".3f"), Column("censored", "VPT censored at T = 3", ".2f"),
-        Column("train_s", "train s", ".0f"),
-    ]
-
-
-def _plot(curves: dict[str, dict[str, list[float]]], path: Path) -> Path | None:
-    if not curves:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.0), squeeze=False)
-    for ax, (task, series) in zip(axes[0], curves.items(), strict=True):
-        for label, curve in series.items():
-            t = [0.03 * k for k in range(1, len(curve))]
-            ax.semilogy(t, curve[1:], label=label, lw=1.2, ls="--" if label == "floor" else "-")
-        ax.set_title(task, fontsize=9)
-        ax.set_xlabel("t", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("rel(t), geometric mean over test", fontsize=8)
-    axes[0][-1].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
-
-
-def _command(cfg: ReproduceConfig) -> str:
-    parts = ["hnnlab reproduce finzi"]
-    if cfg.tasks is not None:
-        parts.append("--tasks " + " ".join(cfg.tasks))
-    if cfg.seeds != (0,):
-        parts.append("--seeds " + " ".join(map(str, cfg.seeds)))
-    if cfg.budget != "cpu":
-        parts.append(f"--budget {cfg.budget}")
-    return " ".join(parts)
-
-
-def _notes(sizes: dict[str, Any], elapsed: float, cpu_seconds: float | None, plot: Path | None) -> list[str]:
-    steps = sizes["steps"]
-    return [
-        f"Published numbers: {SOURCE}. CHNN (the paper's constrained model in Cartesian coordinates) is listed "
-        "for reference and not reproduced.",
-        "Metric: rel(t) = |pred - true| / (|pred| + |true|) with Euclidean norms over the whole state, geometric "
-        "mean over the 100 steps after t = 0, then geometric mean over the test trajectories "
-        "(hnnlab.audit.metrics.geometric_mean_relative_error). A non-finite prediction counts as rel = 1. "
-        "Error bars: standard error of the mean of log GMRE over test trajectories (one seed) mapped back, or the "
-        "standard error over seeds when several.",
-        "Coordinates: every GMRE in the headline column is on angle coordinates (q, q_dot). The HNNs learn on "
-        "(q, p) data (recipe with system chain_pendulum_hamiltonian, same seed: the same masses, lengths and "
-        "physical initial states, checked at run time); their (q, p) predictions are mapped to (q, q_dot) with the "
-        "true system's inverse Legendre transform q_dot = M(q)^-1 p, and their GMRE on (q, p) is shown as well. "
-        "The paper measured on Cartesian positions and velocities of the masses, and its public code divides by "
-        "|pred + true| rather than |pred| + |true|: the numbers are comparable in size, not digit for digit.",
-        f"Training: rollout loss over windows of {sizes['window']} steps (every window of every training "
-        "trajectory, reshuffled each epoch, not one random chunk per trajectory), mean absolute error, AdamW "
-        f"lr {sizes['lr']:g}, weight decay {sizes['weight_decay']:g}, cosine schedule over {steps} optimizer steps "
-        f"(per step), batch {sizes['batch_size']}, {len(sizes['hidden'])} x {sizes['hidden'][0]} "
-        f"{sizes['activation']} networks, float32, every network with PyTorch's default initialisation (the HNN "
-        "too, as in the authors' code: the orthogonal initialisation of Greydanus et al., hnnlab's HNN default, "
-        "measured 7x worse GMRE on 1 link and 2.6x worse on 2 links at 500 steps).",
-        f"Budget: {steps} optimizer steps per model. The paper trains far longer: its training script defaults to "
-        "2000 epochs of 800 chunks at batch 200 (8000 steps; REFERENCE.md does not state the epochs, so this is "
-        "the script's default, not a verified figure), which `--budget published` uses. At the cpu budget the "
-        "networks are far from converged, so hnnlab's numbers are expected to sit above the published ones; the "
-        "comparison between models at equal steps is the meaningful part.",
-        "Evaluation: 100 steps of dt = 0.03 from the test initial states, each model with its training "
-        "integrator at the data step (RK4, or implicit midpoint with tol "
-        f"{sizes['midpoint_tol']:g}), in float64 (the float32 column repeats it in the training dtype). "
-        "The paper's code integrated the models with dopri5 at its tolerance.",
-        "Truth: dopri8 at rtol = atol = 1e-12 in float64 (the paper: dopri5 at rtol 1e-7). Masses, lengths and "
-        "initial states come from torch.Generator(seed): the same distributions as the paper, not the same draws.",
-        f"Floor: the true system started from x0 + {sizes['perturbation']:g} N(0, I) in (q, q_dot) and integrated "
-        "like the truth (the authors' code perturbs the Cartesian state by 1e-4 N(0, I) and projects it back onto "
-        "the constraints).",
-        "Additions: SecondOrderNODE (q_dd = a(q, q_dot), the second-order baseline of Gruver et al. 2022) and "
-        "HNN-midpoint (a general HNN trained through the symplectic implicit midpoint rule and evaluated with it; "
-        "implicit midpoint is of order 2 against RK4's 4, so it trades local accuracy for structure). "
-        "The LNN (about 1.1 s per step on one core) is only in the published budget. VPT is the valid prediction "
-        f"time at normalised-error threshold {sizes['vpt_threshold']:g}; a trajectory that never crosses it is "
-        "censored at the horizon T = 3.",
-        f"Run time: {elapsed / 60:.1f} min wall"
-        + (f", {cpu_seconds / 60:.1f} min CPU time of the process" if cpu_seconds is not None else "")
-        + " (data, training, evaluation; the wall time grows when the cores are shared)."
-        + (f" Plot: {plot.as_posix()}." if plot is not None else ""),
-    ]
+    return write_page(cfg, raw, elapsed, MODELS)

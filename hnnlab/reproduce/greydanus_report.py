@@ -1,9 +1,7 @@
-"""The Greydanus et al. 2019 results page: the published table beside hnnlab's numbers, the protocol
-comparison, the long rollouts, the notes (``templates/greydanus.md``) and the bar plot.
-
-Everything here is rendered from the raw numbers of :func:`hnnlab.reproduce.greydanus.run` (also saved as
-``greydanus.json``), so a page can be written again from a saved run without training anything.
-"""
+"""Greydanus et al. 2019, the results page: the paper's table with hnnlab's rows, published against corrected
+energy protocol, the long rollouts, notes from ``templates/greydanus.md`` and a bar plot. Input: the raw numbers
+``raw[task][seed][model]`` of :func:`hnnlab.reproduce.greydanus.run`, saved as ``greydanus.json``; writing the
+page from that file again needs no training."""
 
 from __future__ import annotations
 
@@ -11,17 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hnnlab.reproduce.common import (
-    Column,
-    Estimate,
-    Notes,
-    ReproduceConfig,
-    command_line,
-    figure,
-    pooled,
-    save_raw,
-    write_results,
-)
+from hnnlab.reproduce.common import Column, Estimate, Notes, ReproduceConfig, figure, pooled, publish
 
 SOURCE = "Greydanus, Dzamba, Yosinski 2019, Hamiltonian Neural Networks, Table (github.com/greydanus/hamiltonian-nn)"
 TITLE = "Greydanus et al. 2019: Hamiltonian Neural Networks, reproduced"
@@ -60,11 +48,10 @@ def write_page(raw: dict[str, dict[int, Any]], cfg: ReproduceConfig, budget: dic
     """Write ``greydanus.md``, ``.csv``, ``.json`` and ``greydanus/energy_mse.png`` to ``cfg.results`` from the
     raw numbers ``raw[task][seed][model]`` of a run of ``seconds``."""
     table, protocol_rows, long_rows = rows(raw)
-    stem = cfg.results / "greydanus"
-    md, csv_path = write_results(
-        stem,
+    md, csv_path, _ = publish(
+        "greydanus",
+        cfg,
         title=TITLE,
-        command=command_line("greydanus", cfg, tasks=False),
         config={"budget": cfg.budget, "seeds": list(cfg.seeds), "tasks": list(raw), **budget},
         sections=[
             ("Published table beside hnnlab (published protocol, quirks included)", TABLE_COLUMNS, table),
@@ -74,10 +61,9 @@ def write_page(raw: dict[str, dict[int, Any]], cfg: ReproduceConfig, budget: dic
              long_rows),
         ],
         notes=notes(cfg, budget, seconds),
+        raw={"source": SOURCE, "config": {"budget": cfg.budget, "seeds": cfg.seeds}, "results": raw},
     )
     plot = plot_table(table, cfg.results / "greydanus" / "energy_mse.png")
-    save_raw(stem.with_suffix(".json"), {"source": SOURCE, "config": {"budget": cfg.budget, "seeds": cfg.seeds},
-                                          "results": raw})
     return {"markdown": md, "csv": csv_path, "plot": plot, "rows": table + protocol_rows + long_rows}
 
 

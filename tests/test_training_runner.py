@@ -20,6 +20,7 @@ from hnnlab.models import HNN
 from hnnlab.training import FitResult, build_trainer, fit
 from hnnlab.training.callbacks import HnnlabCheckpoint, PlainProgressLog
 from hnnlab.training.module import DynamicsModule
+from hnnlab.training.progress import ProgressLines
 from tests._training_helpers import assert_same_weights, weights_of
 
 pytestmark = pytest.mark.usefixtures("wandb_disabled_one_thread")
@@ -82,7 +83,7 @@ def test_checkpoint_options(spring: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("progress", "kind"),
-    [("auto", PlainProgressLog), ("lines", PlainProgressLog), ("bar", RichProgressBar), (None, None)],
+    [("auto", ProgressLines), ("lines", ProgressLines), ("bar", RichProgressBar), (None, None)],
 )
 def test_progress_choices(progress, kind) -> None:
     """Under pytest stdout is no terminal: "auto" prints plain lines."""

@@ -80,6 +80,7 @@ class DynamicsModule(pl.LightningModule):
         self.energy_weight = energy_weight
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.last_train_loss: Tensor | None = None  # the latest training step's loss
         if loss == "rollout":
             self.integrator.check_compatible(model)
         if energy_weight > 0 and not model.has_energy:
@@ -131,6 +132,8 @@ class DynamicsModule(pl.LightningModule):
                 f"batch {batch_idx}): loss term {', '.join(bad) or 'total'}; lower the learning rate, check the "
                 "data for NaNs, or use a smaller step size"
             )
+        if stage == "train":
+            self.last_train_loss = total.detach()  # for progress lines between logging steps
         if stage == "train" and not self._logging_step():
             return total  # self.log costs ~1 ms of Python per call: skip steps the logger would not write
         batch_size = next(iter(batch.values())).shape[0]

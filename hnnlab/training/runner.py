@@ -191,8 +191,9 @@ def build_trainer(
             :class:`~hnnlab.training.callbacks.HnnlabCheckpoint` still ends with the final ``last.ckpt``);
             ``False``: no checkpoints.
         progress: ``"auto"`` (a rich bar on a terminal outside CI, else plain lines), ``"bar"``, ``"lines"``
-            (one line per epoch, at most one every 5 s), a progress callback (e.g.
-            ``PlainProgressLog(every_n_epochs=100)``), or ``None`` for no progress display.
+            (:class:`~hnnlab.training.progress.ProgressLines`: steps against ``max_steps`` when the steps end
+            the run, else epochs against ``max_epochs``, a line every tenth of the run and at most one every
+            5 s between), a progress callback (e.g. ``ProgressLines(every_n_epochs=100)``), or ``None``.
         accelerator, devices: Lightning's (one device by default).
         callbacks: more Lightning callbacks.
         trainer_options: any other ``Trainer`` argument under Lightning's name, e.g. ``limit_val_batches=0``
@@ -251,7 +252,7 @@ def _progress_callback(progress: str | pl.Callback) -> pl.Callback:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from hnnlab.training.callbacks import PlainProgressLog
+    from hnnlab.training.progress import ProgressLines
 
     if isinstance(progress, pl.Callback):
         return progress
@@ -261,4 +262,4 @@ def _progress_callback(progress: str | pl.Callback) -> pl.Callback:
         )
     if progress == "bar" or (progress == "auto" and interactive()):
         return RichProgressBar()
-    return PlainProgressLog()
+    return ProgressLines()

@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hnnlab.fields import HalfField, declared_separable, split_field
+from hnnlab.fields import declared_separable, split_field
 from hnnlab.integrators.base import AbstractIntegrator, SolverState, VectorField, join_state
 
 
@@ -31,35 +31,40 @@ def kick_drift(
     evaluates ``dq/dt`` at the current state and the middle of its time interval; zero coefficients are
     skipped. Returns the new state ``(..., 2 * dof)``.
     """
-    dof = x.shape[-1] // 2
-    dq_dt, dp_dt = split_field(f)
-    return _kick_drift(dq_dt, dp_dt, t, x[..., :dof], x[..., dof:], x, dt, kicks, drifts, None)[2]
+    return _kick_drift(f, t, x, dt, kicks, drifts, None)[0]
 
 
 def _kick_drift(
-    dq_dt: HalfField,
-    dp_dt: HalfField,
+    f: VectorField,
     t: Tensor | float,
-    q: Tensor,
-    p: Tensor,
-    state: Tensor,
+    x: Tensor,
     dt: float,
     kicks: tuple[float, ...],
     drifts: tuple[float, ...],
     first_force: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """:func:`kick_drift` on ``q``, ``p`` and their join ``state``; ``first_force``, when given, replaces
-    the first kick's ``dp/dt(t, state)``. Returns the new ``q``, ``p``, their join, and the last kick's
-    force (``None`` when that kick is zero).
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`kick_drift`; ``first_force``, when given, replaces the first kick's ``dp/dt(t, x)``. Returns the
+    new state and the last kick's force (``None`` when that kick is zero).
 
-    Without a graph to record (gradients disabled: rollouts, simulation) the same additions update a copy of
-    ``state`` in place, so that the halves see the current state without a ``torch.cat`` per evaluation."""
-    if not torch.is_grad_enabled():
-        return _kick_drift_in_place(dq_dt, dp_dt, t, state, dt, kicks, drifts, first_force)
-    current: Tensor | None = state  # the join of (q, p) while it is up to date, else None
+    Without a graph to record (gradients disabled: rollouts, simulation) the additions update a copy of ``x``
+    in place, so that the halves see the current state without a ``torch.cat`` per evaluation; the values are
+    the same either way. A half may return a view of the state it is given (``dq/dt = p``): a kick reads only
+    ``q`` and writes only ``p`` (a drift the reverse), the last kick comes after the last drift (so its force,
+    kept for the next step, is not written after it is computed), and ``x`` itself is never written.
+    """
+    dq_dt, dp_dt = split_field(f)
+    in_place = not torch.is_grad_enabled()
+    if in_place:
+        x = x.clone()
+    dof = x.shape[-1] // 2
+    q, p = x[..., :dof], x[..., dof:]
+    current: Tensor | None = x  # the join of (q, p) while it is up to date, else None
+
+    def add(a: Tensor, b: Tensor, alpha: float) -> Tensor:
+        return a.add_(b, alpha=alpha) if in_place else torch.add(a, b, alpha=alpha)
+
     tau = t
     force = None
-    n_drifts = len(drifts)
     for i, b in enumerate(kicks):
         force = None
         if b:
@@ -67,48 +72,15 @@ def _kick_drift(
                 force = first_force
             else:
                 force = dp_dt(tau, current if current is not None else join_state(q, p))
-            p = torch.add(p, force, alpha=b * dt)
-            current = None
-        if i < n_drifts:
+            p = add(p, force, b * dt)
+            current = x if in_place else None
+        if i < len(drifts):
             a = drifts[i]
             velocity = dq_dt(tau + 0.5 * a * dt, current if current is not None else join_state(q, p))
-            q = torch.add(q, velocity, alpha=a * dt)
+            q = add(q, velocity, a * dt)
             tau = tau + a * dt
-            current = None
-    return q, p, (current if current is not None else join_state(q, p)), force
-
-
-def _kick_drift_in_place(
-    dq_dt: HalfField,
-    dp_dt: HalfField,
-    t: Tensor | float,
-    state: Tensor,
-    dt: float,
-    kicks: tuple[float, ...],
-    drifts: tuple[float, ...],
-    first_force: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """:func:`_kick_drift` on a copy of ``state`` whose ``q`` and ``p`` halves are updated in place (no graph).
-
-    A half may return a view of the state it is given (``dq/dt = p``): each kick reads only ``q`` and writes
-    only ``p`` (a drift the reverse), the last kick comes after the last drift (so its force, kept for the
-    next step, is not written after it is computed), and the step's input is never written."""
-    x = state.clone()
-    dof = x.shape[-1] // 2
-    q, p = x[..., :dof], x[..., dof:]
-    tau = t
-    force = None
-    n_drifts = len(drifts)
-    for i, b in enumerate(kicks):
-        force = None
-        if b:
-            force = first_force if i == 0 and first_force is not None else dp_dt(tau, x)
-            p.add_(force, alpha=b * dt)
-        if i < n_drifts:
-            a = drifts[i]
-            q.add_(dq_dt(tau + 0.5 * a * dt, x), alpha=a * dt)
-            tau = tau + a * dt
-    return q, p, x, force
+            current = x if in_place else None
+    return (current if current is not None else join_state(q, p)), force
 
 
 class AbstractSplittingIntegrator(AbstractIntegrator):
@@ -140,9 +112,5 @@ class AbstractSplittingIntegrator(AbstractIntegrator):
         """
         if not (self.kicks[0] and self.kicks[-1]) or declared_separable(f) is not True:
             return self._step(f, t, x, dt), None, None
-        dof = x.shape[-1] // 2
-        dq_dt, dp_dt = split_field(f)
-        _, _, x_new, force = _kick_drift(
-            dq_dt, dp_dt, t, x[..., :dof], x[..., dof:], x, dt, self.kicks, self.drifts, state
-        )
+        x_new, force = _kick_drift(f, t, x, dt, self.kicks, self.drifts, state)
         return x_new, force, None

@@ -64,3 +64,101 @@ def test_rollout_callback_metrics_equal_the_closed_form_rk4_errors(scale: float,
         assert m["rollout/vpt"] == pytest.approx(n_steps * dt)  # never crossed: the whole horizon
     else:
         assert m["rollout/vpt"] < n_steps * dt / 2
+
+
+# -- the W&B panels -------------------------------------------------------------------------------
+
+
+class _RecordingWandb:
+    """Stands in for Lightning's ``WandbLogger`` (an instance of it, built without a W&B run): records what
+    ``log_image`` receives, reading each PNG while it exists."""
+
+    def __new__(cls):
+        from lightning.pytorch.loggers import WandbLogger
+
+        class Recording(WandbLogger):
+            def __init__(self) -> None:  # no W&B run
+                self.images: dict[str, tuple[bytes, int]] = {}
+
+            def log_image(self, key: str, images: list, step: int | None = None, **kwargs) -> None:
+                (path,) = images
+                self.images[key] = (Path(path).read_bytes(), step)
+
+        return Recording()
+
+
+def _rollout_of_25(n_times: int = 1001):
+    """A rollout of 25 pendulum states and the exact relative energy errors (zero at t = 0)."""
+    from hnnlab.audit import metrics as M
+    from hnnlab.rollout import rollout
+    from hnnlab.systems import Pendulum
+
+    system = Pendulum()
+    x0 = system.sample_initial_states(25, torch.Generator().manual_seed(0), dtype=torch.float64)
+    reference = rollout(system, "leapfrog", x0, 0.025, 4 * (n_times - 1), 4)
+    pred = rollout(Pendulum(g=6.1), "rk4", x0, 0.1, n_times - 1)
+    t = torch.arange(n_times, dtype=torch.float64) * 0.1
+    errors = {"system": M.relative_energy_error(system.energy(pred))}
+    errors["model"] = 3 * errors["system"]
+    return system, t, pred, reference, errors
+
+
+def test_rollout_figures_have_sane_log_axes_and_tell_reference_from_prediction() -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from hnnlab.audit.plots import ENERGY_ERROR_LABEL, MAX_TRAJ_LINES, TIME_LABEL, log_floor
+    from hnnlab.training.callbacks import rollout_figures
+
+    system, t, pred, reference, errors = _rollout_of_25()
+    assert float(errors["system"][:, 0].abs().max()) == 0.0  # the exact zero at t = 0
+    figures = rollout_figures(t, pred, reference, errors, system, torch.float32)
+    try:
+        assert sorted(figures) == ["energy_error", "phase_portrait"]
+        energy = figures["energy_error"]
+        assert len(energy.axes) == 2
+        for ax in energy.axes:
+            lo, hi = ax.get_ylim()
+            assert ax.get_yscale() == "log" and log_floor(torch.float32) <= lo < hi <= 1.0  # errors ~ 1e-2
+            assert len(ax.lines) == 2 and ax.get_legend() is not None  # median and worst, not 25 lines
+            assert min(np.nanmin(line.get_ydata()) for line in ax.lines) >= lo
+            assert ax.get_xlabel() == TIME_LABEL and ax.get_ylabel() == ENERGY_ERROR_LABEL
+        phase = figures["phase_portrait"].axes[0]
+        assert len(phase.lines) == 2 * MAX_TRAJ_LINES and figures["phase_portrait"].legends
+        ref_colors = {line.get_color() for line in phase.lines[0::2]}
+        assert ref_colors.isdisjoint(line.get_color() for line in phase.lines[1::2])
+        assert (phase.get_xlabel(), phase.get_ylabel()) == ("q", "p")
+    finally:
+        plt.close("all")
+
+
+def test_rollout_callback_logs_both_panels_to_wandb_and_nothing_when_disabled(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    system, t, pred, reference, errors = _rollout_of_25(201)
+    callback = RolloutMetricsCallback(n_states=25, n_steps=200)
+    logger = _RecordingWandb()
+    trainer = SimpleNamespace(loggers=[logger], global_step=7)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    callback._plot(trainer, "rollout", t, pred, reference, errors, system, torch.float64)
+    assert sorted(logger.images) == ["rollout/energy_error", "rollout/phase_portrait"]
+    assert all(data[:8] == b"\x89PNG\r\n\x1a\n" and step == 7 for data, step in logger.images.values())
+    logger.images.clear()
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    callback._plot(trainer, "rollout", t, pred, reference, errors, system, torch.float64)
+    assert logger.images == {}
+
+
+@pytest.mark.parametrize("model_name", ["hnn", "node"])
+def test_rollout_callback_reads_the_declared_has_energy(model_name: str, spring: Path) -> None:
+    """The learned energy's error is logged exactly for the models that declare an energy."""
+    from hnnlab.models import NeuralODE
+
+    model = HNN(1) if model_name == "hnn" else NeuralODE(1)
+    assert model.has_energy is (model_name == "hnn")
+    callback = RolloutMetricsCallback(n_states=2, n_steps=10, integrator="rk4", plots=False)
+    trainer = make_trainer(max_epochs=1, limit_val_batches=0, callbacks=[callback])
+    trainer.fit(DynamicsModule(model), HDF5DataModule(str(spring), batch_size=None))
+    logged = sorted(k for k in trainer.callback_metrics if k.startswith("rollout/"))
+    expected = ["rollout/energy_error", "rollout/finite", "rollout/mse", "rollout/vpt"]
+    assert logged == sorted(expected + ["rollout/model_energy_error"] if model.has_energy else expected)

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -397,40 +398,57 @@ class Interrupted(KeyboardInterrupt):
 
 _received: int | None = None  # the signal received under stop_on_signals, until it is left
 _active = False  # inside stop_on_signals
+_profile_before: Any = None  # the profile function replaced by _hook
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _H5PY_DIR = os.path.dirname(h5py.__file__)
-_RETRY_S = 0.02
 
 
 def _unsafe(frame: FrameType | None) -> bool:
-    """True when an exception raised in ``frame`` would be swallowed: a weakref callback or finaliser
-    (h5py releases its identifiers in them, and Python ignores exceptions there) or h5py's own code."""
+    """True when an exception raised in ``frame`` would be swallowed: inside a weakref callback or a
+    finaliser (h5py releases its identifiers in them, and Python ignores exceptions there), inside h5py's
+    own code, or in the signal handler itself (raising as it returns lands in the frame it interrupted)."""
     if frame is None:
         return True
-    code = frame.f_code
-    return (
-        code.co_filename.startswith(_H5PY_DIR)
-        or os.path.basename(code.co_filename) == "weakref.py"
-        or code.co_name == "__del__"
-    )
+    while frame is not None:
+        code = frame.f_code
+        if (
+            code.co_filename.startswith(_H5PY_DIR)
+            or os.path.basename(code.co_filename) == "weakref.py"
+            or code.co_name == "__del__"
+            or code in _OWN_CODE
+        ):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    global _received
+    global _received, _profile_before
     _received = signum
-    if _unsafe(frame):
-        # Raising here would be lost; deliver the signal again in a moment, when Python is back in
-        # ordinary code (a failed delivery only delays the stop: AtomicWrite.commit checks the flag).
-        timer = threading.Timer(_RETRY_S, _redeliver, (signum,))
-        timer.daemon = True
-        timer.start()
-        return
-    raise Interrupted(signum)
+    if not _unsafe(frame):
+        raise Interrupted(signum)
+    # Raising here would be lost. Raise instead from the first Python call or return that happens in ordinary
+    # code (a profile hook on this thread, removed as soon as it fires); should none come, the stop still
+    # happens: AtomicWrite.commit and the end of stop_on_signals check the flag.
+    if sys.getprofile() is not _hook:
+        _profile_before = sys.getprofile()
+        sys.setprofile(_hook)
 
 
-def _redeliver(signum: int) -> None:
-    if _active and _received == signum:
-        signal.pthread_kill(threading.main_thread().ident, signum)
+def _hook(frame: FrameType, event: str, arg: Any) -> None:
+    if _received is not None and not _unsafe(frame):
+        _unhook()
+        raise Interrupted(_received)
+
+
+def _unhook() -> None:
+    global _profile_before
+    if sys.getprofile() is _hook:
+        sys.setprofile(_profile_before)
+    _profile_before = None
+
+
+_OWN_CODE = frozenset({_handler.__code__, _hook.__code__, _unhook.__code__})
 
 
 def raise_if_interrupted() -> None:
@@ -461,6 +479,7 @@ def stop_on_signals() -> Iterator[None]:
         raise_if_interrupted()
     finally:
         _active = False
+        _unhook()  # a hook that never fired
         for s, handler in previous.items():
             signal.signal(s, handler)
         _received = None

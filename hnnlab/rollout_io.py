@@ -34,7 +34,15 @@ import torch
 from torch import Tensor
 
 from hnnlab import __version__
-from hnnlab._hdf5 import AtomicWrite, check_schema, open_read, read_attr, read_json_attr, write_attrs
+from hnnlab._hdf5 import (
+    AtomicWrite,
+    check_schema,
+    open_read,
+    raise_if_interrupted,
+    read_attr,
+    read_json_attr,
+    write_attrs,
+)
 from hnnlab.errors import FileFormatError, HnnlabError, InvalidArgumentError
 from hnnlab.integrators import INTEGRATORS, get_integrator
 from hnnlab.systems.registry import rebuild_system
@@ -247,6 +255,7 @@ class RolloutWriter:
         """
         if self._file is None:
             raise InvalidArgumentError("RolloutWriter.append called outside its 'with' block")
+        raise_if_interrupted()  # a stop signal that h5py swallowed stops the rollout at the next chunk
         states = self._check_chunk("states", states, start)
         batch, length = states.shape[:2]
         rows = slice(start, start + batch)

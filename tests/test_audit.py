@@ -621,3 +621,16 @@ def test_write_plots_writes_complete_pngs_and_no_temporaries(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "energy_error.png", "phase_portrait.png", "prediction_vs_reference.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in paths.values())
+
+
+def test_integer_states_are_refused_for_their_dtype_not_their_shape():
+    from hnnlab.audit import audit_trajectories
+    from hnnlab.errors import InvalidArgumentError
+
+    states = torch.zeros(2, 5, 2, dtype=torch.int64)
+    with pytest.raises(InvalidArgumentError) as info:
+        audit_trajectories(states, torch.arange(5, dtype=torch.float64))
+    assert str(info.value) == (
+        "states must be a floating tensor (float32 or float64), got dtype int64 of shape (2, 5, 2); convert with "
+        "states.double()"
+    )

@@ -154,3 +154,305 @@ def test_cli_data_check_lists_problems(spring_file, tmp_path, capsys):
         f"{bad}: /test/state: non-finite value (NaN or inf) at index (1, 2, 1)",
         f"{bad}: 2 problems; not a valid hnnlab dataset",
     ]
+
+
+# -- bad input, signals, leftovers and progress of rollout / simulate / audit (issue 13) -------------
+
+
+def _first_error_line(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[0]
+
+
+def _dataset_of(tmp_path: Path, name: str, **params) -> Path:
+    from hnnlab.data import simulate, write_dataset
+
+    result = simulate(get_system(name, **params), 2, dt=0.1, n_steps=4, integrator="rk4", splits=(0.0, 0.0, 1.0))
+    return write_dataset(tmp_path / f"{name}.h5", result)
+
+
+def test_rollout_save_every_that_does_not_divide_says_so_once_and_reports_the_steps_run(
+    hnn_checkpoint, spring8, tmp_path, capsys
+):
+    out = tmp_path / "r.h5"
+    code = main(["rollout", "--ckpt", str(hnn_checkpoint), "--data", str(spring8), "--steps", "10",
+                 "--save-every", "3", "--n-init", "2", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.err.strip().splitlines() == [
+        "hnnlab rollout: warning: --steps 10 is not a multiple of --save-every 3: running 9 steps (the last saved "
+        "state); use --steps 9 or 12 to silence this"
+    ]
+    assert "2 trajectories x 9 steps of" in captured.out
+    r = read_rollout(out)
+    assert r.state.shape == (2, 4, 2) and r.reference.shape == (2, 4, 2)  # t = 0, 3, 6, 9 steps
+    assert torch.allclose(r.t, torch.arange(4, dtype=torch.float64) * 3 * r.metadata.dt)
+
+
+def test_a_checkpoint_is_refused_on_data_of_another_system_dof_or_coordinates(hnn_checkpoint, spring8, tmp_path,
+                                                                            capsys):
+    """The checkpoint's HNN (dof 1, canonical) was trained on the spring file: pendulum data (same dof and
+    coordinates), Henon-Heiles (dof 2) and a one-link chain pendulum (Lagrangian coordinates) are refused,
+    by rollout and by audit --ckpt, naming both sides; nothing is written."""
+    pendulum = _dataset_of(tmp_path, "pendulum")
+    cases = {
+        pendulum: f"checkpoint {str(hnn_checkpoint)!r} was trained on system 'mass_spring' (its training data "
+                  f"{str(spring8)!r}), but --data {str(pendulum)!r} is system 'pendulum'",
+        _dataset_of(tmp_path, "henon_heiles"): f"checkpoint {str(hnn_checkpoint)!r} holds a model of dof 1 (HNN), "
+                                               f"but --data {str(tmp_path / 'henon_heiles.h5')!r} is system "
+                                               "'henon_heiles' with dof 2",
+        _dataset_of(tmp_path, "chain_pendulum", n=1): f"checkpoint {str(hnn_checkpoint)!r} holds a model in "
+                                                      "canonical coordinates, but --data "
+                                                      f"{str(tmp_path / 'chain_pendulum.h5')!r} ('chain_pendulum') "
+                                                      "is in lagrangian coordinates",
+    }
+    out = tmp_path / "r.h5"
+    for data, message in cases.items():
+        code = main(["rollout", "--ckpt", str(hnn_checkpoint), "--data", str(data), "--steps", "5", "--out", str(out)])
+        assert code == 2
+        assert _first_error_line(capsys).startswith(f"hnnlab rollout: error: {message}")
+        assert not out.exists()
+    report = tmp_path / "report.json"
+    assert main(["audit", str(pendulum), "--ckpt", str(hnn_checkpoint), "--json", str(report)]) == 2
+    assert _first_error_line(capsys).startswith(
+        f"hnnlab audit: error: {cases[pendulum].replace('--data ', '')}"
+    )
+    assert not report.exists()
+    # the data it was trained on is accepted
+    assert main(["rollout", "--ckpt", str(hnn_checkpoint), "--data", str(spring8), "--steps", "5",
+                 "--out", str(out)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "first_line"),
+    [
+        (["--dt", "0"], "--dt must be a finite number > 0, got 0"),
+        (["--dt", "nan"], "--dt must be a finite number > 0, got nan"),
+        (["--steps", "0"], "--steps must be >= 1, got 0"),
+        (["--save-every", "0"], "--save-every must be >= 1, got 0"),
+        (["--save-every", "6"], "--save-every 6 is more than --steps 5: no state after the first would be saved"),
+        (["--device", "tpu"], "--device 'tpu' is not a torch device; use cpu, cuda or cuda:N"),
+        (["--integrator", "leapfrog"],
+         "integrator 'leapfrog' is symplectic only for a separable H = T(p) + V(q), but HNN declares "
+         "is_separable=False. Use one of the non-separable methods: {nonseparable}, or pass "
+         "--allow-nonseparable to accept a non-symplectic result."),
+        (["--allow-nonseparable"], "--allow-nonseparable needs --integrator NAME (a separable-only method)"),
+        (["--integrator", "rk4", "--allow-nonseparable"],
+         "--allow-nonseparable applies to separable-only methods; 'rk4' accepts any H already"),
+    ],
+)
+def test_rollout_bad_options_are_one_line_in_the_cli_words(args, first_line, hnn_checkpoint, spring8, tmp_path,
+                                                          capsys):
+    out = tmp_path / "r.h5"
+    code = main(["rollout", "--ckpt", str(hnn_checkpoint), "--data", str(spring8), "--steps", "5",
+                 "--out", str(out), *args])
+    from hnnlab.integrators.base import nonseparable_names
+
+    assert code == 2
+    err = capsys.readouterr().err
+    first_line = first_line.replace("{nonseparable}", ", ".join(nonseparable_names()))
+    assert err.strip().splitlines() == [f"hnnlab rollout: error: {first_line}"]
+    assert "metadata." not in err and "allow_nonseparable=True" not in err
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a CUDA GPU")
+@pytest.mark.parametrize("command", ["rollout", "simulate"])
+def test_device_cuda_without_a_gpu_is_a_clear_error(command, hnn_checkpoint, spring8, tmp_path, capsys):
+    out = tmp_path / "o.h5"
+    argv = (["rollout", "--ckpt", str(hnn_checkpoint), "--data", str(spring8), "--steps", "5"] if command == "rollout"
+            else ["simulate", "--system", "pendulum", "--n-steps", "5", "--dt", "0.1"])
+    assert main([*argv, "--device", "cuda", "--out", str(out)]) == 2
+    assert _first_error_line(capsys) == (
+        f"hnnlab {command}: error: --device cuda: no CUDA GPU is available on this machine; use --device cpu"
+    )
+    assert not out.exists()
+
+
+def test_rollout_allow_nonseparable_runs_leapfrog_with_one_warning_line(hnn_checkpoint, spring8, tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    code = main(["rollout", "--ckpt", str(hnn_checkpoint), "--data", str(spring8), "--steps", "5",
+                 "--integrator", "leapfrog", "--allow-nonseparable", "--out", str(out)])
+    assert code == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "hnnlab rollout: warning: leapfrog is not symplectic for HNN, which declares is_separable=False "
+        "(--allow-nonseparable)"
+    ]
+    assert read_rollout(out).metadata.integrator["name"] == "leapfrog"
+
+
+def test_rollout_progress_lines_when_stderr_is_not_a_terminal(hnn_checkpoint, spring8, tmp_path, capsys,
+                                                             monkeypatch):
+    """Not a terminal (pytest captures stderr): plain lines, here one every 0 s (the interval patched), with
+    the steps done out of the total; --no-progress prints none."""
+    import hnnlab.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate._ProgressLines.__init__, "__defaults__", (0.0,))
+    out = tmp_path / "r.h5"
+    argv = ["rollout", "--ckpt", str(hnn_checkpoint), "--data", str(spring8), "--steps", "400", "--n-init", "1"]
+    assert main([*argv, "--out", str(out)]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) >= 5
+    done = [int(line.split(": ")[1].split("/")[0].replace(",", "")) for line in lines]
+    assert all(line.startswith("rollout of 1 trajectories: ") and "/400 steps (" in line for line in lines)
+    assert done == sorted(done) and 0 < done[0] and done[-1] < 400
+    assert main([*argv, "--out", str(tmp_path / "quiet.h5"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "first_line"),
+    [
+        (["--system", "pendulum", "--param", "g=abc"],
+         "--param g=abc: g must be a number or a JSON list of numbers (e.g. g=3.0, radius=[1.3,2.3]), got 'abc'"),
+        (["--system", "no_such_package_xyz.systems:MySystem"],
+         "--system no_such_package_xyz.systems:MySystem: cannot import module 'no_such_package_xyz.systems' "
+         "(ModuleNotFoundError: No module named 'no_such_package_xyz'); the module must be importable here: "
+         "install its package, or put the directory that holds it on PYTHONPATH (PYTHONPATH=DIR hnnlab simulate ...)"),
+    ],
+)
+def test_simulate_bad_input_names_the_option_and_what_is_allowed(args, first_line, tmp_path, capsys):
+    out = tmp_path / "s.h5"
+    assert main(["simulate", *args, "--n-steps", "5", "--dt", "0.1", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"hnnlab simulate: error: {first_line}"]
+    assert not out.exists()
+
+
+def test_list_recipes_shows_real_grids_in_aligned_columns(capsys):
+    from hnnlab.data.recipes import RECIPES
+
+    assert main(["simulate", "--list-recipes"]) == 0
+    lines = capsys.readouterr().out.rstrip("\n").splitlines()
+    header, rows = lines[0], lines[1:]
+    assert header.split() == ["NAME", "SYSTEM", "TRAJECTORIES", "TIME", "GRID", "NOISE", "SOURCE"]
+    assert len(rows) == len(RECIPES.names())
+    for column in ("SYSTEM", "TRAJECTORIES", "TIME GRID", "NOISE", "SOURCE"):
+        start = header.index(column)
+        assert all(row[start - 2 : start] == "  " and row[start] != " " for row in rows), column
+    lnn = next(row for row in rows if row.startswith("lnn-double-pendulum "))
+    assert "100000 + 40 test" in lnn
+    assert "random states, 1 time each; test: t in [0, 100], 1001 times" in lnn
+    spring = next(row for row in rows if row.startswith("greydanus-spring "))
+    assert "t in [0, 3], 30 times" in spring
+    assert all("t=[0, 0]" not in row for row in rows)
+
+
+def test_audit_json_refuses_an_existing_report_without_overwrite(tmp_path, capsys):
+    path = write_rollout(tmp_path / "r.h5", Pendulum(), "leapfrog", pendulum_states(2), 0.1, 20)
+    report = tmp_path / "report.json"
+    report.write_text("previous\n")
+    assert main(["audit", str(path), "--json", str(report), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hnnlab audit: error: --json report {str(report)!r} already exists; pass --overwrite to replace it"
+    ]
+    assert report.read_text() == "previous\n"
+    assert main(["audit", str(path), "--json", str(report), "--quiet", "--overwrite"]) == 0
+    assert json.loads(report.read_text())["n_traj"] == 2
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_audit_of_a_dataset_whose_noisy_states_hold_nan_is_refused(spring_file, capsys):
+    with h5py.File(spring_file, "a") as f:
+        f["test/state"][0, 3, 1] = np.nan
+    assert main(["audit", str(spring_file), "--split", "test"]) == 2
+    first = _first_error_line(capsys)
+    assert first.startswith("hnnlab audit: error: ") and "test/state" in first and "non-finite" in first
+
+
+def test_audit_ckpt_measures_the_one_step_map_in_the_rollout_dtype(hnn_checkpoint, spring8, tmp_path, capsys):
+    """The float32 checkpoint rolled out in float64 with implicit midpoint is symplectic to float64 rounding
+    (the map as run); measured in float32 the same map is off by float32 rounding, ~1e-7."""
+    from hnnlab.audit import structure
+    from hnnlab.integrators import get_integrator
+    from hnnlab.training.checkpoint import load_checkpoint
+
+    out, report = tmp_path / "r.h5", tmp_path / "report.json"
+    assert main(["rollout", "--ckpt", str(hnn_checkpoint), "--data", str(spring8), "--steps", "20", "--n-init", "2",
+                 "--out", str(out)]) == 0
+    assert main(["audit", str(out), "--ckpt", str(hnn_checkpoint), "--json", str(report), "--quiet"]) == 0
+    data = json.loads(report.read_text())
+    assert data["structure"]["field"] == "model" and data["structure"]["integrator"] == "implicit_midpoint"
+    assert data["structure"]["symplecticity_error"] < 1e-12
+    assert "the model was measured in float32 -> float64" in " ".join(data["structure"]["notes"])
+    model32 = load_checkpoint(hnn_checkpoint).model
+    x0 = read_rollout(out).state[:, 0].float()
+    step = structure.one_step_map(model32, get_integrator("implicit_midpoint"), read_rollout(out).metadata.dt)
+    assert float(structure.symplecticity_error(structure.step_jacobian(step, x0)).max()) > 1e-9
+
+
+# -- signals and leftover temporaries ----------------------------------------------------------------
+
+_TILED_SIMULATE = '''
+import dataclasses, importlib, sys
+simulate = importlib.import_module("hnnlab.data.simulate")
+real = simulate.simulate
+def tiled(*args, **kwargs):  # the real simulation, its trajectories repeated: a write of ~100 MB, quickly
+    result = real(*args, **kwargs)
+    tile = lambda x: None if x is None else x.repeat(50, *([1] * (x.ndim - 1)))
+    splits = {name: dataclasses.replace(s, state=tile(s.state), dxdt=tile(s.dxdt), energy=tile(s.energy),
+              clean_state=tile(s.clean_state)) for name, s in result.splits.items()}
+    return dataclasses.replace(result, splits=splits)
+simulate.simulate = tiled
+from hnnlab.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.parametrize(("signum", "status", "name"), [(15, 143, "SIGTERM"), (2, 130, "SIGINT")])
+def test_a_signal_during_the_simulate_write_stops_it_and_keeps_the_previous_file(tmp_path, signum, status, name):
+    """hnnlab simulate in a subprocess, the signal sent as soon as its temporary file appears (the write has
+    begun): it stops with the conventional status, the previous file is intact and no temporary remains."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "tiled.py"
+    script.write_text(_TILED_SIMULATE)
+    target = tmp_path / "out.h5"
+    target.write_bytes(b"the previous file")
+    argv = [sys.executable, str(script), "simulate", "--system", "pendulum", "--integrator", "leapfrog",
+            "--n-traj", "100", "--n-steps", "499", "--dt", "0.01", "--out", str(target), "--overwrite",
+            "--no-progress"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob(".out.h5.*.tmp")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the write never began"
+        time.sleep(0.005)
+    proc.send_signal(signum)
+    sent = time.monotonic()
+    out, err = proc.communicate(timeout=120)
+    stopped_after = time.monotonic() - sent
+    assert proc.returncode == status, (out, err)
+    assert err.strip().splitlines()[-1] == f"hnnlab simulate: stopped by {name}; no output file was completed"
+    assert "wrote" not in out and "Exception ignored" not in err
+    assert target.read_bytes() == b"the previous file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "tiled.py"]
+    assert stopped_after < 60
+
+
+def test_the_next_run_removes_stale_temporaries_of_its_target_and_says_so(tmp_path, capsys):
+    """A temporary of a writer that is gone (SIGKILL) is removed by the next write of the same target, in one
+    line; one of a live process, and the temporaries of another target, are kept."""
+    import os
+    import subprocess
+
+    from hnnlab._hdf5 import _HOST
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "s.h5"
+    stale = tmp_path / f".s.h5.{_HOST}-{dead.pid}.abcd1234.tmp"
+    stale.write_bytes(b"x" * 3000)
+    live = tmp_path / f".s.h5.{_HOST}-{os.getppid()}.efgh5678.tmp"
+    live.write_bytes(b"y")
+    other = tmp_path / f".other.h5.{_HOST}-{dead.pid}.abcd1234.tmp"
+    other.write_bytes(b"z")
+    assert main(["simulate", "--system", "pendulum", "--n-steps", "3", "--dt", "0.1", "--n-traj", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hnnlab simulate: warning: removed 1 stale temporary file (2.9 KiB) of {str(out)!r} left by an interrupted "
+        f"write: {stale.name}; kept 1 that may belong to a running writer: {live.name}"
+    ]
+    assert not stale.exists() and live.exists() and other.exists() and out.exists()

@@ -184,3 +184,102 @@ def test_schema_check_names_the_expected_schema_and_version(tmp_path):
         with open_read(path) as f, pytest.raises(NamedError) as info:
             check_schema(f, where=path.name, **check)
         assert str(info.value) == message
+
+
+# -- stop signals and leftover temporaries -----------------------------------------------------------
+
+
+def test_a_stop_signal_that_arrives_inside_h5py_is_raised_at_the_next_ordinary_call(tmp_path):
+    """SIGTERM delivered while h5py's own code runs (here a visit callback, where the handler would raise
+    into h5py) is not lost: the visit completes, the next ordinary call raises Interrupted (exit 143), and the
+    AtomicWrite around it leaves neither the target nor its temporary."""
+    import signal
+
+    from hnnlab._hdf5 import AtomicWrite, Interrupted, stop_on_signals
+
+    target = tmp_path / "out.h5"
+    visited = []
+
+    def visit(name):
+        signal.raise_signal(signal.SIGTERM)
+        visited.append(name)  # the handler ran just before this line, inside h5py's visit: nothing raised here
+
+    with pytest.raises(Interrupted) as info:
+        with stop_on_signals(), AtomicWrite(target) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.create_group("a")
+                f.visit(visit)
+                assert visited == ["a"]
+                len(visited)  # ordinary code: raises here
+                visited.append("not reached")
+    assert info.value.exit_code == 143 and info.value.signum == signal.SIGTERM
+    assert visited == ["a"]
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+
+
+def test_a_swallowed_stop_signal_still_refuses_the_commit(tmp_path):
+    """If no ordinary call comes before the file is committed, AtomicWrite.commit checks the flag."""
+    import signal
+
+    from hnnlab import _hdf5
+
+    target = tmp_path / "out.h5"
+    with pytest.raises(_hdf5.Interrupted):
+        with _hdf5.stop_on_signals():
+            writer = _hdf5.AtomicWrite(target)
+            tmp = writer.begin()
+            tmp.write_bytes(b"data")
+            _hdf5._received = signal.SIGINT  # what the handler records when it cannot raise
+            writer.commit()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_array_matches_one_write_and_stops_between_slices(tmp_path):
+    import signal
+
+    from hnnlab import _hdf5
+
+    array = np.random.default_rng(0).standard_normal((50, 7, 3))
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        _hdf5.write_array(f, "x", array, chunks=(1, 7, 3), slice_bytes=7 * 3 * 8 * 4)  # 4 rows per slice
+        _hdf5.write_array(f, "empty", np.zeros((0, 2)))
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        assert np.array_equal(f["x"][()], array) and f["x"].chunks == (1, 7, 3) and f["empty"].shape == (0, 2)
+    with pytest.raises(_hdf5.Interrupted), _hdf5.stop_on_signals(), h5py.File(tmp_path / "b.h5", "w") as f:
+        _hdf5._received = signal.SIGTERM
+        _hdf5.write_array(f, "x", array)
+
+
+def test_stale_temporaries_of_a_gone_writer_are_removed_and_others_kept(tmp_path):
+    import os
+    import subprocess
+    import time
+
+    from hnnlab import _hdf5
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    target = tmp_path / "x.h5"
+    names = {
+        "gone": f".x.h5.{_hdf5._HOST}-{dead.pid}.abcdefgh.tmp",
+        "live": f".x.h5.{_hdf5._HOST}-{os.getppid()}.abcdefgh.tmp",
+        "other_host": f".x.h5.otherhost-{dead.pid}.abcdefgh.tmp",
+        "legacy_old": ".x.h5.k2j4h5g6.tmp",
+        "legacy_new": ".x.h5.a1b2c3d4.tmp",
+        "other_target": f".y.h5.{_hdf5._HOST}-{dead.pid}.abcdefgh.tmp",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"12")
+    hour_ago = time.time() - 2 * 3600
+    os.utime(tmp_path / names["legacy_old"], (hour_ago, hour_ago))
+    with pytest.warns(_hdf5.StaleTemporaryWarning, match=r"removed 2 stale temporary files \(4 B\)"):
+        removed = _hdf5.remove_stale_temporaries(target)
+    assert sorted(p.name for p in removed) == sorted([names["gone"], names["legacy_old"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        names[k] for k in ("live", "other_host", "legacy_new", "other_target"))
+    # the writer's own temporary records its process, so that a later run can tell
+    with _hdf5.AtomicWrite(target) as tmp:
+        assert tmp.name.startswith(f".x.h5.{_hdf5._HOST}-{os.getpid()}.") and tmp.name.endswith(".tmp")
+        tmp.write_bytes(b"done")
+    assert target.read_bytes() == b"done"

@@ -83,3 +83,25 @@ def test_bad_files_give_clear_errors_naming_file_and_field(tmp_path, kind):
     with pytest.raises(RolloutFileError) as info:
         read_rollout(path)
     assert str(path) in str(info.value) and BAD_FILES[kind] in str(info.value)
+
+
+def test_a_stop_signal_stops_the_writer_at_the_next_chunk_and_leaves_nothing(tmp_path):
+    """Under hnnlab._hdf5.stop_on_signals, a SIGTERM that h5py swallowed (the flag set, nothing raised) stops
+    the rollout at the next append; the previous file at the target is intact and no temporary remains."""
+    import signal
+
+    from hnnlab import _hdf5
+    from hnnlab.rollout_io import RolloutMetadata
+
+    target = tmp_path / "r.h5"
+    target.write_bytes(b"previous")
+    meta = RolloutMetadata(integrator={"name": "leapfrog"}, dt=0.1)
+    chunk = torch.zeros(2, 3, 2, dtype=torch.float64)
+    with pytest.raises(_hdf5.Interrupted) as info:
+        with _hdf5.stop_on_signals(), RolloutWriter(target, 2, 1, torch.float64, meta, overwrite=True) as writer:
+            writer.append(chunk)
+            _hdf5._received = signal.SIGTERM
+            writer.append(chunk)
+    assert info.value.exit_code == 143
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.h5"]

@@ -59,10 +59,7 @@ def input_gradient(
         keep = grad_enabled_outside and create_graph is not False
         return grad if keep else grad.detach()
     with torch.enable_grad():
-        x_in = x if x.requires_grad else x.detach().requires_grad_(True)
-        value = fn(x_in)
-        if create_graph is None:
-            create_graph = grad_enabled_outside and (x.requires_grad or _has_parameters_graph(value, x_in))
+        x_in, value, create_graph = _traced(fn, x, create_graph, grad_enabled_outside)
         (grad,) = torch.autograd.grad(value.sum(), x_in, create_graph=create_graph)
     return grad if create_graph else grad.detach()
 
@@ -72,6 +69,20 @@ def hamiltonian_vector_field(
 ) -> Tensor:
     """``dx/dt = (dH/dp, -dH/dq)`` by automatic differentiation of ``hamiltonian``."""
     return symplectic_gradient(input_gradient(hamiltonian, x, create_graph=create_graph, backend=backend))
+
+
+def _traced(
+    fn: ScalarFn, x: Tensor, create_graph: bool | None, grad_enabled_outside: bool
+) -> tuple[Tensor, Tensor, bool]:
+    """``fn`` evaluated (under ``torch.enable_grad``, by the caller) on ``x`` as a leaf that requires grad (``x``
+    itself when it already does): the input, the value, and whether the derivatives keep their graph: as asked,
+    or, for ``create_graph=None``, when gradients are enabled outside and ``x`` or the parameters of ``fn``
+    need it."""
+    x_in = x if x.requires_grad else x.detach().requires_grad_(True)
+    value = fn(x_in)
+    if create_graph is None:
+        create_graph = grad_enabled_outside and (x.requires_grad or _has_parameters_graph(value, x_in))
+    return x_in, value, create_graph
 
 
 def _has_parameters_graph(value: Tensor, x_in: Tensor) -> bool:
@@ -126,10 +137,7 @@ def euler_lagrange_accelerations(
             dL, hess = dL.detach(), hess.detach()
     else:
         with torch.enable_grad():
-            x_in = x if x.requires_grad else x.detach().requires_grad_(True)
-            L = lagrangian(x_in)
-            if create_graph is None:
-                create_graph = grad_enabled_outside and (x.requires_grad or _has_parameters_graph(L, x_in))
+            x_in, L, create_graph = _traced(lagrangian, x, create_graph, grad_enabled_outside)
             (dL,) = torch.autograd.grad(L.sum(), x_in, create_graph=True)
             # Row i of the Hessian of L with respect to x, restricted to the rows of q_dot.
             rows = [
@@ -211,10 +219,7 @@ def lagrangian_energy(lagrangian: ScalarFn, x: Tensor, *, create_graph: bool | N
     grad_enabled_outside = torch.is_grad_enabled()
     dof = x.shape[-1] // 2
     with torch.enable_grad():
-        x_in = x if x.requires_grad else x.detach().requires_grad_(True)
-        L = lagrangian(x_in)
-        if create_graph is None:
-            create_graph = grad_enabled_outside and (x.requires_grad or _has_parameters_graph(L, x_in))
+        x_in, L, create_graph = _traced(lagrangian, x, create_graph, grad_enabled_outside)
         (dL,) = torch.autograd.grad(L.sum(), x_in, create_graph=create_graph)
         E = (x_in[..., dof:] * dL[..., dof:]).sum(-1) - L
     return E if create_graph else E.detach()

@@ -140,6 +140,16 @@ class AbstractIntegrator(abc.ABC):
         return f"{type(self).__name__}({opts})"
 
 
+class AbstractExplicitRK(AbstractIntegrator):
+    """The explicit Runge-Kutta family (Euler, RK4, the adaptive Dormand-Prince pairs): explicit, neither
+    symplectic nor symmetric, and valid for any vector field (no separability needed)."""
+
+    symplectic: ClassVar[bool] = False
+    explicit: ClassVar[bool] = True
+    symmetric: ClassVar[bool] = False
+    requires_separable: ClassVar[bool] = False
+
+
 def check_dt(dt: Any) -> None:
     """Raise a clear error unless ``dt`` is a finite number > 0."""
     if isinstance(dt, Tensor):

@@ -9,13 +9,13 @@ import torch
 from torch import Tensor
 
 from hnnlab.errors import ConvergenceError, InvalidArgumentError
-from hnnlab.integrators.base import AbstractIntegrator, SolverState, VectorField
+from hnnlab.integrators.base import AbstractExplicitRK, SolverState, VectorField
 from hnnlab.integrators.registry import register_integrator
 
 TOL_FLOOR_EPS = 64  # rtol and atol are floored at this many machine epsilons of the state dtype
 
 
-class AbstractAdaptiveRK(AbstractIntegrator):
+class AbstractAdaptiveRK(AbstractExplicitRK):
     """An embedded explicit Runge-Kutta pair with a step-size controller that keeps one step size per trajectory.
 
     A step of size ``dt`` (one step of the loop, e.g. from one saved time to the next) is made of as many internal
@@ -48,10 +48,6 @@ class AbstractAdaptiveRK(AbstractIntegrator):
     """
 
     tableau_name: ClassVar[str]
-    symplectic: ClassVar[bool] = False
-    explicit: ClassVar[bool] = True
-    symmetric: ClassVar[bool] = False
-    requires_separable: ClassVar[bool] = False
     adaptive: ClassVar[bool] = True
     safety: ClassVar[float] = 0.9
     ifactor: ClassVar[float] = 10.0

@@ -7,12 +7,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hnnlab.integrators.base import AbstractIntegrator, VectorField
+from hnnlab.integrators.base import AbstractExplicitRK, VectorField
 from hnnlab.integrators.registry import register_integrator
 
 
 @register_integrator("euler")
-class Euler(AbstractIntegrator):
+class Euler(AbstractExplicitRK):
     """Forward Euler: ``x' = x + dt f(t, x)``.
 
     Order 1, explicit, not symplectic: on a conservative system its energy grows step after step
@@ -21,10 +21,6 @@ class Euler(AbstractIntegrator):
 
     name: ClassVar[str] = "euler"
     order: ClassVar[int] = 1
-    symplectic: ClassVar[bool] = False
-    explicit: ClassVar[bool] = True
-    symmetric: ClassVar[bool] = False
-    requires_separable: ClassVar[bool] = False
 
     def _step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
         return torch.add(x, f(t, x), alpha=dt)

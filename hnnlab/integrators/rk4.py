@@ -7,12 +7,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hnnlab.integrators.base import AbstractIntegrator, VectorField
+from hnnlab.integrators.base import AbstractExplicitRK, VectorField
 from hnnlab.integrators.registry import register_integrator
 
 
 @register_integrator("rk4")
-class RK4(AbstractIntegrator):
+class RK4(AbstractExplicitRK):
     """Classical RK4: ``k1 = f(t, x)``, ``k2 = f(t + dt/2, x + dt/2 k1)``, ``k3 = f(t + dt/2, x + dt/2 k2)``,
     ``k4 = f(t + dt, x + dt k3)``, ``x' = x + dt (k1 + 2 k2 + 2 k3 + k4) / 6``.
 
@@ -21,10 +21,6 @@ class RK4(AbstractIntegrator):
 
     name: ClassVar[str] = "rk4"
     order: ClassVar[int] = 4
-    symplectic: ClassVar[bool] = False
-    explicit: ClassVar[bool] = True
-    symmetric: ClassVar[bool] = False
-    requires_separable: ClassVar[bool] = False
 
     def _step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
         half = 0.5 * dt

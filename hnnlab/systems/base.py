@@ -54,11 +54,14 @@ STATE_METHODS: tuple[str, ...] = ("vector_field", "energy", "dq_dt", "dp_dt")
 
 
 def _check_states_of(cls: type) -> None:
-    """Wrap each :data:`STATE_METHODS` method that ``cls`` itself defines so that it checks its state first."""
+    """Wrap each :data:`STATE_METHODS` method of ``cls`` (its own, or a mixin's that no system class wrapped yet) so
+    that it checks its state first."""
     for name in STATE_METHODS:
-        method = cls.__dict__.get(name)
+        method = getattr(cls, name, None)
         if callable(method) and not getattr(method, "__isabstractmethod__", False):
-            setattr(cls, name, _checking_state(method, takes_time=name != "energy"))
+            wrapped = _checking_state(method, takes_time=name != "energy")
+            if wrapped is not method:
+                setattr(cls, name, wrapped)
 
 
 def _checking_state(method: Callable[..., Any], *, takes_time: bool) -> Callable[..., Any]:

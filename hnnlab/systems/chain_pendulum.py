@@ -10,6 +10,7 @@ from torch import Tensor
 
 from hnnlab.dynamics import split_state
 from hnnlab.errors import InvalidArgumentError
+from hnnlab.systems._mechanical import HamiltonianForm, LagrangianForm
 from hnnlab.systems._params import float_tuple, require_count
 from hnnlab.systems.base import (
     AbstractHamiltonianSystem,
@@ -128,7 +129,7 @@ class _ChainPendulumParameters:
 
 @register_system("chain_pendulum")
 @dataclass
-class ChainPendulum(_ChainPendulumParameters, AbstractLagrangianSystem):
+class ChainPendulum(_ChainPendulumParameters, LagrangianForm, AbstractLagrangianSystem):
     """Chain of ``n`` point-mass pendulum links, Lagrangian form, state ``(theta_1..n, omega_1..n)``.
 
     Angles are measured from the downward vertical. With ``mu_k = sum_{j >= k} m_j``:
@@ -147,29 +148,11 @@ class ChainPendulum(_ChainPendulumParameters, AbstractLagrangianSystem):
 
     name: ClassVar[str] = "chain_pendulum"
 
-    def lagrangian(self, x: Tensor) -> Tensor:
-        q, omega = split_state(x)
-        return 0.5 * (omega * self.velocities_to_momenta(q, omega)).sum(-1) - self.potential(q)
-
-    def energy(self, x: Tensor) -> Tensor:
-        q, omega = split_state(x)
-        return 0.5 * (omega * self.velocities_to_momenta(q, omega)).sum(-1) + self.potential(q)
-
     def accelerations(self, x: Tensor) -> Tensor:
         q, omega = split_state(x)
         S, gravity = self._sine_coupling_and_torques(q)
         rhs = -(S @ (omega**2).unsqueeze(-1)).squeeze(-1) - gravity
         return torch.linalg.solve(self.mass_matrix(q), rhs.unsqueeze(-1)).squeeze(-1)
-
-    def to_canonical(self, x: Tensor) -> Tensor:
-        """Legendre transform ``(theta, omega) -> (theta, p = M(theta) omega)``, shape of ``x``."""
-        q, omega = split_state(x)
-        return torch.cat([q, self.velocities_to_momenta(q, omega)], dim=-1)
-
-    def from_canonical(self, x: Tensor) -> Tensor:
-        """Inverse Legendre transform ``(theta, p) -> (theta, omega = M(theta)^-1 p)``, shape of ``x``."""
-        q, p = split_state(x)
-        return torch.cat([q, self.momenta_to_velocities(q, p)], dim=-1)
 
     def hamiltonian_form(self) -> ChainPendulumHamiltonian:
         """The same chain in canonical coordinates."""
@@ -178,14 +161,10 @@ class ChainPendulum(_ChainPendulumParameters, AbstractLagrangianSystem):
     def state_names(self) -> list[str]:
         return self._names("omega")
 
-    def sample_initial_states(self, n, generator, *, dtype=torch.float64, device=None):
-        check_sample_args(n, generator)
-        return self._sample_lagrangian(n, generator).to(dtype=dtype, device=device)
-
 
 @register_system("chain_pendulum_hamiltonian")
 @dataclass
-class ChainPendulumHamiltonian(_ChainPendulumParameters, AbstractHamiltonianSystem):
+class ChainPendulumHamiltonian(_ChainPendulumParameters, HamiltonianForm, AbstractHamiltonianSystem):
     """Chain of ``n`` point-mass pendulum links, canonical form, state ``(theta_1..n, p_1..n)``.
 
     Angles are measured from the downward vertical; ``p = M(theta) omega`` with
@@ -213,23 +192,9 @@ class ChainPendulumHamiltonian(_ChainPendulumParameters, AbstractHamiltonianSyst
         dp = -omega * (S @ omega.unsqueeze(-1)).squeeze(-1) - gravity
         return torch.cat([omega, dp], dim=-1)
 
-    def to_lagrangian(self, x: Tensor) -> Tensor:
-        """Inverse Legendre transform ``(theta, p) -> (theta, omega = M(theta)^-1 p)``, shape of ``x``."""
-        q, p = split_state(x)
-        return torch.cat([q, self.momenta_to_velocities(q, p)], dim=-1)
-
-    def from_lagrangian(self, x: Tensor) -> Tensor:
-        """Legendre transform ``(theta, omega) -> (theta, p = M(theta) omega)``, shape of ``x``."""
-        q, omega = split_state(x)
-        return torch.cat([q, self.velocities_to_momenta(q, omega)], dim=-1)
-
     def lagrangian_form(self) -> ChainPendulum:
         """The same chain in Lagrangian coordinates."""
         return ChainPendulum(**self.params())
 
     def state_names(self) -> list[str]:
         return self._names("p")
-
-    def sample_initial_states(self, n, generator, *, dtype=torch.float64, device=None):
-        check_sample_args(n, generator)
-        return self.from_lagrangian(self._sample_lagrangian(n, generator)).to(dtype=dtype, device=device)

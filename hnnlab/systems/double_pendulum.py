@@ -10,11 +10,11 @@ import torch
 from torch import Tensor
 
 from hnnlab.dynamics import split_state
+from hnnlab.systems._mechanical import HamiltonianForm, LagrangianForm
 from hnnlab.systems._params import interval
 from hnnlab.systems.base import (
     AbstractHamiltonianSystem,
     AbstractLagrangianSystem,
-    check_sample_args,
     require_positive,
     uniform,
 )
@@ -88,7 +88,7 @@ class _DoublePendulumParameters:
 
 @register_system("double_pendulum")
 @dataclass
-class DoublePendulum(_DoublePendulumParameters, AbstractLagrangianSystem):
+class DoublePendulum(_DoublePendulumParameters, LagrangianForm, AbstractLagrangianSystem):
     """Double pendulum, Lagrangian form, state ``(theta1, theta2, omega1, omega2)``.
 
     Angles from the downward vertical, ``delta = theta1 - theta2``:
@@ -109,15 +109,6 @@ class DoublePendulum(_DoublePendulumParameters, AbstractLagrangianSystem):
 
     name: ClassVar[str] = "double_pendulum"
 
-    def lagrangian(self, x: Tensor) -> Tensor:
-        q, omega = split_state(x)
-        kinetic = 0.5 * (omega * self.velocities_to_momenta(q, omega)).sum(-1)
-        return kinetic - self.potential(q)
-
-    def energy(self, x: Tensor) -> Tensor:
-        q, omega = split_state(x)
-        return 0.5 * (omega * self.velocities_to_momenta(q, omega)).sum(-1) + self.potential(q)
-
     def accelerations(self, x: Tensor) -> Tensor:
         t1, t2, w1, w2 = x.unbind(-1)
         delta = t1 - t2
@@ -129,16 +120,6 @@ class DoublePendulum(_DoublePendulumParameters, AbstractLagrangianSystem):
         det = 1 - a1 * a2
         return torch.stack([(f1 - a1 * f2) / det, (f2 - a2 * f1) / det], dim=-1)
 
-    def to_canonical(self, x: Tensor) -> Tensor:
-        """Legendre transform ``(theta, omega) -> (theta, p = M(theta) omega)``, shape of ``x``."""
-        q, omega = split_state(x)
-        return torch.cat([q, self.velocities_to_momenta(q, omega)], dim=-1)
-
-    def from_canonical(self, x: Tensor) -> Tensor:
-        """Inverse Legendre transform ``(theta, p) -> (theta, omega = M(theta)^-1 p)``, shape of ``x``."""
-        q, p = split_state(x)
-        return torch.cat([q, self.momenta_to_velocities(q, p)], dim=-1)
-
     def hamiltonian_form(self) -> DoublePendulumHamiltonian:
         """The same pendulum in canonical coordinates."""
         return DoublePendulumHamiltonian(**self.params())
@@ -146,14 +127,10 @@ class DoublePendulum(_DoublePendulumParameters, AbstractLagrangianSystem):
     def state_names(self) -> list[str]:
         return ["theta1", "theta2", "omega1", "omega2"]
 
-    def sample_initial_states(self, n, generator, *, dtype=torch.float64, device=None):
-        check_sample_args(n, generator)
-        return self._sample_lagrangian(n, generator).to(dtype=dtype, device=device)
-
 
 @register_system("double_pendulum_hamiltonian")
 @dataclass
-class DoublePendulumHamiltonian(_DoublePendulumParameters, AbstractHamiltonianSystem):
+class DoublePendulumHamiltonian(_DoublePendulumParameters, HamiltonianForm, AbstractHamiltonianSystem):
     """Double pendulum, canonical form, state ``(theta1, theta2, p1, p2)`` with ``p = M(theta) omega``.
 
     Angles from the downward vertical, ``delta = theta1 - theta2``, ``D = m1 + m2 sin^2(delta)``:
@@ -204,23 +181,9 @@ class DoublePendulumHamiltonian(_DoublePendulumParameters, AbstractHamiltonianSy
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         return torch.cat([self.dq_dt(t, x), self.dp_dt(t, x)], dim=-1)
 
-    def to_lagrangian(self, x: Tensor) -> Tensor:
-        """Inverse Legendre transform ``(theta, p) -> (theta, omega = M(theta)^-1 p)``, shape of ``x``."""
-        q, p = split_state(x)
-        return torch.cat([q, self.momenta_to_velocities(q, p)], dim=-1)
-
-    def from_lagrangian(self, x: Tensor) -> Tensor:
-        """Legendre transform ``(theta, omega) -> (theta, p = M(theta) omega)``, shape of ``x``."""
-        q, omega = split_state(x)
-        return torch.cat([q, self.velocities_to_momenta(q, omega)], dim=-1)
-
     def lagrangian_form(self) -> DoublePendulum:
         """The same pendulum in Lagrangian coordinates."""
         return DoublePendulum(**self.params())
 
     def state_names(self) -> list[str]:
         return ["theta1", "theta2", "p1", "p2"]
-
-    def sample_initial_states(self, n, generator, *, dtype=torch.float64, device=None):
-        check_sample_args(n, generator)
-        return self.from_lagrangian(self._sample_lagrangian(n, generator)).to(dtype=dtype, device=device)

@@ -28,11 +28,17 @@ SYMPLECTIC = [n for n in ALL if CLASSES[n].symplectic]
 SYMPLECTIC_ANY_H = [n for n in SYMPLECTIC if not CLASSES[n].requires_separable]
 SEPARABLE_ONLY = [n for n in ALL if CLASSES[n].requires_separable]
 NON_SYMPLECTIC_FIXED = [n for n in FIXED if not CLASSES[n].symplectic]
+# The convergence-order tests below use one grid of step counts, which reaches round-off for orders above 4;
+# the methods of orders 6 and 8 have their own grid in tests/test_integrators_high_order.py.
+LOW_ORDER_FIXED = [n for n in FIXED if CLASSES[n].order <= 4]
 SYMMETRIC = [n for n in ALL if CLASSES[n].symmetric]
 EXPLICIT_SYMPLECTIC = [n for n in SYMPLECTIC if CLASSES[n].explicit]
 # Methods that conserve angular momentum exactly: explicit splittings (each kick is along q, each drift
 # along p, for a central force) and implicit midpoint (it conserves every quadratic invariant).
-ANGULAR_MOMENTUM_EXACT = EXPLICIT_SYMPLECTIC + ["implicit_midpoint", "gauss_legendre4"]
+# (Orders 6 and 8 are so accurate at this test's step that the energy check below cannot tell; they have
+# their own angular-momentum test at a larger step in tests/test_integrators_high_order.py.)
+ANGULAR_MOMENTUM_EXACT = [n for n in EXPLICIT_SYMPLECTIC if CLASSES[n].order <= 4] + ["implicit_midpoint",
+                                                                                     "gauss_legendre4"]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -116,7 +122,7 @@ X0_PENDULUM = torch.tensor([[1.0, 0.5], [-0.4, 1.8]], dtype=torch.float64)
 STEP_COUNTS = [16, 32, 64, 128]
 
 
-@pytest.mark.parametrize("name", FIXED)
+@pytest.mark.parametrize("name", LOW_ORDER_FIXED)
 def test_order_against_exact_harmonic_oscillator(name: str) -> None:
     system, T = MassSpring(), 1.0
     exact = system.exact_solution(X0_SPRING, torch.tensor([T], dtype=torch.float64))[:, -1]
@@ -130,7 +136,7 @@ def pendulum_reference() -> Tensor:
     return rollout(Pendulum(), dopri8, X0_PENDULUM, 1.0, 1)[:, -1]  # one adaptive step
 
 
-@pytest.mark.parametrize("name", FIXED)
+@pytest.mark.parametrize("name", LOW_ORDER_FIXED)
 def test_order_against_dopri8_reference_on_pendulum(name: str, pendulum_reference: Tensor) -> None:
     errors = [
         float((final_state(name, Pendulum(), X0_PENDULUM, 1.0, n) - pendulum_reference).abs().max())
@@ -273,7 +279,7 @@ def test_separable_only_method_refuses_nonseparable_system(name: str) -> None:
 
 
 def test_nonseparable_methods_are_implicit_midpoint_and_gauss_legendre() -> None:
-    assert SYMPLECTIC_ANY_H == ["gauss_legendre4", "implicit_midpoint"]
+    assert SYMPLECTIC_ANY_H == ["gauss_legendre4", "gauss_legendre6", "implicit_midpoint"]
 
 
 @pytest.mark.parametrize("name", SYMPLECTIC_ANY_H + ["rk4", "euler"])

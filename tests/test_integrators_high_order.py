@@ -105,3 +105,18 @@ def test_explicit_compositions_refuse_a_non_separable_field(name):
     x0 = system.sample_initial_states(1, torch.Generator().manual_seed(0))
     with pytest.raises(IncompatibleIntegratorError, match=f"integrator '{name}' is symplectic only for a separable"):
         rollout(system, name, x0, 0.1, 1)
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_kepler_angular_momentum_conserved_to_round_off(name):
+    # Explicit splittings kick along q and drift along p (a central force keeps q x p); Gauss-Legendre conserves
+    # every quadratic invariant. At dt = 0.1 the energy error is measurable, so the check is a real one.
+    from tests.test_integrators import Kepler
+
+    x0 = torch.tensor([[1.0, 0.0, 0.0, 1.1], [0.8, 0.3, -0.4, 0.9]], dtype=torch.float64)
+    with torch.no_grad():
+        states = rollout(Kepler(), name, x0, 0.1, 200, save_every=10)  # about three orbits
+    ang = Kepler().angular_momentum(states)
+    assert float(((ang - ang[:, :1]) / ang[:, :1]).abs().max()) < 1e-12
+    energy = Kepler().energy(states)
+    assert float(((energy - energy[:, :1]) / energy[:, :1]).abs().max()) > 1e-11

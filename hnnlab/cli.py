@@ -117,6 +117,25 @@ def parse_device(flag: str, value: str):  # noqa: ANN201 - a torch.device
     return device
 
 
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+
+
+def check_accelerator(flag: str, value: str) -> str:
+    """``value`` when it is a Lightning accelerator that exists here, else an
+    :class:`~hnnlab.errors.InvalidArgumentError` naming ``flag`` (``--accelerator gpu`` without a GPU)."""
+    import torch
+
+    from hnnlab.errors import InvalidArgumentError
+
+    if value not in ACCELERATORS:
+        raise InvalidArgumentError(f"{flag} {value!r} is not an accelerator; use one of: {', '.join(ACCELERATORS)}")
+    if value in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"{flag} {value}: no CUDA GPU is available on this machine; use {flag} cpu")
+    if value == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InvalidArgumentError(f"{flag} mps: MPS is not available on this machine; use {flag} cpu")
+    return value
+
+
 @contextlib.contextmanager
 def _one_line_warnings(prefix: str) -> Iterator[None]:
     """Show hnnlab's own warnings as ``PREFIX: warning: MESSAGE`` (no source line); others as usual."""

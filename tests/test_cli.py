@@ -308,6 +308,11 @@ def test_rollout_progress_lines_when_stderr_is_not_a_terminal(hnn_checkpoint, sp
          "--system no_such_package_xyz.systems:MySystem: cannot import module 'no_such_package_xyz.systems' "
          "(ModuleNotFoundError: No module named 'no_such_package_xyz'); the module must be importable here: "
          "install its package, or put the directory that holds it on PYTHONPATH (PYTHONPATH=DIR hnnlab simulate ...)"),
+        (["--system", "pendulum", "--substeps", "0"], "--substeps must be an integer >= 1, got 0"),
+        (["--system", "pendulum", "--n-traj", "0"], "--n-traj must be an integer >= 1, got 0"),
+        (["--system", "pendulum", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--system", "pendulum", "--noise-std", "-1"], "--noise-std must be a finite number >= 0, got -1"),
+        (["--system", "pendulum", "--rtol", "0"], "--rtol must be a finite number > 0, got 0"),
     ],
 )
 def test_simulate_bad_input_names_the_option_and_what_is_allowed(args, first_line, tmp_path, capsys):
@@ -456,3 +461,40 @@ def test_the_next_run_removes_stale_temporaries_of_its_target_and_says_so(tmp_pa
         f"write: {stale.name}; kept 1 that may belong to a running writer: {live.name}"
     ]
     assert not stale.exists() and live.exists() and other.exists() and out.exists()
+
+
+def test_rollout_refuses_an_existing_output_before_loading_anything(tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    out.write_bytes(b"previous")
+    missing = tmp_path / "missing.ckpt"  # never opened: the target is checked first
+    assert main(["rollout", "--ckpt", str(missing), "--data", str(missing), "--steps", "5", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hnnlab rollout: error: rollout file {str(out)!r} already exists; pass --overwrite to replace it"
+    ]
+    assert out.read_bytes() == b"previous"
+
+
+def test_data_check_of_a_missing_file_is_a_bad_argument(tmp_path, capsys):
+    missing = tmp_path / "missing.h5"
+    assert main(["data", "check", str(missing)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hnnlab data: error: {str(missing)!r} does not exist; give a dataset file (.h5)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "first_line"),
+    [
+        (["--seeds", "0", "-1"], "--seeds must be integers >= 0, got -1"),
+        (["--accelerator", "banana"], "--accelerator 'banana' is not an accelerator; use one of: cpu, gpu, cuda, mps, auto"),
+        pytest.param(["--accelerator", "gpu"],
+                     "--accelerator gpu: no CUDA GPU is available on this machine; use --accelerator cpu",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a CUDA GPU")),
+    ],
+)
+def test_reproduce_bad_arguments_are_refused_before_any_work(args, first_line, tmp_path, capsys):
+    work, results = tmp_path / "work", tmp_path / "results"
+    code = main(["reproduce", "greydanus", "--tasks", "spring", "--out", str(work), "--results", str(results), *args])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"hnnlab reproduce: error: {first_line}"]
+    assert not work.exists() and not results.exists()

@@ -2,7 +2,7 @@
 
 check: schema version, required attributes and fields, shapes, dtypes, finite values, and that the
 stored energy and derivatives match the system's at the clean states. Exit 0 when valid; otherwise
-one line per problem and exit 1.
+one line per problem and exit 1 (2 when FILE is missing or a directory).
 """
 
 from __future__ import annotations
@@ -20,9 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from hnnlab.data.io import read_metadata
     from hnnlab.data.schema import validate
+    from hnnlab.errors import InvalidArgumentError
 
+    if not Path(args.file).is_file():  # nothing to check: a wrong argument (exit 2), not an invalid dataset (1)
+        what = "is a directory" if Path(args.file).is_dir() else "does not exist"
+        raise InvalidArgumentError(f"{args.file!r} {what}; give a dataset file (.h5)")
     problems = validate(args.file, energy_rtol=args.energy_rtol, check_values=not args.structure_only)
     if problems:
         for problem in problems:

@@ -57,6 +57,12 @@ def main(args: argparse.Namespace) -> int:
     module = load(args.name)
     if args.threads is not None and args.threads < 1:
         raise InvalidArgumentError(f"--threads must be >= 1, got {args.threads}")
+    bad_seeds = [s for s in args.seeds if s < 0]
+    if bad_seeds:
+        raise InvalidArgumentError(f"--seeds must be integers >= 0, got {' '.join(map(str, bad_seeds))}")
+    from hnnlab.cli import check_accelerator
+
+    check_accelerator("--accelerator", args.accelerator)  # before any data is made
     cfg = ReproduceConfig(
         out=args.out or Path("runs/reproduce") / args.name,
         results=args.results,

@@ -60,6 +60,10 @@ def main(args: argparse.Namespace) -> int:
     if args.dt is not None and (not math.isfinite(args.dt) or args.dt <= 0):
         raise InvalidArgumentError(f"--dt must be a finite number > 0, got {args.dt:g}")
     device = parse_device("--device", args.device)
+    from hnnlab._hdf5 import check_target
+
+    check_target(args.out, overwrite=args.overwrite, what="rollout file", error=InvalidArgumentError,
+                 overwrite_flag="--overwrite")  # before the checkpoint and data are loaded
     steps = args.steps - args.steps % args.save_every
     if steps != args.steps:
         print(f"hnnlab rollout: warning: --steps {args.steps} is not a multiple of --save-every {args.save_every}: "

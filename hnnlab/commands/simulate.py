@@ -63,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
     if args.recipe is None and args.system is None:
         raise InvalidArgumentError("give --recipe NAME or --system NAME (see --list-recipes)")
     check_target(args.out, overwrite=args.overwrite)  # fail before simulating, not after
+    _check_numbers(args)
     from hnnlab.cli import parse_device
 
     parse_device("--device", args.device)
@@ -181,6 +182,18 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
             ) from None
         params[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
     return params
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The numeric options, in the CLI's words (the library's errors name its keyword arguments)."""
+    for flag, value in (("--n-traj", args.n_traj), ("--substeps", args.substeps), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise InvalidArgumentError(f"{flag} must be an integer >= 1, got {value}")
+    if args.noise_std is not None and (not math.isfinite(args.noise_std) or args.noise_std < 0):
+        raise InvalidArgumentError(f"--noise-std must be a finite number >= 0, got {args.noise_std:g}")
+    for flag, value in (("--rtol", args.rtol), ("--atol", args.atol)):
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise InvalidArgumentError(f"{flag} must be a finite number > 0, got {value:g}")
 
 
 def _check_importable(system: str) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import platform
 import statistics
 import time
@@ -35,6 +34,11 @@ from torch import Tensor, nn
 
 from hnnlab.models import HNN, LNN, MLP
 from hnnlab.systems import DoublePendulum, MassSpring
+
+try:  # imported from the repository root (tests, run_all.py imported as benchmarks.run_all)
+    from benchmarks._common import write_results
+except ImportError:  # run as a script, or loaded by run_all.py run as one: benchmarks/ is on sys.path
+    from _common import write_results
 
 HNN_TARGET, LNN_TARGET = 2.5, 40.0
 
@@ -117,16 +121,29 @@ def bench_hnn(device: torch.device, rounds: int, compile_: bool, batch: int = 10
         compile_s[name] = warm_up(step)
     seconds = time_interleaved(candidates, dict.fromkeys(candidates, 20), rounds, device)
     base = seconds["plain MLP"]
+    return result_rows(
+        f"HNN step (batch {batch}, 2-200-200-1 tanh, Adam)", seconds, {n: s / base for n, s in seconds.items()},
+        "time / plain MLP step", compile_s, ("hnnlab HNN (autograd)", f"<= {HNN_TARGET:g}x"),
+        ("hnnlab HNN (func)", f"autograd vs func max |diff| {agreement:.1e}"),
+    )
+
+
+def result_rows(
+    benchmark: str, seconds: dict[str, float], ratios: dict[str, float], ratio_meaning: str,
+    first_step_s: dict[str, float], target: tuple[str, str], check: tuple[str, str],
+) -> list[dict]:
+    """One result row per candidate; ``target`` and ``check`` are ``(candidate, text)`` for the one row that
+    carries each."""
     return [
         {
-            "benchmark": f"HNN step (batch {batch}, 2-200-200-1 tanh, Adam)",
+            "benchmark": benchmark,
             "candidate": name,
             "ms_per_step": 1e3 * s,
-            "ratio": s / base,
-            "ratio_meaning": "time / plain MLP step",
-            "target": f"<= {HNN_TARGET:g}x" if name == "hnnlab HNN (autograd)" else "",
-            "first_step_s": compile_s[name],
-            "check": f"autograd vs func max |diff| {agreement:.1e}" if name == "hnnlab HNN (func)" else "",
+            "ratio": ratios[name],
+            "ratio_meaning": ratio_meaning,
+            "target": target[1] if name == target[0] else "",
+            "first_step_s": first_step_s[name],
+            "check": check[1] if name == check[0] else "",
         }
         for name, s in seconds.items()
     ]
@@ -180,19 +197,12 @@ def bench_lnn(device: torch.device, rounds: int, compile_: bool, loop_steps: int
     steps = {name: loop_steps if "loop" in name else 10 for name in candidates}
     seconds = time_interleaved(candidates, steps, rounds, device)
     loop = seconds["per-sample Hessian loop"]
-    return [
-        {
-            "benchmark": f"LNN step (double pendulum, batch {batch}, 4-500-500-1 softplus, Adam)",
-            "candidate": name,
-            "ms_per_step": 1e3 * s,
-            "ratio": loop / s,
-            "ratio_meaning": "speed-up over the loop",
-            "target": f">= {LNN_TARGET:g}x" if name == "hnnlab LNN (autograd)" else "",
-            "first_step_s": first[name],
-            "check": f"float64 loop vs hnnlab max rel. diff {agreement:.1e}" if name == "hnnlab LNN (autograd)" else "",
-        }
-        for name, s in seconds.items()
-    ]
+    return result_rows(
+        f"LNN step (double pendulum, batch {batch}, 4-500-500-1 softplus, Adam)", seconds,
+        {n: loop / s for n, s in seconds.items()}, "speed-up over the loop", first,
+        ("hnnlab LNN (autograd)", f">= {LNN_TARGET:g}x"),
+        ("hnnlab LNN (autograd)", f"float64 loop vs hnnlab max rel. diff {agreement:.1e}"),
+    )
 
 
 def main() -> None:
@@ -250,14 +260,8 @@ def main() -> None:
     print("\n".join(lines))
     print("\n".join(verdicts))
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     body = "\n".join(lines) + "\n\n" + "\n\n".join(verdicts)
-    out.with_suffix(".md").write_text(f"# Model training-step benchmark\n\n{header}\n\n{body}\n")
-    with out.with_suffix(".csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_results(Path(args.out), f"# Model training-step benchmark\n\n{header}\n\n{body}\n", rows)
 
 
 if __name__ == "__main__":

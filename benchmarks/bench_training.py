@@ -24,7 +24,6 @@ Usage: ``python benchmarks/bench_training.py [--steps 2000] [--rounds 1] [--thre
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import statistics
@@ -34,6 +33,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+try:  # imported from the repository root (tests, run_all.py imported as benchmarks.run_all)
+    from benchmarks._common import write_results
+except ImportError:  # run as a script, or loaded by run_all.py run as one: benchmarks/ is on sys.path
+    from _common import write_results
 
 TARGET = 3.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,13 +166,7 @@ def main() -> None:
     lines += ["", f"hnnlab fit speed-up over the published loop: {ratio:.2f}x ({verdict} the >= {TARGET:g}x target)."]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text)
-    with out.with_suffix(".csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_results(Path(args.out), text, rows)
 
 
 if __name__ == "__main__":

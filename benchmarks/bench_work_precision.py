@@ -1,0 +1,322 @@
+"""Work-precision: the cost of reaching a given accuracy over a long horizon, hnnlab's symplectic methods against
+torchdiffeq's and scipy's adaptive ones, side by side in one run (the way SciMLBenchmarks shows it).
+
+For each problem (the analytic pendulum and Henon-Heiles, and a separable HNN trained on the pendulum) and each
+horizon ``T``, every method integrates the same batch of initial states from 0 to ``T``, and we record
+
+- the final relative energy error ``max_b |E(T) - E(0)| / |E(0)|`` (the true energy for analytic problems, the
+  model's own for the HNN),
+- the final state error ``max_b |x(T) - x_ref(T)|`` against scipy's DOP853 at ``rtol = atol = 1e-13`` (analytic
+  problems; the initial states are in the regular regime, where the reference is meaningful over ``T``),
+- the wall time (best of ``--repeats``) and the field evaluations (per state; a half field of a splitting
+  method counts 0.5).
+
+hnnlab's fixed-step methods run at a sweep of step sizes through ``hnnlab.rollout.solve`` (only the final state
+kept); torchdiffeq's ``dopri5``/``dopri8`` run as a torchdiffeq user runs them, one ``odeint`` over ``[0, T]`` on
+the whole batch, at a sweep of tolerances ``rtol = atol``; scipy's ``DOP853`` runs ``solve_ivp`` on the batch as
+one vectorised system (numpy right-hand side), at the same tolerances. Everything in float64, one thread.
+
+The target (issue 18): at a final relative energy error of 1e-8 over 1e4 time units on Henon-Heiles, hnnlab's
+best method takes at least 10x less wall time than the best of torchdiffeq and scipy. Each method's
+(error, time) curve is interpolated log-linearly in log-log between the two runs that bracket 1e-8 (the cost at
+exactly 1e-8); a method whose runs do not bracket it is "not reached".
+
+Usage: ``python benchmarks/bench_work_precision.py [--problems pendulum henon_heiles hnn] [--horizons 1000 10000]
+[--quick]``; writes ``benchmarks/results/work_precision.{md,csv}`` and one PNG per problem and horizon
+(``--out`` changes the stem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchdiffeq import odeint
+
+from hnnlab.rollout import solve
+from hnnlab.systems import get_system
+
+HERE = Path(__file__).resolve().parent
+TOLERANCES = [10.0**-k for k in range(4, 14)]
+TARGET_ERROR, TARGET_RATIO = 1e-8, 10.0
+# Fixed-step sweeps: step sizes per method (a method's runs stay under ~2e5 steps at T = 1e4).
+STEPS = {
+    "leapfrog": [0.1, 0.05, 0.02],
+    "yoshida4": [0.2, 0.1, 0.05, 0.025],
+    "kahan_li6": [0.4, 0.2, 0.1, 0.05],
+    "yoshida6": [0.2, 0.1, 0.05],
+    "kahan_li8": [0.5, 0.4, 0.25, 0.125, 0.0625],
+    "yoshida8": [0.2, 0.1, 0.05],
+    "implicit_midpoint": [0.1, 0.05],
+    "gauss_legendre4": [0.2, 0.1],
+    "gauss_legendre6": [0.4, 0.2, 0.1],
+}
+QUICK_STEPS = {"yoshida4": [0.2, 0.1], "kahan_li8": [0.5, 0.25], "gauss_legendre6": [0.4]}
+QUICK_TOLERANCES = [1e-6, 1e-9]
+
+
+@dataclass
+class Problem:
+    name: str
+    field: Callable  # f(t, x), torch
+    energy: Callable  # (..., dim) -> (...)
+    x0: torch.Tensor  # (batch, dim) float64
+    numpy_rhs: Callable | None  # (dim * batch,) -> same, for scipy; None when there is no closed form
+
+
+def _henon_heiles() -> Problem:
+    system = get_system("henon_heiles", energy_range=(0.05, 0.1))
+    x0 = system.sample_initial_states(8, torch.Generator().manual_seed(0))
+
+    def rhs(t, y):
+        x, q2, px, py = y.reshape(-1, 4).T
+        return np.stack([px, py, -x - 2 * x * q2, -q2 - x * x + q2 * q2], axis=1).ravel()
+
+    return Problem("henon_heiles", system, system.energy, x0, rhs)
+
+
+def _pendulum() -> Problem:
+    system = get_system("pendulum")
+    x0 = system.sample_initial_states(8, torch.Generator().manual_seed(0))
+    inertia, torque = system.m * system.l**2, system.m * system.g * system.l
+
+    def rhs(t, y):
+        q, p = y.reshape(-1, 2).T
+        return np.stack([p / inertia, -torque * np.sin(q)], axis=1).ravel()
+
+    return Problem("pendulum", system, system.energy, x0, rhs)
+
+
+def _trained_hnn(seconds: float = 60.0) -> Problem:
+    """A separable HNN fitted to the pendulum's vector field for about ``seconds`` (full batch, Adam)."""
+    from hnnlab.models import SeparableHNN
+
+    system = get_system("pendulum")
+    torch.manual_seed(0)
+    model = SeparableHNN(1).double()
+    states = system.sample_initial_states(2048, torch.Generator().manual_seed(1))
+    target = system(0.0, states)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        opt.zero_grad()
+        loss = (model(0.0, states) - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x0 = system.sample_initial_states(8, torch.Generator().manual_seed(0))
+    return Problem("hnn", model, model.energy, x0, None)
+
+
+PROBLEMS = {"pendulum": _pendulum, "henon_heiles": _henon_heiles, "hnn": _trained_hnn}
+
+
+class _Counted:
+    """A torch field that counts its calls (for torchdiffeq)."""
+
+    def __init__(self, f: Callable) -> None:
+        self.f, self.calls = f, 0
+
+    def __call__(self, t, x):
+        self.calls += 1
+        return self.f(t, x)
+
+
+def _best_of(fn: Callable[[], tuple[torch.Tensor, float]], repeats: int) -> tuple[float, torch.Tensor, float]:
+    best = (math.inf, None, 0.0)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        x, evals = fn()
+        elapsed = time.perf_counter() - start
+        if elapsed < best[0]:
+            best = (elapsed, x, evals)
+    return best
+
+
+def _run_hnnlab(problem: Problem, method: str, dt: float, horizon: float) -> tuple[torch.Tensor, float]:
+    n = round(horizon / dt)
+    with torch.no_grad():
+        sol = solve(problem.field, method, problem.x0, dt, n, n)
+    return sol.ys[:, -1], float(sol.stats["field_evaluations"])
+
+
+def _run_torchdiffeq(problem: Problem, method: str, tol: float, horizon: float) -> tuple[torch.Tensor, float]:
+    f = _Counted(problem.field)
+    t = torch.tensor([0.0, horizon], dtype=torch.float64)
+    with torch.no_grad():
+        y = odeint(f, problem.x0, t, method=method, rtol=tol, atol=tol)
+    return y[-1], float(f.calls)
+
+
+def _run_scipy(problem: Problem, tol: float, horizon: float) -> tuple[torch.Tensor, float]:
+    from scipy.integrate import solve_ivp
+
+    y0 = problem.x0.numpy().ravel()
+    sol = solve_ivp(problem.numpy_rhs, (0.0, horizon), y0, method="DOP853", rtol=tol, atol=tol)
+    return torch.from_numpy(sol.y[:, -1].reshape(problem.x0.shape)), float(sol.nfev)
+
+
+def _errors(problem: Problem, x: torch.Tensor, reference: torch.Tensor | None) -> tuple[float, float]:
+    e0 = problem.energy(problem.x0)
+    energy_error = float(((problem.energy(x) - e0) / e0).abs().max()) if torch.isfinite(x).all() else math.inf
+    state_error = math.nan if reference is None else float((x - reference).abs().max())
+    return energy_error, state_error
+
+
+def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool) -> list[dict]:
+    reference = None
+    if problem.numpy_rhs is not None:
+        reference = _run_scipy(problem, 1e-13, horizon)[0]
+    rows = []
+    steps = QUICK_STEPS if quick else STEPS
+    tolerances = QUICK_TOLERANCES if quick else TOLERANCES
+    runs: list[tuple[str, str, float, Callable]] = []
+    for method, dts in steps.items():
+        for dt in dts:
+            runs.append(("hnnlab", method, dt, lambda m=method, d=dt: _run_hnnlab(problem, m, d, horizon)))
+    for method in ("dopri5", "dopri8"):
+        for tol in tolerances:
+            runs.append(("torchdiffeq", method, tol,
+                         lambda m=method, tl=tol: _run_torchdiffeq(problem, m, tl, horizon)))
+    if problem.numpy_rhs is not None:
+        for tol in tolerances:
+            runs.append(("scipy", "DOP853", tol, lambda tl=tol: _run_scipy(problem, tl, horizon)))
+    for library, method, setting, fn in runs:
+        seconds, x, evals = _best_of(fn, repeats)
+        energy_error, state_error = _errors(problem, x, reference)
+        rows.append({
+            "problem": problem.name, "horizon": horizon, "library": library, "method": method,
+            "setting": setting, "seconds": seconds, "evaluations_per_state": evals,
+            "energy_error": energy_error, "state_error": state_error,
+        })
+        print(f"  {problem.name} T={horizon:g} {library:11s} {method:17s} {setting:8.1e}  {seconds:8.3f} s  "
+              f"dE/E {energy_error:.2e}  |dx| {state_error:.2e}", flush=True)
+    return rows
+
+
+def time_at_error(rows: list[dict], target: float) -> float | None:
+    """The wall time at which a method's (energy error, time) curve reaches ``target``: log-log interpolation
+    between the cheapest run at or below the target and the most expensive run above it; ``None`` if its runs
+    do not bracket the target."""
+    pts = sorted((r["seconds"], r["energy_error"]) for r in rows if math.isfinite(r["energy_error"]))
+    below = [(s, e) for s, e in pts if e <= target]
+    above = [(s, e) for s, e in pts if e > target]
+    if not below or not above:
+        return None
+    s_lo, e_lo = below[0]  # cheapest run that reaches the target
+    cheaper = [(s, e) for s, e in above if s <= s_lo]
+    if not cheaper:
+        return s_lo
+    s_hi, e_hi = cheaper[-1]  # the most expensive run that misses it, cheaper than s_lo
+    if e_lo <= 0 or e_hi == e_lo:
+        return s_lo
+    w = (math.log(target) - math.log(e_hi)) / (math.log(e_lo) - math.log(e_hi))
+    return math.exp(math.log(s_hi) + w * (math.log(s_lo) - math.log(s_hi)))
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
+    methods = sorted({(r["library"], r["method"]) for r in rows})
+    cmap = plt.get_cmap("tab20")
+    for i, (library, method) in enumerate(methods):
+        sel = sorted((r for r in rows if (r["library"], r["method"]) == (library, method)
+                      and math.isfinite(r["energy_error"]) and r["energy_error"] > 0), key=lambda r: r["seconds"])
+        if not sel:
+            continue
+        style = "-o" if library == "hnnlab" else ("--s" if library == "torchdiffeq" else ":^")
+        label = f"{method} ({library})"
+        for ax, key in zip(axes, ("seconds", "evaluations_per_state"), strict=True):
+            ax.loglog([r[key] for r in sel], [r["energy_error"] for r in sel], style, color=cmap(i % 20),
+                      label=label, ms=4, lw=1.2)
+    first = rows[0]
+    for ax, xlabel in zip(axes, ("wall time [s] (batch of 8, float64, 1 thread)", "field evaluations per state"),
+                          strict=True):
+        ax.axhline(TARGET_ERROR, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("final relative energy error |E(T) - E(0)| / |E(0)|")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_title(f"{first['problem']}, T = {first['horizon']:g}: energy error against wall time")
+    axes[1].set_title("energy error against field evaluations")
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    for (problem, horizon) in sorted({(r["problem"], r["horizon"]) for r in rows}):
+        sel = [r for r in rows if (r["problem"], r["horizon"]) == (problem, horizon)]
+        best: dict[str, tuple[float, str] | None] = {}
+        for side in ("hnnlab", "baseline"):
+            libs = ("hnnlab",) if side == "hnnlab" else ("torchdiffeq", "scipy")
+            times = []
+            for method in sorted({r["method"] for r in sel if r["library"] in libs}):
+                t = time_at_error([r for r in sel if r["method"] == method and r["library"] in libs], TARGET_ERROR)
+                if t is not None:
+                    times.append((t, method))
+            best[side] = min(times) if times else None
+        ratio = (best["baseline"][0] / best["hnnlab"][0]) if best["hnnlab"] and best["baseline"] else None
+        out.append({"problem": problem, "horizon": horizon, "hnnlab": best["hnnlab"], "baseline": best["baseline"],
+                    "ratio": ratio})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--problems", nargs="+", default=["henon_heiles", "pendulum", "hnn"], choices=list(PROBLEMS))
+    parser.add_argument("--horizons", nargs="+", type=float, default=[1000.0, 10000.0])
+    parser.add_argument("--repeats", type=int, default=1, help="best of this many runs per point")
+    parser.add_argument("--quick", action="store_true", help="a few points per method (a smoke run)")
+    parser.add_argument("--out", default=str(HERE / "results" / "work_precision"), help="output stem")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    rows: list[dict] = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.problems:
+        problem = PROBLEMS[name]()
+        for horizon in args.horizons:
+            part = run_problem(problem, horizon, args.repeats, args.quick)
+            rows += part
+            _plot(part, out.with_name(f"{out.name}_{name}_T{horizon:g}.png"))
+    with open(out.with_suffix(".csv"), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["# Work-precision (`benchmarks/bench_work_precision.py`)", "",
+             f"Wall time to a final relative energy error of {TARGET_ERROR:g} (log-log interpolation between the "
+             "runs that bracket it), hnnlab's best method against the best of torchdiffeq and scipy, in one run.", "",
+             "| problem | T | hnnlab best | seconds | baseline best | seconds | ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for s in summarise(rows):
+        h, b = s["hnnlab"], s["baseline"]
+        lines.append(f"| {s['problem']} | {s['horizon']:g} | {h[1] if h else 'not reached'} | "
+                     f"{h[0]:.3g} | " if h else f"| {s['problem']} | {s['horizon']:g} | not reached | - | ")
+        lines[-1] += (f"{b[1]} | {b[0]:.3g} | " if b else "not reached | - | ")
+        lines[-1] += (f"{s['ratio']:.1f}x |" if s["ratio"] else "- |")
+    target = [s for s in summarise(rows) if s["problem"] == "henon_heiles" and s["horizon"] == 10000.0]
+    if target and target[0]["ratio"]:
+        verdict = "met" if target[0]["ratio"] >= TARGET_RATIO else "missed"
+        lines += ["", f"Target (Henon-Heiles, T = 1e4, >= {TARGET_RATIO:g}x): {target[0]['ratio']:.1f}x, {verdict}."]
+    (out.with_suffix(".md")).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

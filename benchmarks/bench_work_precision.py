@@ -231,8 +231,10 @@ def _plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
     methods = sorted({(r["library"], r["method"]) for r in rows})
-    cmap = plt.get_cmap("tab20")
+    baseline_colours = {"dopri5": "black", "dopri8": "dimgrey", "DOP853": "saddlebrown"}
+    cmap = plt.get_cmap("tab10")
     for i, (library, method) in enumerate(methods):
+        colour = baseline_colours.get(method, cmap(i % 10))
         sel = sorted((r for r in rows if (r["library"], r["method"]) == (library, method)
                       and math.isfinite(r["energy_error"]) and r["energy_error"] > 0), key=lambda r: r["seconds"])
         if not sel:
@@ -240,11 +242,11 @@ def _plot(rows: list[dict], path: Path) -> None:
         style = "-o" if library == "hnnlab" else ("--s" if library == "torchdiffeq" else ":^")
         label = f"{method} ({library})"
         for ax, key in zip(axes, ("seconds", "evaluations_per_state"), strict=True):
-            ax.loglog([r[key] for r in sel], [r["energy_error"] for r in sel], style, color=cmap(i % 20),
+            ax.loglog([r[key] for r in sel], [r["energy_error"] for r in sel], style, color=colour,
                       label=label, ms=4, lw=1.2)
     first = rows[0]
-    for ax, xlabel in zip(axes, ("wall time [s] (batch of 8, float64, 1 thread)", "field evaluations per state"),
-                          strict=True):
+    xlabels = ("wall time [s] (batch of 8, float64, 1 thread)", "field evaluations per state (a half field = 0.5)")
+    for ax, xlabel in zip(axes, xlabels, strict=True):
         ax.axhline(TARGET_ERROR, color="grey", lw=0.8, ls=":")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("final relative energy error |E(T) - E(0)| / |E(0)|")

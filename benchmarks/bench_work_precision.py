@@ -19,7 +19,7 @@ one vectorised system (numpy right-hand side), at the same tolerances. Everythin
 The target (issue 18): at a final relative energy error of 1e-8 over 1e4 time units on Henon-Heiles, hnnlab's
 best method takes at least 10x less wall time than the best of torchdiffeq and scipy. Each method's
 (error, time) curve is interpolated log-linearly in log-log between the two runs that bracket 1e-8 (the cost at
-exactly 1e-8); a method whose runs do not bracket it is "not reached".
+exactly 1e-8); a method whose runs do not bracket it is "not bracketed".
 
 Usage: ``python benchmarks/bench_work_precision.py [--problems pendulum henon_heiles hnn] [--horizons 1000 10000]
 [--quick]``; writes ``benchmarks/results/work_precision.{md,csv}`` and one PNG per problem and horizon
@@ -307,10 +307,10 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|---|"]
     for s in summarise(rows):
         h, b = s["hnnlab"], s["baseline"]
-        lines.append(f"| {s['problem']} | {s['horizon']:g} | {h[1] if h else 'not reached'} | "
-                     f"{h[0]:.3g} | " if h else f"| {s['problem']} | {s['horizon']:g} | not reached | - | ")
-        lines[-1] += (f"{b[1]} | {b[0]:.3g} | " if b else "not reached | - | ")
-        lines[-1] += (f"{s['ratio']:.1f}x |" if s["ratio"] else "- |")
+        best_h = f"{h[1]} | {h[0]:.3g}" if h else "not bracketed | -"
+        best_b = f"{b[1]} | {b[0]:.3g}" if b else "not bracketed | -"
+        ratio = f"{s['ratio']:.1f}x" if s["ratio"] else "-"
+        lines.append(f"| {s['problem']} | {s['horizon']:g} | {best_h} | {best_b} | {ratio} |")
     target = [s for s in summarise(rows) if s["problem"] == "henon_heiles" and s["horizon"] == 10000.0]
     if target and target[0]["ratio"]:
         verdict = "met" if target[0]["ratio"] >= TARGET_RATIO else "missed"

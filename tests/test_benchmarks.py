@@ -206,3 +206,16 @@ def test_gpu_script_without_cuda_exits_2_and_says_how_to_check_it_on_the_cpu(tmp
     assert err.startswith("gpu.py: error: CUDA is not available (torch ")
     assert err.rstrip().endswith("or check the script on the CPU with --device cpu --quick")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_work_precision_interpolates_the_time_at_the_target_error_log_log():
+    from benchmarks import _common
+
+    wp = _common.load_script("bench_work_precision")
+    rows = [{"seconds": 1.0, "energy_error": 1e-6}, {"seconds": 4.0, "energy_error": 1e-10},
+            {"seconds": 16.0, "energy_error": 1e-12}]
+    # log-log between (1 s, 1e-6) and (4 s, 1e-10): 1e-8 is halfway in log error, so 2 s
+    assert wp.time_at_error(rows, 1e-8) == pytest.approx(2.0)
+    assert wp.time_at_error(rows, 1e-14) is None  # never reached
+    assert wp.time_at_error(rows, 1e-4) is None  # no run above the target: the curve does not bracket it
+    assert wp.time_at_error([{"seconds": 3.0, "energy_error": float("inf")}] + rows, 1e-8) == pytest.approx(2.0)

@@ -362,7 +362,8 @@ def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
     if removed:
         total = sum(size for _, size in removed)
         names = ", ".join(p.name for p, _ in removed)
-        note = f"; kept {len(kept)} that may belong to a running writer: {', '.join(p.name for p in kept)}" if kept else ""
+        kept_names = ", ".join(p.name for p in kept)
+        note = f"; kept {len(kept)} that may belong to a running writer: {kept_names}" if kept else ""
         warnings.warn(
             f"removed {len(removed)} stale temporary file{'s' if len(removed) > 1 else ''} ({_human(total)}) of "
             f"{str(target)!r} left by an interrupted write: {names}{note}",

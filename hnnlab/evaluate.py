@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hnnlab.errors import InvalidArgumentError
 from hnnlab.fields import AbstractSeparableField, AbstractVectorField
 from hnnlab.integrators import AbstractIntegrator, get_integrator
-from hnnlab.errors import InvalidArgumentError
 from hnnlab.rollout import PROGRESS_MIN_STEPS, check_count, iter_solve, steps_to_save
 from hnnlab.rollout_io import RolloutMetadata, RolloutWriter
 from hnnlab.systems import AbstractSystem

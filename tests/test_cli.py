@@ -430,7 +430,7 @@ def test_a_signal_during_the_simulate_write_stops_it_and_keeps_the_previous_file
     out, err = proc.communicate(timeout=120)
     stopped_after = time.monotonic() - sent
     assert proc.returncode == status, (out, err)
-    assert err.strip().splitlines()[-1] == f"hnnlab simulate: stopped by {name}; no output file was completed"
+    assert err.strip().splitlines()[-1] == f"hnnlab simulate: stopped by {name} (nothing was left half-written)"
     assert "wrote" not in out and "Exception ignored" not in err
     assert target.read_bytes() == b"the previous file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "tiled.py"]
@@ -486,7 +486,8 @@ def test_data_check_of_a_missing_file_is_a_bad_argument(tmp_path, capsys):
     ("args", "first_line"),
     [
         (["--seeds", "0", "-1"], "--seeds must be integers >= 0, got -1"),
-        (["--accelerator", "banana"], "--accelerator 'banana' is not an accelerator; use one of: cpu, gpu, cuda, mps, auto"),
+        (["--accelerator", "banana"],
+         "--accelerator 'banana' is not an accelerator; use one of: cpu, gpu, cuda, mps, auto"),
         pytest.param(["--accelerator", "gpu"],
                      "--accelerator gpu: no CUDA GPU is available on this machine; use --accelerator cpu",
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a CUDA GPU")),

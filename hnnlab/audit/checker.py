@@ -268,8 +268,8 @@ def audit_file(
 def _check_inputs(states: Tensor, t: Tensor, reference: Tensor | None, energy_model: Tensor | None) -> None:
     if isinstance(states, Tensor) and not states.is_floating_point():
         raise InvalidArgumentError(
-            f"states must be a floating tensor (float32 or float64), got dtype {str(states.dtype).removeprefix('torch.')}"
-            f" of shape {tuple(states.shape)}; convert with states.double()"
+            "states must be a floating tensor (float32 or float64), got dtype "
+            f"{str(states.dtype).removeprefix('torch.')} of shape {tuple(states.shape)}; convert with states.double()"
         )
     if not isinstance(states, Tensor) or states.ndim != 3 or states.shape[-1] % 2 or not states.is_floating_point():
         shape = tuple(states.shape) if isinstance(states, Tensor) else type(states).__name__

@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import shlex
-import sys
 import time
 from typing import Any
 

@@ -32,6 +32,20 @@ COMMANDS = {
 STOPPABLE = ("simulate", "data", "rollout", "audit")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written, and each option's default where its help does not state one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text or default is None or default is False or default == [] or default is argparse.SUPPRESS
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _available_commands() -> dict[str, object]:
     found = {}
     for name, module in COMMANDS.items():
@@ -56,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in _available_commands().items():
         doc = (module.__doc__ or "").strip().splitlines()
         p = sub.add_parser(name, help=doc[0] if doc else name, description=(module.__doc__ or "").strip(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=_HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_module=module)
     return parser

@@ -499,3 +499,38 @@ def test_reproduce_bad_arguments_are_refused_before_any_work(args, first_line, t
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"hnnlab reproduce: error: {first_line}"]
     assert not work.exists() and not results.exists()
+
+
+def test_audit_plots_refuses_to_replace_existing_plots_without_overwrite(tmp_path, capsys):
+    path = write_rollout(tmp_path / "r.h5", Pendulum(), "leapfrog", pendulum_states(2), 0.1, 20, reference=True)
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "energy_error.png").write_bytes(b"previous")
+    (plots / "notes.txt").write_text("the user's own file")
+    assert main(["audit", str(path), "--plots", str(plots), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hnnlab audit: error: --plots {str(plots)!r} already holds energy_error.png; pass --overwrite to replace them"
+    ]
+    assert (plots / "energy_error.png").read_bytes() == b"previous"
+    assert main(["audit", str(path), "--plots", str(plots), "--quiet", "--overwrite"]) == 0
+    assert (plots / "energy_error.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (plots / "notes.txt").read_text() == "the user's own file"
+
+
+@pytest.mark.parametrize("command", ["rollout", "simulate", "audit"])
+def test_help_shows_each_default_once(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    expected = {
+        "rollout": ["--save-every SAVE_EVERY save every k-th step (default: 1)",
+                    "--device DEVICE torch device (default: cpu)"],
+        "simulate": ["--dtype {float64,float32} stored dtype (default: float64)",
+                     "--device DEVICE device for the integration (cpu, cuda) (default: cpu)"],
+        "audit": ["--split SPLIT dataset split to audit (dataset files; default: test)",
+                  "--structure-samples STRUCTURE_SAMPLES states used by the structural checks (default: 16)"],
+    }[command]
+    for line in expected:
+        assert line in text
+    assert "(default: None)" not in text and "(default: False)" not in text

@@ -15,6 +15,8 @@ import sys
 
 from hnnlab.audit.metrics import DEFAULT_DRIFT_RATIO, DEFAULT_VPT_THRESHOLD
 
+# the files hnnlab.audit.plots.write_plots writes into --plots DIR
+_PLOT_FILES = ("energy_error.png", "phase_portrait.png", "prediction_vs_reference.png")
 # option -> (Thresholds field, help)
 _LIMITS = {
     "--max-energy-error": ("max_energy_error", "max relative energy error |E(t) - E(0)| / |E(0)| (true energy)"),
@@ -34,7 +36,7 @@ _LIMITS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="a rollout file (hnnlab rollout) or a dataset file")
     parser.add_argument("--json", metavar="REPORT.json", help="write the full report as JSON")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json report")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json report or --plots PNGs")
     parser.add_argument("--plots", metavar="DIR", help="write PNG plots (energy error, phase portraits, ...)")
     parser.add_argument("--split", default="test", help="dataset split to audit (dataset files; default: test)")
     parser.add_argument("--trajectories", type=int, metavar="N", help="audit only the first N trajectories")
@@ -80,6 +82,14 @@ def main(args: argparse.Namespace) -> int:
 
         check_target(args.json, overwrite=args.overwrite, what="--json report", error=InvalidArgumentError,
                      overwrite_flag="--overwrite")
+    if args.plots and not args.overwrite:
+        from pathlib import Path
+
+        there = [name for name in _PLOT_FILES if (Path(args.plots) / name).exists()]
+        if there:
+            raise InvalidArgumentError(
+                f"--plots {args.plots!r} already holds {', '.join(there)}; pass --overwrite to replace them"
+            )
     model = None
     if args.ckpt is not None:
         from hnnlab.evaluate import check_model_fits

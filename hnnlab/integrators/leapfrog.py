@@ -19,7 +19,7 @@ def leapfrog_substep(f: VectorField, t: Tensor | float, x: Tensor, dt: float) ->
 
     ``p_half = p + dt/2 dp/dt(q)``, ``q' = q + dt dq/dt(p_half)``, ``p' = p_half + dt/2 dp/dt(q')``.
     """
-    return kick_drift(f, t, x, dt, KICKS, DRIFTS)
+    return kick_drift(f, t, x, dt, KICKS, DRIFTS)[0]
 
 
 @register_integrator("leapfrog")

@@ -24,27 +24,14 @@ def kick_drift(
     dt: float,
     kicks: tuple[float, ...],
     drifts: tuple[float, ...],
-) -> Tensor:
+    first_force: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None]:
     """Apply ``K(kicks[0] dt)``, ``D(drifts[0] dt)``, ``K(kicks[1] dt)``, ..., ``K(kicks[-1] dt)`` to ``x``.
 
     A kick evaluates ``dp/dt`` at the current state (at the time reached by the drifts so far), a drift
     evaluates ``dq/dt`` at the current state and the middle of its time interval; zero coefficients are
-    skipped. Returns the new state ``(..., 2 * dof)``.
-    """
-    return _kick_drift(f, t, x, dt, kicks, drifts, None)[0]
-
-
-def _kick_drift(
-    f: VectorField,
-    t: Tensor | float,
-    x: Tensor,
-    dt: float,
-    kicks: tuple[float, ...],
-    drifts: tuple[float, ...],
-    first_force: Tensor | None,
-) -> tuple[Tensor, Tensor | None]:
-    """:func:`kick_drift`; ``first_force``, when given, replaces the first kick's ``dp/dt(t, x)``. Returns the
-    new state and the last kick's force (``None`` when that kick is zero).
+    skipped. ``first_force``, when given, replaces the first kick's ``dp/dt(t, x)``. Returns the new state
+    ``(..., 2 * dof)`` and the last kick's force (``None`` when that kick is zero).
 
     Without a graph to record (gradients disabled: rollouts, simulation) the additions update a copy of ``x``
     in place, so that the halves see the current state without a ``torch.cat`` per evaluation; the values are
@@ -98,7 +85,7 @@ class AbstractSplittingIntegrator(AbstractIntegrator):
     requires_separable: ClassVar[bool] = True
 
     def _step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
-        return kick_drift(f, t, x, dt, self.kicks, self.drifts)
+        return kick_drift(f, t, x, dt, self.kicks, self.drifts)[0]
 
     def advance(
         self, f: VectorField, t: float, x: Tensor, dt: float, state: SolverState
@@ -112,5 +99,5 @@ class AbstractSplittingIntegrator(AbstractIntegrator):
         """
         if not (self.kicks[0] and self.kicks[-1]) or declared_separable(f) is not True:
             return self._step(f, t, x, dt), None, None
-        x_new, force = _kick_drift(f, t, x, dt, self.kicks, self.drifts, state)
+        x_new, force = kick_drift(f, t, x, dt, self.kicks, self.drifts, state)
         return x_new, force, None

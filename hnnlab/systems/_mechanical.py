@@ -17,15 +17,16 @@ from hnnlab.systems.base import check_sample_args
 
 
 class _MechanicalForm:
-    """The Legendre transform ``(q, omega) <-> (q, p = M(q) omega)`` of a mechanical system."""
+    """The Legendre transform ``(q, omega) <-> (q, p = M(q) omega)`` of a mechanical system, and its initial states
+    in the form's own coordinates (``coordinates``, declared by the system class)."""
 
     def legendre(self, x: Tensor) -> Tensor:
-        """``(q, omega) -> (q, p = M(q) omega)``, shape of ``x``."""
+        """Legendre transform ``(theta, omega) -> (theta, p = M(theta) omega)``, shape of ``x``."""
         q, omega = split_state(x)
         return torch.cat([q, self.velocities_to_momenta(q, omega)], dim=-1)  # type: ignore[attr-defined]
 
     def inverse_legendre(self, x: Tensor) -> Tensor:
-        """``(q, p) -> (q, omega = M(q)^-1 p)``, shape of ``x``."""
+        """Inverse Legendre transform ``(theta, p) -> (theta, omega = M(theta)^-1 p)``, shape of ``x``."""
         q, p = split_state(x)
         return torch.cat([q, self.momenta_to_velocities(q, p)], dim=-1)  # type: ignore[attr-defined]
 
@@ -33,9 +34,20 @@ class _MechanicalForm:
         """``T = omega^T M(q) omega / 2``, ``(...,)``."""
         return 0.5 * (omega * self.velocities_to_momenta(q, omega)).sum(-1)  # type: ignore[attr-defined]
 
+    def sample_initial_states(self, n, generator, *, dtype=torch.float64, device=None):
+        check_sample_args(n, generator)
+        states = self._sample_lagrangian(n, generator)  # type: ignore[attr-defined]  # (q, omega)
+        if self.coordinates == "canonical":  # type: ignore[attr-defined]
+            states = self.legendre(states)
+        return states.to(dtype=dtype, device=device)
+
 
 class LagrangianForm(_MechanicalForm):
-    """State ``(q, omega)``: ``L = T - V``, ``E = T + V``, :meth:`to_canonical` and :meth:`from_canonical`."""
+    """State ``(q, omega)``: ``L = T - V``, ``E = T + V``, and the Legendre transform to the canonical form
+    (:meth:`to_canonical`) and back (:meth:`from_canonical`)."""
+
+    to_canonical = _MechanicalForm.legendre
+    from_canonical = _MechanicalForm.inverse_legendre
 
     def lagrangian(self, x: Tensor) -> Tensor:
         q, omega = split_state(x)
@@ -45,32 +57,10 @@ class LagrangianForm(_MechanicalForm):
         q, omega = split_state(x)
         return self.kinetic_energy(q, omega) + self.potential(q)  # type: ignore[attr-defined]
 
-    def to_canonical(self, x: Tensor) -> Tensor:
-        """Legendre transform ``(theta, omega) -> (theta, p = M(theta) omega)``, shape of ``x``."""
-        return self.legendre(x)
-
-    def from_canonical(self, x: Tensor) -> Tensor:
-        """Inverse Legendre transform ``(theta, p) -> (theta, omega = M(theta)^-1 p)``, shape of ``x``."""
-        return self.inverse_legendre(x)
-
-    def sample_initial_states(self, n, generator, *, dtype=torch.float64, device=None):
-        check_sample_args(n, generator)
-        return self._sample_lagrangian(n, generator).to(dtype=dtype, device=device)  # type: ignore[attr-defined]
-
 
 class HamiltonianForm(_MechanicalForm):
-    """State ``(q, p)``: :meth:`to_lagrangian`, :meth:`from_lagrangian`, and the Lagrangian form's initial states
-    mapped through the Legendre transform."""
+    """State ``(q, p)``: the inverse Legendre transform to the Lagrangian form (:meth:`to_lagrangian`) and back
+    (:meth:`from_lagrangian`); initial states are the Lagrangian form's mapped through the transform."""
 
-    def to_lagrangian(self, x: Tensor) -> Tensor:
-        """Inverse Legendre transform ``(theta, p) -> (theta, omega = M(theta)^-1 p)``, shape of ``x``."""
-        return self.inverse_legendre(x)
-
-    def from_lagrangian(self, x: Tensor) -> Tensor:
-        """Legendre transform ``(theta, omega) -> (theta, p = M(theta) omega)``, shape of ``x``."""
-        return self.legendre(x)
-
-    def sample_initial_states(self, n, generator, *, dtype=torch.float64, device=None):
-        check_sample_args(n, generator)
-        states = self.legendre(self._sample_lagrangian(n, generator))  # type: ignore[attr-defined]
-        return states.to(dtype=dtype, device=device)
+    to_lagrangian = _MechanicalForm.inverse_legendre
+    from_lagrangian = _MechanicalForm.legendre

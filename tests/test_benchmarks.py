@@ -219,3 +219,15 @@ def test_work_precision_interpolates_the_time_at_the_target_error_log_log():
     assert wp.time_at_error(rows, 1e-14) is None  # never reached
     assert wp.time_at_error(rows, 1e-4) is None  # no run above the target: the curve does not bracket it
     assert wp.time_at_error([{"seconds": 3.0, "energy_error": float("inf")}] + rows, 1e-8) == pytest.approx(2.0)
+
+
+def test_flop_counts_follow_the_layer_shapes():
+    from benchmarks import _common
+    from hnnlab.models import HNN, SeparableHNN
+
+    fl = _common.load_script("bench_flops")
+    per_net = 1 * 200 + 200 * 200 + 200 * 1  # S of a 1-200-200-1 network
+    assert fl.rollout_flops_per_step(SeparableHNN(1, hidden=(200, 200)), 1024) == 4 * 2 * per_net * 1024
+    assert fl.training_flops_per_step(HNN(1, hidden=(200, 200)), 8) == 12 * (2 * 200 + 200 * 200 + 200) * 8
+    pairs = fl._products([(3, 5)], 4, 2, torch.float32, torch.device("cpu"))
+    assert [tuple(a.shape) + tuple(b.shape) for a, b in pairs] == [(4, 3, 3, 5), (4, 5, 5, 3)] * 2

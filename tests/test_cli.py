@@ -534,3 +534,38 @@ def test_help_shows_each_default_once(command, capsys):
     for line in expected:
         assert line in text
     assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_the_training_system_is_read_from_the_record_then_the_recipe_then_the_data_file(hnn_checkpoint, spring8,
+                                                                                      tmp_path, capsys):
+    """Where a checkpoint's training system comes from, in order: its own record (checkpoint["hnnlab"]
+    ["system"]), the recipe named in the data module's hyperparameters, the dataset file they name; when
+    none is known (the file moved), only dof and coordinates are checked and the rollout runs."""
+    from hnnlab.evaluate import trained_system
+
+    ckpt = torch.load(hnn_checkpoint, map_location="cpu", weights_only=False)
+    variants = {
+        "record": ({**ckpt, "hnnlab": {**ckpt["hnnlab"], "system": get_system("pendulum").describe()}},
+                   "the checkpoint's record"),
+        "recipe": ({**ckpt, "datamodule_hyper_parameters": {"path": None, "recipe": "greydanus-pendulum"}},
+                   "its training recipe 'greydanus-pendulum'"),
+        "moved": ({**ckpt, "datamodule_hyper_parameters": {"path": str(tmp_path / "gone.h5"), "recipe": None}},
+                  "unknown"),
+    }
+    assert trained_system(hnn_checkpoint) == (read_metadata(spring8)["system"], f"its training data {str(spring8)!r}")
+    out = tmp_path / "r.h5"
+    for name, (content, origin) in variants.items():
+        path = tmp_path / f"{name}.ckpt"
+        torch.save(content, path)
+        system, found = trained_system(path)
+        assert found == origin
+        code = main(["rollout", "--ckpt", str(path), "--data", str(spring8), "--steps", "5", "--out", str(out)])
+        if name == "moved":
+            assert system is None and code == 0
+            continue
+        assert system["name"] == "pendulum" and code == 2
+        assert _first_error_line(capsys).startswith(
+            f"hnnlab rollout: error: checkpoint {str(path)!r} was trained on system 'pendulum' ({origin}), but "
+            f"--data {str(spring8)!r} is system 'mass_spring'"
+        )
+        assert not out.exists()

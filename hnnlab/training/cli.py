@@ -2,8 +2,8 @@
 
 Config files may inherit: a top-level ``base:`` (a path or a list of paths, relative to the file)
 names the files it extends; they are merged depth-first (later files and the command line win), so
-experiment files hold only what they change. The fully resolved config is saved beside the run and
-sent to W&B. ``--ckpt_path`` resumes training, and the W&B run stored in the checkpoint continues.
+experiment files hold only what they change. The fully resolved config is saved in the run's own
+directory (``runs/hnnlab/<run id>/config.yaml``, beside its checkpoints) and sent to W&B with that path. ``--ckpt_path`` resumes training, and the W&B run stored in the checkpoint continues.
 
 LightningCLI parses the config and builds the model and datamodule; the trainer of every subcommand is
 built by :func:`hnnlab.training.runner.build_trainer` and ``fit`` runs through
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +78,11 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def expand_configs(argv: list[str], tmpdir: str) -> list[str]:
-    """Replace each ``--config FILE`` whose file uses ``base:`` with a merged copy in ``tmpdir``."""
+def expand_configs(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Replace each ``--config FILE`` whose file uses ``base:`` by its merged content (jsonargparse reads a
+    YAML string in place of a path: no temporary file). Returns the arguments and the config files named."""
     out: list[str] = []
+    sources: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -94,28 +95,56 @@ def expand_configs(argv: list[str], tmpdir: str) -> list[str]:
             out.append(arg)
             i += 1
             continue
+        sources.append(str(Path(value).resolve()) if Path(value).is_file() else value)
         merged = load_config_with_bases(value)
-        target = Path(tmpdir) / f"{len(out)}_{Path(value).name}"
-        target.write_text(yaml.safe_dump(merged, sort_keys=False))
-        out += ["--config", str(target)]
-    return out
+        out += ["--config", yaml.safe_dump(merged, sort_keys=False)]
+    return out, sources
+
+
+def run_directory(trainer: pl.Trainer) -> Path:
+    """The directory of this run: where Lightning puts its checkpoints (``save_dir/name/version`` of the
+    logger, e.g. ``runs/hnnlab/<W&B run id>``), or ``default_root_dir`` without a logger."""
+    logger = trainer.logger
+    if logger is None:
+        return Path(trainer.default_root_dir)
+    save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return Path(save_dir) / str(logger.name) / version
 
 
 class HnnlabSaveConfig(SaveConfigCallback):
-    """Save the resolved config beside the run and send it, with the dataset metadata, to the logger."""
+    """Save the resolved config in the run's own directory (:func:`run_directory`): ``config.yaml``, and
+    ``config.1.yaml``, ``config.2.yaml``, ... for each resume of the same run. The logger receives the
+    config, the path of that file, the config files given on the command line and the dataset metadata."""
+
+    def __init__(self, *args: Any, sources: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sources = list(sources or [])
+        self.path: Path | None = None
 
     def setup(self, trainer, pl_module, stage) -> None:  # noqa: ANN001 - Lightning's signature
-        if not self.already_saved and trainer.log_dir is None:  # a logger without a directory: send only
-            self.save_config(trainer, pl_module, stage)
-            self.already_saved = True
+        if self.already_saved:
             return
-        super().setup(trainer, pl_module, stage)
+        directory = trainer.strategy.broadcast(str(run_directory(trainer)) if trainer.is_global_zero else None)
+        if trainer.is_global_zero:
+            directory = Path(directory)
+            directory.mkdir(parents=True, exist_ok=True)
+            path, n = directory / self.config_filename, 0
+            while path.exists():
+                n += 1
+                path = directory / f"{Path(self.config_filename).stem}.{n}{Path(self.config_filename).suffix}"
+            self.path = path.resolve()
+            self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
+            self.save_config(trainer, pl_module, stage)
+        self.already_saved = trainer.strategy.broadcast(True)
 
     def save_config(self, trainer, pl_module, stage) -> None:  # noqa: ANN001 - Lightning's signature
         if trainer.logger is None:
             return
         config = self.config.as_dict() if hasattr(self.config, "as_dict") else dict(self.config)
-        params: dict[str, Any] = {"config": config}
+        config.pop("config", None)  # jsonargparse's record of --config: the merged text, not a file
+        params: dict[str, Any] = {"config": config, "config_file": str(self.path) if self.path else None,
+                                  "config_sources": self.sources, "resumed_from": config.get("ckpt_path")}
         datamodule = getattr(trainer, "datamodule", None)
         metadata = getattr(datamodule, "metadata", None)
         if isinstance(metadata, dict):
@@ -199,15 +228,15 @@ def run_lightning_cli(argv: list[str]) -> int:
     """
     from hnnlab.data.datamodule import HDF5DataModule
 
-    with tempfile.TemporaryDirectory(prefix="hnnlab-config-") as tmpdir, quiet_warnings():
+    with quiet_warnings():
         try:
-            args = expand_configs(argv, tmpdir)
+            args, sources = expand_configs(argv)
             HnnlabCLI(
                 DynamicsModule,
                 HDF5DataModule,
                 trainer_defaults=trainer_defaults(),
                 save_config_callback=HnnlabSaveConfig,
-                save_config_kwargs={"overwrite": True},
+                save_config_kwargs={"overwrite": True, "sources": sources},
                 seed_everything_default=0,
                 # No prefix matching: a mistyped key (--model.los) must be an error, not --model.loss.
                 parser_kwargs={"allow_abbrev": False, "prog": "hnnlab"},
@@ -226,11 +255,13 @@ def run_lightning_cli(argv: list[str]) -> int:
 def _finish_wandb() -> None:
     """Close this process's W&B run (flushes an offline run) and reset W&B's process-wide settings, so
     that the next run in the same process reads ``WANDB_MODE`` afresh."""
+    from hnnlab.training.logging import release_dirs
+
     wandb = sys.modules.get("wandb")
-    if wandb is None:
-        return
-    if getattr(wandb, "run", None) is not None:
-        wandb.finish()
-    teardown = getattr(wandb, "teardown", None)
-    if callable(teardown):
-        teardown()
+    if wandb is not None:
+        if getattr(wandb, "run", None) is not None:
+            wandb.finish()
+        teardown = getattr(wandb, "teardown", None)
+        if callable(teardown):
+            teardown()
+    release_dirs()

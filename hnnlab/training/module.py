@@ -20,6 +20,7 @@ from hnnlab.models.base import AbstractModel
 from hnnlab.training import losses
 from hnnlab.training.callbacks import wandb_run_id
 from hnnlab.training.checkpoint import model_entry
+from hnnlab.training.logging import scalar_metrics, wandb_step
 
 
 class NonFiniteLossError(HnnlabError, FloatingPointError):
@@ -181,9 +182,14 @@ class DynamicsModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Add ``checkpoint["hnnlab"]``: what rebuilds the model (its description and any injected
-        network, :func:`hnnlab.training.checkpoint.model_entry`), the integrator and the W&B run id."""
+        network, :func:`hnnlab.training.checkpoint.model_entry`), the integrator, the W&B run id and step, and
+        the scalar metrics (a resumed run's W&B summary starts from them)."""
+        trainer = self._trainer
         checkpoint["hnnlab"] = {
             **model_entry(self.model),
             "integrator": self.integrator.describe(),
-            "wandb_run_id": wandb_run_id(self.trainer) if self._trainer is not None else None,
+            "wandb_run_id": wandb_run_id(trainer) if trainer is not None else None,
+            # A resumed run continues the W&B history after this step and starts its summary from these.
+            "wandb_step": wandb_step(trainer) if trainer is not None else None,
+            "metrics": scalar_metrics(trainer) if trainer is not None else {},
         }

@@ -148,6 +148,8 @@ def fit_trainer(
 ) -> FitResult:
     """``trainer.fit`` timed, with the last checkpoint found: :func:`fit` with a trainer already built
     (``hnnlab fit`` builds its own with :func:`build_trainer`, from the parsed config)."""
+    if ckpt_path is not None and os.fspath(ckpt_path) not in ("last", "best", "hpc", "registry"):
+        _continue_loggers(trainer, ckpt_path)
     start = time.perf_counter()
     with warnings.catch_warnings():
         if ckpt_path is not None:  # a resumed run writes to its own checkpoint directory again, by design
@@ -155,6 +157,20 @@ def fit_trainer(
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, **fit_kwargs)
     seconds = time.perf_counter() - start
     return FitResult(trainer=trainer, seconds=seconds, last_checkpoint=last_checkpoint(trainer))
+
+
+def _continue_loggers(trainer: pl.Trainer, ckpt_path: str | os.PathLike) -> None:
+    """Let loggers that can (``continue_from``, e.g. the W&B logger) continue the run that wrote the checkpoint."""
+    loggers = [lg for lg in trainer.loggers if callable(getattr(lg, "continue_from", None))]
+    if not loggers or not Path(ckpt_path).is_file():
+        return
+    import torch
+
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    info = checkpoint.get("hnnlab") if isinstance(checkpoint, dict) else None
+    if isinstance(info, dict):
+        for logger in loggers:
+            logger.continue_from(info)
 
 
 def last_checkpoint(trainer: pl.Trainer) -> Path | None:

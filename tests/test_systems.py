@@ -128,6 +128,14 @@ def hand_field(name: str, s, x: Tensor) -> Tensor:
         masses = (s.m1, s.m2) if name == "double_pendulum" else s.masses
         lengths = (s.l1, s.l2) if name == "double_pendulum" else s.lengths
         return lagrangian_field_by_autograd(chain_cartesian_lagrangian(masses, lengths, s.g), x)
+    if name == "duffing":  # q'' + delta q' + alpha q + beta q^3 = gamma cos(omega t), at t = 0
+        return torch.cat([p, -s.alpha * q - s.beta * q**3 - s.delta * p + s.gamma], dim=-1)
+    if name == "forced_pendulum":  # theta'' + theta' / Q + sin(theta) = A cos(omega t), at t = 0
+        return torch.cat([p, -torch.sin(q) - p / s.quality + s.amplitude], dim=-1)
+    if name == "spring_damper_chain":  # springs to the previous mass (the wall for the first); u(0) = 0
+        left = torch.cat([torch.zeros_like(q[..., :1]), q[..., :-1]], dim=-1)
+        right = torch.cat([q[..., 1:], q[..., -1:]], dim=-1)  # the last mass has no spring on its right
+        return torch.cat([p / s.m, -s.k * (q - left) + s.k * (right - q) - s.c * p / s.m], dim=-1)
     raise KeyError(name)
 
 

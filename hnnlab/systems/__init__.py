@@ -12,6 +12,7 @@ from hnnlab.systems import double_pendulum as _double_pendulum  # noqa: F401
 from hnnlab.systems import henon_heiles as _henon_heiles  # noqa: F401
 from hnnlab.systems import mass_spring as _mass_spring  # noqa: F401
 from hnnlab.systems import pendulum as _pendulum  # noqa: F401
+from hnnlab.systems import port_hamiltonian as _port_hamiltonian  # noqa: F401
 from hnnlab.systems import three_body as _three_body  # noqa: F401
 from hnnlab.systems import two_body as _two_body  # noqa: F401
 from hnnlab.systems._nbody import AbstractPlanarGravity as AbstractPlanarGravity
@@ -28,6 +29,10 @@ from hnnlab.systems.double_pendulum import DoublePendulumHamiltonian as DoublePe
 from hnnlab.systems.henon_heiles import HenonHeiles as HenonHeiles
 from hnnlab.systems.mass_spring import MassSpring as MassSpring
 from hnnlab.systems.pendulum import Pendulum as Pendulum
+from hnnlab.systems.port_hamiltonian import AbstractPortHamiltonianSystem as AbstractPortHamiltonianSystem
+from hnnlab.systems.port_hamiltonian import ForcedDampedPendulum as ForcedDampedPendulum
+from hnnlab.systems.port_hamiltonian import ForcedDuffing as ForcedDuffing
+from hnnlab.systems.port_hamiltonian import MassSpringDamperChain as MassSpringDamperChain
 from hnnlab.systems.registry import SYSTEMS as SYSTEMS
 from hnnlab.systems.registry import get_system as get_system
 from hnnlab.systems.three_body import ThreeBody as ThreeBody
@@ -37,6 +42,7 @@ __all__ = [
     "AbstractHamiltonianSystem",
     "AbstractLagrangianSystem",
     "AbstractPlanarGravity",
+    "AbstractPortHamiltonianSystem",
     "AbstractSeparableHamiltonianSystem",
     "AbstractSystem",
     "ChainPendulum",
@@ -45,8 +51,11 @@ __all__ = [
     "DampedOscillator",
     "DoublePendulum",
     "DoublePendulumHamiltonian",
+    "ForcedDampedPendulum",
+    "ForcedDuffing",
     "HenonHeiles",
     "MassSpring",
+    "MassSpringDamperChain",
     "Pendulum",
     "SYSTEMS",
     "ThreeBody",

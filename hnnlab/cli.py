@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         code = getattr(exc, "exit_code", 130)
         name = {130: "SIGINT", 143: "SIGTERM"}.get(code, "a signal")
-        print(f"hnnlab {args.command}: stopped by {name} (nothing was left half-written)", file=sys.stderr)
+        note = " (nothing was left half-written)" if args.command in STOPPABLE else ""
+        print(f"hnnlab {args.command}: stopped by {name}{note}", file=sys.stderr)
         return code
 
 

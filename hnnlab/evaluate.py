@@ -198,10 +198,10 @@ def predict_to_file(
 
 class _ProgressLines:
     """Progress as plain lines on stderr (for a log or a pipe, where a bar cannot redraw): one line at most
-    every ``every`` seconds, ``DESCRIPTION: K/N steps (P %), T s elapsed, about R s left``."""
+    every ``every`` seconds, ``DESCRIPTION: K/N UNIT (P %), T s elapsed, about R s left``."""
 
-    def __init__(self, total: int, description: str, every: float = 10.0) -> None:
-        self.total, self.description, self.every = total, description, every
+    def __init__(self, total: int, description: str, every: float = 10.0, *, unit: str = "steps") -> None:
+        self.total, self.description, self.every, self.unit = total, description, every, unit
         self.start = self.last = time.perf_counter()
 
     def update(self, done: int) -> None:
@@ -211,7 +211,7 @@ class _ProgressLines:
         self.last = now
         elapsed = now - self.start
         left = elapsed * (self.total - done) / max(done, 1)
-        print(f"{self.description}: {done:,}/{self.total:,} steps ({100 * done / self.total:.0f} %), "
+        print(f"{self.description}: {done:,}/{self.total:,} {self.unit} ({100 * done / self.total:.0f} %), "
               f"{elapsed:.0f} s elapsed, about {left:.0f} s left", file=sys.stderr, flush=True)
 
 

@@ -342,3 +342,24 @@ def test_unknown_recipe_and_override():
         get_recipe("greydanus-sping")
     with pytest.raises(InvalidArgumentError, match="recipe 'dm-spring' has no field 'n_trajectories'"):
         get_recipe("dm-spring", n_trajectories=3)
+
+
+def test_simulate_progress_lines_outside_a_terminal_leave_the_data_bit_identical(capsys, monkeypatch):
+    """Outside a terminal (pytest captures stderr) progress=True prints plain lines (here at every chunk: the
+    interval patched to 0) from the same loop, streamed: the states equal the silent run's bit for bit."""
+    import hnnlab.evaluate as evaluate
+    from hnnlab.data import simulate
+    from hnnlab.systems import get_system
+
+    kwargs = {"dt": 0.05, "n_steps": 200, "integrator": "leapfrog", "substeps": 2, "batch_size": 3, "seed": 1}
+    quiet = simulate(get_system("pendulum"), 7, **kwargs)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(evaluate._ProgressLines.__init__, "__defaults__", (0.0,))
+    shown = simulate(get_system("pendulum"), 7, progress=True, **kwargs)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) >= 10 and all(line.startswith("simulate: ") for line in lines)
+    done = [int(line.split(": ")[1].split("/")[0].replace(",", "")) for line in lines]
+    assert done == sorted(done) and all(f"/{7 * 400:,} trajectory-steps (" in line for line in lines)
+    for name, split in quiet.splits.items():
+        assert torch.equal(split.state, shown.splits[name].state)
+        assert torch.equal(split.energy, shown.splits[name].energy)

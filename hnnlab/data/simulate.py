@@ -12,7 +12,6 @@ import datetime as _datetime
 import math
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from hnnlab.data.io import SplitData
 from hnnlab.data.schema import SCHEMA_NAME, SCHEMA_VERSION, SPLITS
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.integrators import AbstractIntegrator, get_integrator
-from hnnlab.rollout import solve
+from hnnlab.rollout import iter_solve, solve
 from hnnlab.systems.base import AbstractSystem, normal
 
 DEFAULT_INTEGRATOR = "dopri8"
@@ -105,8 +104,7 @@ def simulate(
         device: where to integrate (``"cpu"``, ``"cuda"``); drawing happens on the CPU.
         initial_states: a sampler ``(n, generator) -> (n, 2 * dof)`` replacing the system's own.
         batch_size: trajectories integrated per batch (default: all at once).
-        progress: show progress: a bar over integration steps on a terminal, otherwise a line every 10 s
-            between batches.
+        progress: show progress: a bar over integration steps on a terminal, otherwise a line every 10 s.
         recipe, command: descriptions stored in the metadata.
         generator: draw from this generator instead of a fresh one seeded with ``seed`` (recipes that
             draw several parts from one stream); ``seed`` is still recorded.
@@ -143,19 +141,28 @@ def simulate(
     x0 = x0.to(device)
     step = dt / substeps
     batch = batch_size or n_traj
-    bar = bool(progress) and sys.stderr.isatty()  # a bar on a terminal; lines (per batch) in a log
-    starts = range(0, n_traj, batch)
-    started = last = time.perf_counter()
+    bar = bool(progress) and sys.stderr.isatty()  # a bar on a terminal, plain lines in a log or a pipe
+    total = n_steps * substeps
+    lines = None
+    if progress and not bar:
+        from hnnlab.evaluate import _ProgressLines
+
+        lines = _ProgressLines(total * n_traj, "simulate", unit="trajectory-steps")
     parts = []
     with torch.no_grad():
-        for k, i in enumerate(starts, 1):
-            parts.append(solve(system, integ, x0[i : i + batch], step, n_steps * substeps, substeps,
-                               on_nonfinite="raise", progress=bar, description="simulate").ys)
-            now = time.perf_counter()
-            if progress and not bar and k < len(starts) and now - last >= 10.0:
-                last = now
-                print(f"simulate: {k}/{len(starts)} batches of {batch} trajectories, {now - started:.0f} s elapsed, "
-                      f"about {(now - started) * (len(starts) - k) / k:.0f} s left", file=sys.stderr, flush=True)
+        for i in range(0, n_traj, batch):
+            xb = x0[i : i + batch]
+            if lines is None:
+                parts.append(solve(system, integ, xb, step, total, substeps, on_nonfinite="raise", progress=bar,
+                                   description="simulate").ys)
+                continue
+            chunks = []  # the same loop, streamed, to report how far it is
+            for chunk in iter_solve(system, integ, xb, step, total, substeps, on_nonfinite="raise", progress=False,
+                                    chunk_size=max(2, -(-(n_steps + 1) // 20))):
+                chunks.append(chunk)
+                saved = sum(c.shape[1] for c in chunks) - 1
+                lines.update(i * total + xb.shape[0] * saved * substeps)
+            parts.append(torch.cat(chunks, dim=1))
         clean = torch.cat(parts).cpu()  # (n_traj, n_times, 2 * dof), float64
     n_times = n_steps + 1
     t = torch.arange(n_times, dtype=torch.float64) * dt  # (n_times,)

@@ -4,6 +4,11 @@ Every function takes the exception class to raise (``error``, a :class:`~hnnlab.
 the words that name the file (``what``, ``where``), so that a dataset file fails with a ``DatasetError``
 and a rollout file with a ``RolloutFileError``, each message naming the file and the field. This module
 imports nothing from hnnlab but :mod:`hnnlab.errors`.
+
+Stopping a write: under :func:`stop_on_signals` (the file-writing CLI commands run in it) SIGINT and SIGTERM
+raise :class:`Interrupted` in ordinary Python code, never inside an h5py callback where Python would ignore
+the exception, so an :class:`AtomicWrite` is discarded and the previous file kept. A writer killed outright
+(SIGKILL) leaves its temporary; the next write of the same target removes it (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -121,12 +122,9 @@ def _bucket_band(
     def blocks(a: np.ndarray) -> np.ndarray:
         return np.concatenate([a, np.full(pad, np.nan)]).reshape(nb, k)
 
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN buckets give NaN (a gap)
-            blo, bhi = np.nanmin(blocks(lo), axis=1), np.nanmax(blocks(hi), axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN buckets give NaN (a gap)
+        blo, bhi = np.nanmin(blocks(lo), axis=1), np.nanmax(blocks(hi), axis=1)
     starts = np.arange(nb) * k
     ends = np.minimum(starts + k - 1, n - 1)
     tt = np.stack([t[starts], t[ends]], axis=1).reshape(-1)
@@ -204,8 +202,6 @@ def _log_summary(
             _draw_series(ax, t, clipped[i], sparse=False, color=c, lw=1.2, label=f"{what}, trajectory {i}")
             drawn.append(clipped[i])
     else:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN times (every trajectory blown up): gaps
             q = np.nanquantile(clipped, [BAND[0], 0.5, BAND[1]], axis=0)
@@ -216,7 +212,7 @@ def _log_summary(
         _draw_series(ax, t, q[1], sparse=False, color=color, lw=1.6, label="median")
         _draw_series(ax, t, worst, sparse=False, color="black", lw=0.9, ls="--", label="worst trajectory")
         drawn += [lo, hi, worst]
-    if raised:
+    if raised and any(np.any(a == floor) for a in drawn):  # only when a drawn curve touches the floor
         _floor_note(ax, floor)
     return drawn
 

@@ -97,6 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HnnlabError as exc:
         print(f"hnnlab {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hnnlab ... | head`: the reader has gone; stop quietly, as a SIGPIPE would
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+        return 141
     except KeyboardInterrupt as exc:
         code = getattr(exc, "exit_code", 130)
         name = {130: "SIGINT", 143: "SIGTERM"}.get(code, "a signal")

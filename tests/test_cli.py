@@ -569,3 +569,19 @@ def test_the_training_system_is_read_from_the_record_then_the_recipe_then_the_da
             f"--data {str(spring8)!r} is system 'mass_spring'"
         )
         assert not out.exists()
+
+
+def test_output_into_a_closed_pipe_stops_quietly_with_the_sigpipe_status(monkeypatch, capsys):
+    """`hnnlab simulate --list-recipes | head -1`: the reader has gone; no traceback, status 128 + SIGPIPE."""
+    import io
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    closed = io.TextIOWrapper(os.fdopen(write_end, "wb", buffering=0), write_through=True)
+    monkeypatch.setattr("sys.stdout", closed)
+    try:
+        assert main(["simulate", "--list-recipes"]) == 141
+    finally:
+        closed.close()
+    assert capsys.readouterr().err == ""

@@ -585,3 +585,21 @@ def test_output_into_a_closed_pipe_stops_quietly_with_the_sigpipe_status(monkeyp
     finally:
         closed.close()
     assert capsys.readouterr().err == ""
+
+
+def test_audit_ckpt_refuses_a_checkpoint_of_another_model_than_the_rollout(hnn_checkpoint, spring8, tmp_path,
+                                                                          capsys):
+    from hnnlab.evaluate import predict_to_file
+    from hnnlab.models import SeparableHNN
+
+    torch.manual_seed(0)
+    other = SeparableHNN(1, hidden=(8,)).double()
+    out = tmp_path / "separable.h5"
+    x0 = load_dataset(spring8).splits["test"].clean[:2, 0]
+    predict_to_file(other, x0, dt=0.1, n_steps=10, out=out, system=get_system("mass_spring"), progress=False)
+    assert main(["audit", str(out), "--ckpt", str(hnn_checkpoint), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hnnlab audit: error: checkpoint {str(hnn_checkpoint)!r} holds model hnnlab.models.hnn:HNN, but "
+        f"{str(out)!r} is a rollout of model hnnlab.models.separable_hnn:SeparableHNN; give the checkpoint the "
+        "rollout was made from"
+    ]

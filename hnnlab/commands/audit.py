@@ -96,7 +96,15 @@ def main(args: argparse.Namespace) -> int:
         from hnnlab.training.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.ckpt).model
-        check_model_fits(model, _file_system(args.file), checkpoint=args.ckpt, data=repr(args.file))
+        system, made_by = _file_system_and_model(args.file)
+        check_model_fits(model, system, checkpoint=args.ckpt, data=repr(args.file))
+        ours = model.describe().get("class_path")
+        theirs = (made_by or {}).get("class_path")
+        if ours and theirs and ours != theirs:
+            raise InvalidArgumentError(
+                f"checkpoint {args.ckpt!r} holds model {ours}, but {args.file!r} is a rollout of model {theirs}; "
+                "give the checkpoint the rollout was made from"
+            )
     report = audit_file(
         args.file,
         split=args.split,
@@ -118,18 +126,21 @@ def main(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _file_system(path: str) -> dict | None:
-    """The ``system.describe()`` a rollout or dataset file records (``None`` when it names none)."""
+def _file_system_and_model(path: str) -> tuple[dict | None, dict | None]:
+    """The ``system.describe()`` a rollout or dataset file records, and a rollout's ``model.describe()``
+    (``None`` where the file names none)."""
     from hnnlab import rollout_io
     from hnnlab._hdf5 import read_json_attr
     from hnnlab.audit.sources import file_schema
 
     if file_schema(path) == rollout_io.SCHEMA:
         with rollout_io.open_hdf5(path, what="rollout file") as f:
-            return read_json_attr(f, "system", where=repr(path), error=rollout_io.RolloutFileError)
+            where, error = repr(path), rollout_io.RolloutFileError
+            return (read_json_attr(f, "system", where=where, error=error),
+                    read_json_attr(f, "model", where=where, error=error))
     from hnnlab.data.io import read_metadata
 
-    return read_metadata(path).get("system")
+    return read_metadata(path).get("system"), None
 
 
 def _write_json(report, path: str, overwrite: bool) -> None:  # noqa: ANN001 - an AuditReport

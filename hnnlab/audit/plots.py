@@ -396,7 +396,7 @@ def phase_portrait_plot(
 def _window(series: list[np.ndarray], n: int) -> int:
     """Samples per time window of the component panels: about :data:`WINDOW_PERIODS` oscillations of the
     fastest component (counted by its local extrema), at least :data:`MIN_WINDOW`; ``n`` (the whole
-    series, one window) when that would cover more than half of it."""
+    series, one window) when that would cover more than a quarter of it."""
     rate = 0.0
     for y in series:
         d = np.diff(y[np.isfinite(y)])
@@ -406,7 +406,7 @@ def _window(series: list[np.ndarray], n: int) -> int:
     if rate == 0:
         return n
     w = max(MIN_WINDOW, round(2 * WINDOW_PERIODS / rate))
-    return n if 2 * w >= n else w
+    return n if 4 * w > n else w
 
 
 def prediction_vs_reference_figure(

@@ -300,3 +300,77 @@ def test_fit_command_line_with_two_cpu_ddp_processes(small_data, tmp_path) -> No
     ckpt = torch.load(last, weights_only=False)
     assert ckpt["global_step"] == 3
     assert all(bool(torch.isfinite(v).all()) for v in ckpt["state_dict"].values())
+
+
+# -- bad inputs: one or two lines naming the mistake, exit status 2, nothing written -----------------
+
+
+@pytest.fixture(scope="module")
+def foreign_checkpoints(tmp_path_factory: pytest.TempPathFactory, spring: Path) -> dict[str, Path]:
+    """A baseline (NeuralODE) checkpoint and an HNN checkpoint of another dof (2), both written by hnnlab."""
+    from hnnlab.models import NeuralODE
+    from hnnlab.training.checkpoint import model_entry
+
+    root = tmp_path_factory.mktemp("foreign")
+    pl.seed_everything(0, verbose=False)
+    baseline = fit(DynamicsModule(NeuralODE(1, hidden=(8,))), HDF5DataModule(str(spring)), max_steps=1,
+                   checkpoint=root / "baseline", progress=None, accelerator="cpu", limit_val_batches=0)
+    ckpt = torch.load(baseline.last_checkpoint, weights_only=False)
+    other = HNN(2, hidden=(200, 200), activation="tanh", orthogonal_init=True)
+    ckpt["state_dict"] = {f"model.{k}": v for k, v in other.state_dict().items()}
+    ckpt["hnnlab"].update(model_entry(other))
+    torch.save(ckpt, root / "dof2.ckpt")
+    return {"baseline": baseline.last_checkpoint, "dof2": root / "dof2.ckpt"}
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "first_line"),
+    [
+        ("test", ["--ckpt_path", "{baseline}"],
+         "hnnlab test: error: --ckpt_path '{baseline}' holds a NeuralODE (hnnlab.models.baselines:NeuralODE), but "
+         "the config's model is HNN (hnnlab.models.HNN); use the config the checkpoint was trained with, or a "
+         "checkpoint of this model"),
+        ("fit", ["--ckpt_path", "{dof2}"],
+         "hnnlab fit: error: --ckpt_path '{dof2}': the checkpoint's HNN does not match the config's (dof=2 in the "
+         "checkpoint, 1 in the config); hnnlab fit needs the same model"),
+        ("fit", ["--ckpt_path", "missing.ckpt"],
+         "hnnlab fit: error: --ckpt_path 'missing.ckpt' does not exist (hnnlab fit writes "
+         "runs/hnnlab/<run id>/checkpoints/last.ckpt)"),
+        ("validate", ["--ckpt_path", "{data}"],
+         "hnnlab validate: error: --ckpt_path '{data}' is an HDF5 file (a dataset or rollout), not a checkpoint; "
+         "datasets go to --data.path, checkpoints are the .ckpt files that hnnlab fit writes"),
+        ("fit", ["--trainer.accelerator", "gpu"],
+         "hnnlab fit: error: --trainer.accelerator gpu: this machine has no CUDA GPU (torch.cuda.is_available() "
+         "is False); use --trainer.accelerator cpu (or auto)"),
+        ("fit", ["--model.optimizer.init_args.lr", "-0.1"],
+         "hnnlab fit: error: --model.optimizer.init_args.lr must be a finite number >= 0, got -0.1"),
+        ("fit", ["--trainer.max_step", "2"], "hnnlab fit: error: unrecognized arguments: --trainer.max_step 2"),
+    ],
+    ids=["baseline-ckpt", "other-dof", "missing-ckpt", "hdf5-ckpt", "no-gpu", "negative-lr", "typo"],
+)
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(command, args, first_line, spring, foreign_checkpoints,
+                                                           tmp_path, monkeypatch, capsys) -> None:
+    if command == "fit" and args[0] == "--trainer.accelerator" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.chdir(tmp_path)
+    names = {"baseline": foreign_checkpoints["baseline"], "dof2": foreign_checkpoints["dof2"], "data": spring}
+    args = [a.format(**names) for a in args]
+    accelerator = [] if "--trainer.accelerator" in args else ["--trainer.accelerator", "cpu"]
+    status = main([command, "--config", str(ROOT / "configs/spring_hnn.yaml"), "--data.path", str(spring),
+                   "--trainer.max_steps", "2", *accelerator, *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert err[0] == first_line.format(**names)
+    assert len(err) <= 2
+    if len(err) == 2:
+        assert err[1] == f"(hnnlab {command} --help lists the options)"
+    assert list(tmp_path.iterdir()) == []  # no run directory, no config, no checkpoint
+
+
+def test_an_optimizer_that_refuses_its_arguments_is_a_user_error(spring, tmp_path) -> None:
+    """From Python too: torch's ValueError becomes hnnlab's error naming the optimizer's complaint."""
+    from hnnlab.errors import InvalidArgumentError
+
+    module = DynamicsModule(HNN(1, hidden=(8,)), optimizer=lambda p: torch.optim.Adam(p, lr=-1.0))
+    with pytest.raises(InvalidArgumentError, match=r"^the optimizer refuses its arguments: Invalid learning rate: -1"):
+        fit(module, HDF5DataModule(str(spring)), max_steps=1, checkpoint=False, progress=None, accelerator="cpu")

@@ -13,6 +13,7 @@ built by :func:`hnnlab.training.runner.build_trainer` and ``fit`` runs through
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,21 @@ class HnnlabCLI(LightningCLI):
         parser.add_lightning_class_args(HnnlabCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
 
+    def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 - Lightning's signature
+        """Parse without jsonargparse's usage dump: a mistake is one ``error:`` line and a pointer to
+        ``--help``; then check what would otherwise fail later, after the run's directory is made."""
+        from jsonargparse import ArgumentError
+
+        for each in _parsers(parser):
+            each.exit_on_error = False
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as exc:
+            raise ConfigError(str(exc).strip()) from None
+        sub = self.config.get("subcommand")
+        if sub is not None:
+            check_config(self.config[sub], sub)
+
     def before_instantiate_classes(self) -> None:
         sub = self.subcommand
         if sub is None:
@@ -168,7 +184,7 @@ class HnnlabCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         logger = config.trainer.get("logger")
         if sub == "fit" and ckpt_path and ckpt_path not in ("last", "best") and logger is not None:
-            run_id = _wandb_run_id(ckpt_path)
+            run_id = (read_checkpoint(ckpt_path).get("hnnlab") or {}).get("wandb_run_id")
             loggers = logger if isinstance(logger, list) else [logger]
             for lg in loggers:
                 if run_id and "Wandb" in str(getattr(lg, "class_path", "")):
@@ -206,13 +222,136 @@ class HnnlabCLI(LightningCLI):
                   flush=True)
 
 
-def _wandb_run_id(ckpt_path: str) -> str | None:
+class ConfigError(InvalidArgumentError):
+    """A command line or config file that the parser refuses (its message is jsonargparse's)."""
+
+
+def _parsers(parser: Any) -> list[Any]:
+    """A parser and its subcommand parsers."""
+    out, action = [parser], getattr(parser, "_subcommands_action", None)
+    for sub in (getattr(action, "_name_parser_map", None) or {}).values():
+        out += _parsers(sub)
+    return out
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_LIGHTNING_NAMES = ("last", "best", "hpc", "registry")
+
+
+def read_checkpoint(path: str) -> dict[str, Any]:
+    """The checkpoint at ``--ckpt_path``, refused with a clear message when it is missing, not a file, an
+    HDF5 file, unreadable or not written by hnnlab."""
     import torch
 
-    if not Path(ckpt_path).is_file():
-        raise InvalidArgumentError(f"--ckpt_path {ckpt_path!r} does not exist")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    return (ckpt.get("hnnlab") or {}).get("wandb_run_id")
+    file = Path(path)
+    shown = f"--ckpt_path {path!r}"
+    if not file.exists():
+        raise InvalidArgumentError(f"{shown} does not exist (hnnlab fit writes runs/hnnlab/<run id>/checkpoints/"
+                                   "last.ckpt)")
+    if not file.is_file():
+        raise InvalidArgumentError(f"{shown} is a directory; pass the .ckpt file in it")
+    with file.open("rb") as handle:
+        head = handle.read(8)
+    if head == _HDF5_SIGNATURE:
+        raise InvalidArgumentError(f"{shown} is an HDF5 file (a dataset or rollout), not a checkpoint; datasets go "
+                                   "to --data.path, checkpoints are the .ckpt files that hnnlab fit writes")
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise InvalidArgumentError(f"{shown} cannot be read as a checkpoint: {type(exc).__name__}: {exc}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in (ckpt.get("hnnlab") or {}):
+        raise InvalidArgumentError(f"{shown} was not written by hnnlab fit (no hnnlab model description)")
+    return ckpt
+
+
+def check_config(config: Any, sub: str) -> None:
+    """Refuse, before anything is built or written, what would fail later: an accelerator this machine
+    lacks, a negative learning rate, a checkpoint that is not hnnlab's or holds another model."""
+    import torch
+
+    accelerator = str(_get(config, "trainer", "accelerator") or "auto").lower()
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise InvalidArgumentError(
+            f"--trainer.accelerator {accelerator}: this machine has no CUDA GPU (torch.cuda.is_available() is "
+            "False); use --trainer.accelerator cpu (or auto)"
+        )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise InvalidArgumentError("--trainer.accelerator mps: MPS is not available here; use cpu (or auto)")
+    for group in ("optimizer", "scheduler"):
+        init_args = _get(config, "model", group, "init_args")
+        for key in ("lr", "max_lr", "base_lr", "weight_decay"):
+            value = _get(init_args, key) if init_args is not None else None
+            if isinstance(value, int | float) and not isinstance(value, bool) and not (
+                math.isfinite(value) and value >= 0
+            ):
+                raise InvalidArgumentError(
+                    f"--model.{group}.init_args.{key} must be a finite number >= 0, got {value!r}"
+                )
+    ckpt_path = _get(config, "ckpt_path")
+    if ckpt_path and str(ckpt_path) not in _LIGHTNING_NAMES:
+        _check_checkpoint_model(read_checkpoint(str(ckpt_path)), _get(config, "model", "model"), str(ckpt_path), sub)
+
+
+def _check_checkpoint_model(ckpt: dict[str, Any], model: Any, path: str, sub: str) -> None:
+    """The model of the config and the model in the checkpoint: the same class and constructor arguments."""
+    import importlib
+
+    stored = ckpt["hnnlab"]["model"]
+    stored_path = str(stored.get("class_path") or stored.get("class"))
+    given_path = str(_get(model, "class_path") or "")
+    if not given_path:
+        return
+
+    def resolve(class_path: str) -> Any:
+        module, _, attr = class_path.replace(":", ".").rpartition(".") if ":" not in class_path else (
+            class_path.partition(":")[0], ":", class_path.partition(":")[2])
+        try:
+            obj = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError, ValueError):
+            return class_path
+        return obj
+
+    given_cls, stored_cls = resolve(given_path), resolve(stored_path)
+    name = getattr(stored_cls, "__name__", stored_path)
+    if given_cls is not stored_cls:
+        raise InvalidArgumentError(
+            f"--ckpt_path {path!r} holds a {name} ({stored_path}), but the config's model is "
+            f"{getattr(given_cls, '__name__', given_path)} ({given_path}); use the config the checkpoint was "
+            f"trained with, or a checkpoint of this model"
+        )
+    given_args = _get(model, "init_args")
+    given_args = dict(given_args.items()) if hasattr(given_args, "items") else {}
+    differ = []
+    for key, value in (stored.get("init_args") or {}).items():
+        if key not in given_args or not _plain(value) or not _plain(given_args[key]):
+            continue
+        if _normal(value) != _normal(given_args[key]):
+            differ.append(f"{key}={_normal(value)!r} in the checkpoint, {_normal(given_args[key])!r} in the config")
+    if differ:
+        raise InvalidArgumentError(
+            f"--ckpt_path {path!r}: the checkpoint's {name} does not match the config's ({'; '.join(differ)}); "
+            f"hnnlab {sub} needs the same model"
+        )
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+def _normal(value: Any) -> Any:
+    return [_normal(v) for v in value] if isinstance(value, list | tuple) else value
+
+
+def _get(config: Any, *keys: str) -> Any:
+    for key in keys:
+        if config is None:
+            return None
+        config = config.get(key) if hasattr(config, "get") else getattr(config, key, None)
+    return config
 
 
 def trainer_defaults() -> dict[str, Any]:
@@ -242,6 +381,9 @@ def run_lightning_cli(argv: list[str]) -> int:
                 parser_kwargs={"allow_abbrev": False, "prog": "hnnlab"},
                 args=args,
             )
+        except ConfigError as exc:
+            print(f"hnnlab {argv[0]}: error: {exc}\n(hnnlab {argv[0]} --help lists the options)", file=sys.stderr)
+            return 2
         except HnnlabError as exc:
             print(f"hnnlab {argv[0]}: error: {exc}", file=sys.stderr)
             return 2

@@ -174,7 +174,10 @@ class DynamicsModule(pl.LightningModule):
             )
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        try:
+            optimizer = self.optimizer_factory(self.parameters())
+        except ValueError as exc:  # torch's "Invalid learning rate: -0.1" and the like
+            raise InvalidArgumentError(f"the optimizer refuses its arguments: {exc}") from None
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

@@ -46,9 +46,7 @@ def kick_drift(
     dof = x.shape[-1] // 2
     q, p = x[..., :dof], x[..., dof:]
     current: Tensor | None = x  # the join of (q, p) while it is up to date, else None
-
-    def add(a: Tensor, b: Tensor, alpha: float) -> Tensor:
-        return a.add_(b, alpha=alpha) if in_place else torch.add(a, b, alpha=alpha)
+    add = Tensor.add_ if in_place else torch.add  # add(a, b, alpha=c): a + c b, in place or new
 
     tau = t
     force = None
@@ -59,12 +57,12 @@ def kick_drift(
                 force = first_force
             else:
                 force = dp_dt(tau, current if current is not None else join_state(q, p))
-            p = add(p, force, b * dt)
+            p = add(p, force, alpha=b * dt)
             current = x if in_place else None
         if i < len(drifts):
             a = drifts[i]
             velocity = dq_dt(tau + 0.5 * a * dt, current if current is not None else join_state(q, p))
-            q = add(q, velocity, a * dt)
+            q = add(q, velocity, alpha=a * dt)
             tau = tau + a * dt
             current = x if in_place else None
     return (current if current is not None else join_state(q, p)), force

@@ -92,3 +92,25 @@ def test_duffing_spectrum_sums_to_minus_the_damping():
                                  transient_steps=200)[0]
     assert float(spectrum.sum()) == pytest.approx(-system.delta, abs=1e-5)
     assert float(spectrum[0]) > 0
+
+
+def test_the_audit_of_an_open_system_checks_the_balance_and_can_gate_on_it():
+    from hnnlab.audit import Thresholds, audit_trajectories
+
+    damped = get_system("duffing")
+    states, t = _rollout(damped)
+    report = audit_trajectories(states, t, system=damped, check_structure=False,
+                                thresholds=Thresholds(balanced_energy=True))
+    assert report.balance is not None and report.balance.verdict == "balanced" and report.passed
+    labels = [row[0] for row in report.rows()]
+    assert "energy balance verdict" in labels
+    undamped_states, _ = _rollout(get_system("duffing", delta=0.0))
+    bad = audit_trajectories(undamped_states, t, system=damped, check_structure=False,
+                             thresholds=Thresholds(balanced_energy=True))
+    assert [f.name for f in bad.failures()] == ["balanced_energy"]
+    assert bad.failures()[0].message.startswith("balanced_energy: the energy balance H(t) - H(0) = int P dt fails on 4")
+    closed = audit_trajectories(states, t, system=get_system("pendulum"), check_structure=False,
+                                thresholds=Thresholds(balanced_energy=True))
+    assert closed.balance is None
+    assert closed.failures()[0].message == ("balanced_energy: not measured (Pendulum is not an open "
+                                            "(port-Hamiltonian) system)")

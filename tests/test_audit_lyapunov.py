@@ -219,3 +219,38 @@ def get_integrator_dopri8():
     from hnnlab.integrators import get_integrator
 
     return get_integrator("dopri8", rtol=1e-12, atol=1e-12)
+
+
+def test_audit_trajectories_adds_the_lyapunov_section_and_its_rows():
+    from hnnlab.audit import audit_trajectories
+    from hnnlab.rollout import rollout
+
+    system = get_system("henon_heiles")
+    x0 = _chaotic_states(3)
+    states = rollout(system, "yoshida4", x0, 0.1, 1000, save_every=10)
+    t = torch.arange(states.shape[1], dtype=torch.float64)
+    report = audit_trajectories(states, t, system=system, reference=states.clone(), integrator="yoshida4",
+                                dt=0.1, save_every=10, lyapunov=True, lyapunov_steps=1000, check_structure=False)
+    assert report.lyapunov is not None and report.lyapunov.chaotic
+    assert report.lyapunov.vpt_lyapunov == pytest.approx(100 * report.lyapunov.reference_l1, rel=0.3)
+    labels = [row[0] for row in report.rows()]
+    assert "Lyapunov time 1 / l1" in labels and "valid prediction time in Lyapunov times (median)" in labels
+    assert report.to_dict()["lyapunov"]["chaotic"] is True
+    without = audit_trajectories(states, t, system=system, check_structure=False)
+    assert without.lyapunov is None
+
+
+def test_hnnlab_audit_lyapunov_on_a_regular_dataset(spring_file, tmp_path, capsys):
+    import json
+
+    from hnnlab.cli import main
+
+    out = tmp_path / "report.json"
+    assert main(["audit", str(spring_file), "--lyapunov", "--lyapunov-steps", "200", "--json", str(out),
+                 "--no-structure"]) == 0
+    section = json.loads(out.read_text())["lyapunov"]
+    assert section["chaotic"] is False and section["lyapunov_time"] is None
+    assert section["note"].endswith("the prediction time is not limited by chaos")
+    assert "Lyapunov verdict" in capsys.readouterr().out
+    assert main(["audit", str(spring_file), "--lyapunov", "--lyapunov-steps", "0"]) == 2
+    assert "--lyapunov-steps must be an integer >= 1, got 0" in capsys.readouterr().err

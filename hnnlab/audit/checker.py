@@ -62,6 +62,9 @@ def audit_trajectories(
     structure_samples: int = DEFAULT_STRUCTURE_SAMPLES,
     reversibility_steps: int = DEFAULT_REVERSIBILITY_STEPS,
     check_structure: bool = True,
+    lyapunov: bool = False,
+    lyapunov_steps: int | None = None,
+    lyapunov_perturbation: float | None = None,
     plots: str | os.PathLike[str] | None = None,
     source: str = "<tensors>",
     kind: str = "trajectories",
@@ -91,7 +94,14 @@ def audit_trajectories(
         structure_samples: number of initial states (of the first trajectories) for the structural checks.
         reversibility_steps: ``N`` of the reversibility check.
         check_structure: ``False`` skips the structural checks (recorded).
+        lyapunov: add the Lyapunov section (:func:`hnnlab.audit.lyapunov.lyapunov_audit`): the reference
+            system's ``l1`` and Lyapunov time from the initial states, the model's own ``l1``, the valid
+            prediction time in Lyapunov times and the perturbed-initial-state floor (needs ``system``).
+        lyapunov_steps, lyapunov_perturbation: its averaging steps and the floor's perturbation.
         plots: a directory to write PNG plots into (paths in ``report.plots``).
+
+    For an open system (:class:`~hnnlab.systems.AbstractPortHamiltonianSystem`) the report also has the energy
+    balance (:func:`hnnlab.audit.balance.energy_balance`), the check that replaces conservation.
     """
     thresholds = thresholds or Thresholds()
     _check_inputs(states, t, reference, energy_model)
@@ -179,6 +189,27 @@ def audit_trajectories(
         else:
             report.accuracy = _accuracy(states, reference, t64, mask, vpt_threshold)
 
+    if system is not None:
+        from hnnlab.systems.port_hamiltonian import AbstractPortHamiltonianSystem
+
+        if isinstance(system, AbstractPortHamiltonianSystem) and n_times >= 3:
+            from hnnlab.audit.balance import energy_balance
+
+            finite = mask.all(dim=1)
+            if bool(finite.any()):
+                report.balance = energy_balance(system, states[finite], t64)
+            else:
+                skipped.setdefault("balance", "every trajectory turned non-finite")
+        else:
+            skipped.setdefault("balance", f"{type(system).__name__} is not an open (port-Hamiltonian) system"
+                               if not isinstance(system, AbstractPortHamiltonianSystem) else "fewer than 3 times")
+    else:
+        skipped.setdefault("balance", "no system given")
+
+    if lyapunov:
+        report.lyapunov = _lyapunov(states, t64, system, model, integrator, dt, save_every, reference,
+                                    vpt_threshold, lyapunov_steps, lyapunov_perturbation, skipped)
+
     # -- structure of the one-step map (needs gradients) --
     if check_structure:
         report.structure = _structure(
@@ -263,6 +294,39 @@ def audit_file(
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def _lyapunov(
+    states: Tensor, t64: Tensor, system: Any, model: Any, integrator: Any, dt: float | None, save_every: int | None,
+    reference: Tensor | None, vpt_threshold: float, n_steps: int | None, perturbation: float | None,
+    skipped: dict[str, str],
+) -> Any:
+    """The Lyapunov section, from the finite trajectories' initial states (``None`` with a reason when it
+    cannot be measured)."""
+    from hnnlab.audit import lyapunov as ly
+
+    if system is None:
+        skipped.setdefault("lyapunov", "no system given: the reference dynamics are unknown")
+        return None
+    if states.shape[1] < 2 and dt is None:
+        skipped.setdefault("lyapunov", "a single saved time and no step size")
+        return None
+    step = dt if dt is not None else float(t64[1] - t64[0]) / (save_every or 1)
+    finite = torch.isfinite(states).flatten(1).all(dim=1)
+    x0 = states[:, 0].to(torch.float64)
+    vpt = None
+    if reference is not None:
+        vpt, _ = metrics.valid_prediction_time(states[finite].to(torch.float64),
+                                               reference[finite].to(torch.float64), t64, threshold=vpt_threshold)
+    model_integrator = None
+    if model is not None and integrator is not None:
+        model_integrator = integrator
+    return ly.lyapunov_audit(
+        system, x0[finite], dt=step, model=model, model_integrator=model_integrator, vpt=vpt,
+        reference=None if reference is None else reference[finite], t=t64 if reference is not None else None,
+        vpt_threshold=vpt_threshold, n_steps=n_steps or ly.DEFAULT_LYAPUNOV_STEPS,
+        perturbation=ly.DEFAULT_PERTURBATION if perturbation is None else perturbation,
+    )
 
 
 def _check_inputs(states: Tensor, t: Tensor, reference: Tensor | None, energy_model: Tensor | None) -> None:

@@ -11,9 +11,13 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hnnlab.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from hnnlab.audit.balance import BalanceAudit
+    from hnnlab.audit.lyapunov import LyapunovAudit
 
 Verdict = Literal["bounded", "drifting", "undetermined"]
 
@@ -127,11 +131,12 @@ class Thresholds:
     max_gmre: float | None = None
     min_valid_prediction_time: float | None = None
     allow_nonfinite: bool = False
+    balanced_energy: bool = False
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("bounded_energy", "allow_nonfinite"):
+            if f.name in ("bounded_energy", "allow_nonfinite", "balanced_energy"):
                 if not isinstance(value, bool):
                     raise InvalidArgumentError(f"threshold {f.name} must be True or False, got {value!r}")
                 continue
@@ -174,6 +179,8 @@ class AuditReport:
     structure: StructureAudit | None = None
     accuracy: AccuracyAudit | None = None
     nonfinite: NonFiniteAudit | None = None
+    lyapunov: LyapunovAudit | None = None
+    balance: BalanceAudit | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -224,6 +231,16 @@ class AuditReport:
             elif not (a.vpt_min >= limit):
                 out.append(Failure("min_valid_prediction_time", a.vpt_min, limit,
                                    f"min_valid_prediction_time: {_fmt(a.vpt_min)} is below the limit {_fmt(limit)}"))
+        if th.balanced_energy:
+            b = self.balance
+            if b is None:
+                out.append(Failure("balanced_energy", None, "balanced",
+                                   f"balanced_energy: not measured ({self.skipped.get('balance', 'balance')})"))
+            elif b.verdict != "balanced":
+                out.append(Failure("balanced_energy", b.verdict, "balanced",
+                                   f"balanced_energy: the energy balance H(t) - H(0) = int P dt fails on "
+                                   f"{len(b.unbalanced)} trajectories (relative residual "
+                                   f"{_fmt(b.max_relative_residual)}, tolerance {_fmt(b.tolerance)})"))
         nf = self.nonfinite
         if not th.allow_nonfinite and nf is not None and nf.n_nonfinite:
             out.append(Failure("allow_nonfinite", nf.n_nonfinite, 0,
@@ -296,6 +313,26 @@ class AuditReport:
         if a is not None:
             row("valid prediction time (mean / median)", f"{_fmt(a.vpt_mean)} / {_fmt(a.vpt_median)}"
                 + (f" ({a.n_censored} never crossed)" if a.n_censored else ""))
+        b = self.balance
+        if b is not None:
+            row("energy balance H(t) - H(0) = int P dt (relative residual)", b.max_relative_residual)
+            row("energy balance verdict", f"{b.verdict} (dissipated {_fmt(b.dissipated)}, injected {_fmt(b.injected)})",
+                "balanced_energy")
+        elif th.balanced_energy:
+            row("energy balance verdict", None, "balanced_energy", "balance")
+        ly = self.lyapunov
+        if ly is not None:
+            row("Lyapunov l1 of the reference (median)", ly.reference_l1)
+            row("Lyapunov time 1 / l1", "not chaotic" if ly.lyapunov_time is None else _fmt(ly.lyapunov_time))
+            if ly.model_l1 is not None:
+                row("Lyapunov l1 of the model (median)", ly.model_l1)
+            if ly.vpt_lyapunov is not None:
+                row("valid prediction time in Lyapunov times (median)", ly.vpt_lyapunov)
+            if ly.floor_vpt_lyapunov is not None:
+                row(f"perturbed-state floor (eps {ly.perturbation:g}) in Lyapunov times", ly.floor_vpt_lyapunov)
+            elif ly.floor_vpt is not None:
+                row(f"perturbed-state floor (eps {ly.perturbation:g}), time", ly.floor_vpt)
+            rows.append(("Lyapunov verdict", ly.note, "", "-"))
         nf = self.nonfinite
         if nf is not None:
             value = "none" if not nf.n_nonfinite else (

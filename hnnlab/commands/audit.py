@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         limits.add_argument(option, type=float, metavar="X", help=text)
     limits.add_argument("--bounded-energy", action="store_true",
                         help="fail when the energy error drifts secularly instead of staying bounded")
+    limits.add_argument("--balanced-energy", action="store_true",
+                        help="fail unless the energy balance H(t) - H(0) = int P dt holds (open systems)")
     limits.add_argument("--allow-nonfinite", action="store_true",
                         help="do not fail on NaN/inf states (they are still reported)")
     opts = parser.add_argument_group("measurement options")
@@ -58,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--structure-samples", type=int, default=16, help="states used by the structural checks")
     opts.add_argument("--reversibility-steps", type=int, default=100, help="N of the reversibility check")
     opts.add_argument("--no-structure", action="store_true", help="skip symplecticity and reversibility")
+    opts.add_argument("--lyapunov", action="store_true",
+                      help="add the Lyapunov section: the reference l1 and Lyapunov time, the model's own l1 (with "
+                           "--ckpt), the valid prediction time in Lyapunov times and the perturbed-state floor")
+    opts.add_argument("--lyapunov-steps", type=int, default=2000, help="averaging steps of the Lyapunov spectra")
+    opts.add_argument("--lyapunov-perturbation", type=float, default=1e-4,
+                      help="initial-state perturbation of the floor")
     parser.add_argument("--quiet", action="store_true", help="print failures only, no table")
 
 
@@ -66,7 +74,8 @@ def main(args: argparse.Namespace) -> int:
     from hnnlab.errors import InvalidArgumentError
 
     limits = {field: getattr(args, option[2:].replace("-", "_")) for option, (field, _) in _LIMITS.items()}
-    thresholds = Thresholds(**limits, bounded_energy=args.bounded_energy, allow_nonfinite=args.allow_nonfinite)
+    thresholds = Thresholds(**limits, bounded_energy=args.bounded_energy, allow_nonfinite=args.allow_nonfinite,
+                            balanced_energy=args.balanced_energy)
     if args.trajectories is not None and args.trajectories < 1:
         raise InvalidArgumentError(f"--trajectories must be >= 1, got {args.trajectories}")
     options = {
@@ -77,6 +86,13 @@ def main(args: argparse.Namespace) -> int:
     }
     if args.no_structure:
         options["check_structure"] = False
+    if args.lyapunov:
+        if args.lyapunov_steps < 1:
+            raise InvalidArgumentError(f"--lyapunov-steps must be an integer >= 1, got {args.lyapunov_steps}")
+        if not args.lyapunov_perturbation > 0:
+            raise InvalidArgumentError(f"--lyapunov-perturbation must be > 0, got {args.lyapunov_perturbation}")
+        options.update(lyapunov=True, lyapunov_steps=args.lyapunov_steps,
+                       lyapunov_perturbation=args.lyapunov_perturbation)
     if args.json:  # refused before the audit runs, as every other writer does
         from hnnlab._hdf5 import check_target
 

@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.set_defaults(_subparsers={})
     for name in LIGHTNING_COMMANDS:
         sub.add_parser(name, help=f"{name} a model with Lightning (LightningCLI; --config FILE)", add_help=False)
     for name, module in _available_commands().items():
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=_HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_module=module)
+        parser.get_default("_subparsers")[name] = p
     return parser
 
 
@@ -83,7 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_lightning_cli(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # an option the subcommand does not have: its usage, not the top-level one
+        where = parser.get_default("_subparsers").get(args.command, parser)
+        where.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2

@@ -603,3 +603,38 @@ def test_audit_ckpt_refuses_a_checkpoint_of_another_model_than_the_rollout(hnn_c
         f"{str(out)!r} is a rollout of model hnnlab.models.separable_hnn:SeparableHNN; give the checkpoint the "
         "rollout was made from"
     ]
+
+
+def test_second_look_cli_mistakes_are_one_line_in_the_commands_words(spring_file, tmp_path, capsys):
+    # python -m hnnlab is the same command line
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hnnlab", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("hnnlab ")
+    # an option the subcommand does not have: the subcommand's usage
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", str(spring_file), "--no-such-option"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: hnnlab audit ") and "unrecognized arguments: --no-such-option" in err
+    # --plots naming a file
+    note = tmp_path / "notes.txt"
+    note.write_text("mine")
+    assert main(["audit", str(spring_file), "--plots", str(note)]) == 2
+    assert capsys.readouterr().err.strip() == (f"hnnlab audit: error: --plots {str(note)!r} is a file; give a "
+                                               "directory for the PNG plots")
+    assert note.read_text() == "mine"
+    # simulate --out that is not an HDF5 name
+    out = tmp_path / "a.txt"
+    assert main(["simulate", "--recipe", "greydanus-spring", "--out", str(out)]) == 2
+    assert "give a name ending in .h5, .hdf5, .hdf" in capsys.readouterr().err and not out.exists()
+
+
+def test_audit_split_on_a_rollout_file_is_refused(tmp_path, capsys):
+    from hnnlab.systems import Pendulum
+    from tests._rollout_helpers import pendulum_states, write_rollout
+
+    path = write_rollout(tmp_path / "r.h5", Pendulum(), "leapfrog", pendulum_states(), 0.1, 10)
+    assert main(["audit", str(path), "--split", "train"]) == 2
+    assert "--split applies to dataset files" in capsys.readouterr().err

@@ -303,7 +303,7 @@ class AuditReport:
         row("symplecticity ||J^T Omega J - Omega||", s and s.symplecticity_error, "max_symplecticity_error",
             "symplecticity")
         row("volume |det J - 1|", s and s.volume_error, "max_volume_error", "symplecticity")
-        row(f"reversibility ({s.reversibility_steps if s else '-'} steps)", s and s.reversibility_error,
+        row(f"reversibility ({s.reversibility_steps} steps)" if s else "reversibility", s and s.reversibility_error,
             "max_reversibility_error", "reversibility")
         a = self.accuracy
         row("MSE vs reference", a and a.mse, "max_mse", "accuracy")

@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="REPORT.json", help="write the full report as JSON")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json report or --plots PNGs")
     parser.add_argument("--plots", metavar="DIR", help="write PNG plots (energy error, phase portraits, ...)")
-    parser.add_argument("--split", default="test", help="dataset split to audit (dataset files; default: test)")
+    parser.add_argument("--split", default=None,
+                        help="dataset split to audit (dataset files; default: test)")
     parser.add_argument("--trajectories", type=int, metavar="N", help="audit only the first N trajectories")
     parser.add_argument("--ckpt", metavar="CKPT",
                         help="checkpoint of the model a rollout came from: enables the structural checks of its "
@@ -78,6 +79,22 @@ def main(args: argparse.Namespace) -> int:
                             balanced_energy=args.balanced_energy)
     if args.trajectories is not None and args.trajectories < 1:
         raise InvalidArgumentError(f"--trajectories must be >= 1, got {args.trajectories}")
+    if args.plots:
+        from pathlib import Path
+
+        if Path(args.plots).exists() and not Path(args.plots).is_dir():
+            raise InvalidArgumentError(f"--plots {args.plots!r} is a file; give a directory for the PNG plots")
+    if args.split is not None:
+        from pathlib import Path
+
+        from hnnlab import rollout_io
+        from hnnlab.audit.sources import file_schema
+
+        if Path(args.file).is_file() and file_schema(args.file) == rollout_io.SCHEMA:
+            raise InvalidArgumentError(
+                f"--split applies to dataset files; {args.file!r} is a rollout file (its trajectories are the "
+                "audited ones; --trajectories N takes the first N)"
+            )
     options = {
         "vpt_threshold": args.vpt_threshold,
         "drift_ratio": args.drift_ratio,
@@ -123,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
             )
     report = audit_file(
         args.file,
-        split=args.split,
+        split=args.split or "test",
         model=model,
         thresholds=thresholds,
         plots=args.plots,

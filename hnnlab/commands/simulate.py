@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import time
 from typing import Any
 
 from hnnlab.errors import InvalidArgumentError
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +62,11 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise InvalidArgumentError("--out is required (the output .h5 file)")
+    suffix = os.path.splitext(str(args.out))[1].lower()
+    if suffix not in HDF5_SUFFIXES:
+        raise InvalidArgumentError(
+            f"--out {args.out!r}: the dataset is an HDF5 file; give a name ending in {', '.join(HDF5_SUFFIXES)}"
+        )
     if args.recipe is None and args.system is None:
         raise InvalidArgumentError("give --recipe NAME or --system NAME (see --list-recipes)")
     check_target(args.out, overwrite=args.overwrite)  # fail before simulating, not after

@@ -41,7 +41,9 @@ from hnnlab.systems import get_system
 
 DEMO_SYSTEMS = ("greydanus-spring", "greydanus-pendulum")
 N_STAGES = 4
-IMPLICIT_TOL = 1e-10  # the implicit midpoint's fixed-point tolerance: far below any learned model's error
+# The implicit midpoint's fixed-point tolerance: a residual of 1e-8 per step adds at most ~1e-4 to a relative
+# energy error over 10,000 steps, far below any learned model's (1e-2 and up here).
+IMPLICIT_TOL = 1e-8
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,8 @@ class DemoConfig:
 
     out: Path = Path("runs/demo")
     train_steps: int = 2000
-    leapfrog_steps: int = 1000
-    window: int = 2
+    leapfrog_steps: int = 2000
+    window: int = 4
     leapfrog_lr: float = 1e-3
     rollout_steps: int = 10_000
     n_rollouts: int = 16

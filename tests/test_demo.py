@@ -182,8 +182,8 @@ def test_demo_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> No
         main(["demo", "--help"])
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    for option, default in (("--out", "runs/demo"), ("--train-steps", "2000"), ("--leapfrog-steps", "1000"),
-                            ("--window", "2"), ("--leapfrog-lr", "0.001"), ("--rollout-steps", "10000"),
+    for option, default in (("--out", "runs/demo"), ("--train-steps", "2000"), ("--leapfrog-steps", "2000"),
+                            ("--window", "4"), ("--leapfrog-lr", "0.001"), ("--rollout-steps", "10000"),
                             ("--n-rollouts", "16"), ("--integrator-steps", "20000"), ("--jobs", "2"),
                             ("--seed", "0"), ("--models", "['HNN', 'SepHNN-leapfrog', 'baseline']")):
         assert option in text

@@ -51,5 +51,6 @@ def write_dataset(path: str | os.PathLike, result: SimulationResult, *, overwrit
                     arrays[CLEAN_FIELD] = split.clean_state
                 for field, tensor in arrays.items():
                     array = tensor.detach().cpu().numpy()
-                    group.create_dataset(field, data=array, chunks=(1, *array.shape[1:]))
+                    # in slices, with a check for a stop signal between them (one h5py call cannot be stopped)
+                    _hdf5.write_array(group, field, array, chunks=(1, *array.shape[1:]))
     return Path(path)

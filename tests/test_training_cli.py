@@ -374,3 +374,22 @@ def test_an_optimizer_that_refuses_its_arguments_is_a_user_error(spring, tmp_pat
     module = DynamicsModule(HNN(1, hidden=(8,)), optimizer=lambda p: torch.optim.Adam(p, lr=-1.0))
     with pytest.raises(InvalidArgumentError, match=r"^the optimizer refuses its arguments: Invalid learning rate: -1"):
         fit(module, HDF5DataModule(str(spring)), max_steps=1, checkpoint=False, progress=None, accelerator="cpu")
+
+
+def test_resume_and_test_show_no_checkpoint_warnings(spring, tmp_path, monkeypatch) -> None:
+    """Resuming into the run's own checkpoint directory and testing its checkpoint are what hnnlab does by
+    design: no "exists and is not empty", "dirpath has changed" or "callbacks ... need to be provided"."""
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    common = ["--config", str(ROOT / "configs/spring_hnn.yaml"), "--data.path", str(spring), "--trainer.accelerator",
+              "cpu", "--checkpoint.every_n_epochs", "1", "--model.model.init_args.hidden", "[16]"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["fit", *common, "--trainer.max_steps", "2"]) == 0
+        (last,) = Path("runs").rglob("last.ckpt")
+        assert main(["fit", *common, "--trainer.max_steps", "3", "--ckpt_path", str(last)]) == 0
+        assert main(["test", *common, "--ckpt_path", str(last)]) == 0
+    noise = ("exists and is not empty", "dirpath has changed", "need to be provided")
+    assert [str(w.message) for w in caught if any(n in str(w.message) for n in noise)] == []
+    assert torch.load(last, weights_only=False)["global_step"] == 3

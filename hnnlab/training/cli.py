@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,9 @@ class HnnlabSaveConfig(SaveConfigCallback):
                 n += 1
                 path = directory / f"{Path(self.config_filename).stem}.{n}{Path(self.config_filename).suffix}"
             self.path = path.resolve()
-            self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
+            with warnings.catch_warnings():  # Lightning's own call; jsonargparse 4.49+ deprecates the name
+                warnings.filterwarnings("ignore", message=".*skip_none parameter was deprecated.*")
+                self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=self.multifile)
             self.save_config(trainer, pl_module, stage)
         self.already_saved = trainer.strategy.broadcast(True)
 
@@ -220,6 +223,23 @@ class HnnlabCLI(LightningCLI):
         if result.last_checkpoint is not None and self.trainer.is_global_zero:
             print(f"hnnlab fit: last checkpoint (step {self.trainer.global_step}): {result.last_checkpoint}",
                   flush=True)
+
+
+    def validate(self, **kwargs: Any) -> Any:
+        """``hnnlab validate``: Lightning's, without the warning that the fit's checkpoint callback is absent
+        (validate and test save nothing, so they have none)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NO_CHECKPOINT_CALLBACK)
+            return self.trainer.validate(**kwargs)
+
+    def test(self, **kwargs: Any) -> Any:
+        """``hnnlab test``: as :meth:`validate`."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NO_CHECKPOINT_CALLBACK)
+            return self.trainer.test(**kwargs)
+
+
+_NO_CHECKPOINT_CALLBACK = r".*callbacks used to create the checkpoint need to be provided.*"
 
 
 class ConfigError(InvalidArgumentError):

@@ -715,3 +715,19 @@ def test_constructor_arguments_are_recorded_by_name_with_defaults_however_the_mo
     assert Recorded(3, 1.5, note="x").constructor_arguments() == {"dof": 3, "scale": 1.5, "note": "x"}
     with pytest.raises(TypeError, match="missing 1 required positional argument: 'dof'"):
         HNN()
+
+
+def test_a_subclass_with_its_own_signature_builds_its_parents_network_and_rebuilds():
+    from hnnlab.models import HNN
+
+    class SmallHNN(HNN):
+        def __init__(self, dof: int = 1) -> None:
+            super().__init__(dof, hidden=(16,), orthogonal_init=False)
+
+    model = SmallHNN()
+    assert [m.out_features for m in model.net.modules() if isinstance(m, torch.nn.Linear)] == [16, 1]
+    assert model.constructor_arguments() == {"dof": 1}  # its own signature, which rebuilds it
+    again = type(model)(**model.constructor_arguments())
+    again.load_state_dict(model.state_dict())
+    x = torch.randn(3, 2)
+    assert torch.equal(again(0.0, x), model(0.0, x))

@@ -77,14 +77,19 @@ class AbstractModel(nn.Module, AbstractVectorField):
         recorded = self.__dict__.pop("_constructor_call", {})
         self._hyperparameters = {"dof": dof, **(hyperparameters or recorded)}
 
-    def network(self, net: nn.Module | None, in_dim: int, out_dim: int, *, bias_last: bool = False) -> nn.Module:
+    def network(
+        self, net: nn.Module | None, in_dim: int, out_dim: int, architecture: dict[str, Any], *,
+        bias_last: bool = False,
+    ) -> nn.Module:
         """``net`` (an injected network, given as a constructor argument) if not ``None``, else the default
-        ``MLP(in_dim, hidden, out_dim, activation, bias_last, orthogonal_init)`` from the model's own
-        ``hidden``, ``activation`` and ``orthogonal_init`` arguments (validated by :class:`MLP`)."""
+        ``MLP(in_dim, hidden, out_dim, activation, bias_last, orthogonal_init)`` from ``architecture``, the
+        ``hidden``, ``activation`` and ``orthogonal_init`` arguments of the ``__init__`` that builds it
+        (validated by :class:`MLP`). They are passed, not read from the recorded constructor arguments: a
+        subclass with its own signature (``super().__init__(dof, hidden=(16,))``) records only its own."""
         if net is not None:
             return net
-        args = self._hyperparameters
-        return MLP(in_dim, args["hidden"], out_dim, args["activation"], bias_last, args["orthogonal_init"])
+        return MLP(in_dim, architecture["hidden"], out_dim, architecture["activation"], bias_last,
+                   architecture["orthogonal_init"])
 
     @abc.abstractmethod
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:

@@ -47,8 +47,9 @@ class NeuralODE(AbstractModel):
         net: nn.Module | None = None,
     ) -> None:
         super().__init__(dof)
+        architecture = {"hidden": hidden, "activation": activation, "orthogonal_init": orthogonal_init}
         self.coordinates = check_coordinates(coordinates)  # type: ignore[misc]  # per instance
-        self.net = self.network(net, 2 * self.dof, 2 * self.dof, bias_last=True)
+        self.net = self.network(net, 2 * self.dof, 2 * self.dof, architecture, bias_last=True)
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
         x = self.check_state(x)
@@ -84,7 +85,8 @@ class SecondOrderNeuralODE(AbstractModel):
         net: nn.Module | None = None,
     ) -> None:
         super().__init__(dof)
-        self.net = self.network(net, 2 * self.dof, self.dof, bias_last=True)
+        architecture = {"hidden": hidden, "activation": activation, "orthogonal_init": orthogonal_init}
+        self.net = self.network(net, 2 * self.dof, self.dof, architecture, bias_last=True)
 
     def accelerations(self, x: Tensor) -> Tensor:
         """``q_dd = a_theta(q, q_dot)``, ``(..., dof)``."""

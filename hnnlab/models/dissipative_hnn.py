@@ -49,8 +49,9 @@ class DissipativeHNN(AbstractModel):
         dissipation_net: nn.Module | None = None,
     ) -> None:
         super().__init__(dof)
-        self.net = self.network(net, 2 * self.dof, 1)
-        self.dissipation_net = self.network(dissipation_net, 2 * self.dof, 1)
+        architecture = {"hidden": hidden, "activation": activation, "orthogonal_init": orthogonal_init}
+        self.net = self.network(net, 2 * self.dof, 1, architecture)
+        self.dissipation_net = self.network(dissipation_net, 2 * self.dof, 1, architecture)
 
     def hamiltonian(self, x: Tensor) -> Tensor:
         """The conservative part ``H_theta``, ``(..., 2 * dof) -> (...,)``."""

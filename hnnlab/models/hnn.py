@@ -47,9 +47,10 @@ class HNN(AbstractModel):
         backend: str = "autograd",
     ) -> None:
         super().__init__(dof)
+        architecture = {"hidden": hidden, "activation": activation, "orthogonal_init": orthogonal_init}
         check_backend(backend)
         self.backend = backend
-        self.net = self.network(net, 2 * self.dof, 1)
+        self.net = self.network(net, 2 * self.dof, 1, architecture)
 
     def hamiltonian(self, x: Tensor) -> Tensor:
         """``H_theta`` of states ``(..., 2 * dof)``, shape ``(...,)``."""

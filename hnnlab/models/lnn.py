@@ -71,6 +71,7 @@ class LNN(AbstractModel):
         backend: str = "autograd",
     ) -> None:
         super().__init__(dof)
+        architecture = {"hidden": hidden, "activation": activation, "orthogonal_init": orthogonal_init}
         if isinstance(regularization, bool) or not isinstance(regularization, int | float) or not (
             math.isfinite(regularization) and regularization >= 0
         ):
@@ -79,7 +80,7 @@ class LNN(AbstractModel):
         self.solve_dtype = resolve_solve_dtype(solve_dtype)
         self.regularization = float(regularization)
         self.backend = backend
-        self.net = self.network(net, 2 * self.dof, 1)
+        self.net = self.network(net, 2 * self.dof, 1, architecture)
 
     def lagrangian(self, x: Tensor) -> Tensor:
         """``L_theta`` of states ``(..., 2 * dof)``, shape ``(...,)``."""

@@ -53,6 +53,7 @@ class SeparableHNN(AbstractModel, AbstractSeparableField):
         potential_net: nn.Module | None = None,
     ) -> None:
         super().__init__(dof)
+        architecture = {"hidden": hidden, "activation": activation, "orthogonal_init": orthogonal_init}
         if mass_matrix is not None and kinetic_net is not None:
             raise InvalidArgumentError(
                 "give at most one of mass_matrix (a known kinetic energy) and kinetic_net (a learned one)"
@@ -63,8 +64,8 @@ class SeparableHNN(AbstractModel, AbstractSeparableField):
             self.register_buffer("inverse_mass", _inverse_mass(mass_matrix, self.dof))  # (dof, dof)
         else:
             self.register_buffer("inverse_mass", None)
-            self.kinetic_net = self.network(kinetic_net, self.dof, 1)
-        self.potential_net = self.network(potential_net, self.dof, 1)
+            self.kinetic_net = self.network(kinetic_net, self.dof, 1, architecture)
+        self.potential_net = self.network(potential_net, self.dof, 1, architecture)
 
     def kinetic(self, p: Tensor) -> Tensor:
         """``T(p)``, ``(..., dof) -> (...,)``."""

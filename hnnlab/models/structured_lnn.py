@@ -64,6 +64,7 @@ class StructuredLNN(AbstractModel):
         backend: str = "autograd",
     ) -> None:
         super().__init__(dof)
+        architecture = {"hidden": hidden, "activation": activation, "orthogonal_init": orthogonal_init}
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not (math.isfinite(eps) and eps > 0):
             raise InvalidArgumentError(f"eps must be a finite number > 0, got {eps!r}")
         check_backend(backend)
@@ -71,8 +72,8 @@ class StructuredLNN(AbstractModel):
         self.solve_dtype = resolve_solve_dtype(solve_dtype)
         self.backend = backend
         n_entries = self.dof * (self.dof + 1) // 2
-        self.mass_net = self.network(mass_net, self.dof, n_entries, bias_last=True)
-        self.potential_net = self.network(potential_net, self.dof, 1)
+        self.mass_net = self.network(mass_net, self.dof, n_entries, architecture, bias_last=True)
+        self.potential_net = self.network(potential_net, self.dof, 1, architecture)
         # Where each entry of C comes from in (diagonal, strictly lower part, 0): (dof, dof) indices.
         index = torch.full((self.dof, self.dof), n_entries, dtype=torch.long)
         index[range(self.dof), range(self.dof)] = torch.arange(self.dof)

@@ -28,12 +28,16 @@ Usage: ``python benchmarks/bench_flops.py [--device cpu] [--threads 1] [--repeat
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+try:  # imported from the repository root (tests, run_all.py imported as benchmarks.run_all)
+    from benchmarks._common import write_results
+except ImportError:  # run as a script: benchmarks/ is on sys.path
+    from _common import write_results
 
 from hnnlab.models import HNN, SeparableHNN
 from hnnlab.rollout import rollout
@@ -174,12 +178,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = run(torch.device(args.device), args.repeats, args.quick)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".csv"), "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     lines = [f"# Achieved floating-point rate against torch.mm on the same shapes ({args.device}, "
              f"{args.threads} thread{'s' if args.threads > 1 else ''})", "",
              "| workload | model | batch | ops/step | achieved GFLOP/s | torch.mm GFLOP/s | ratio | target |",
@@ -189,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['workload']} | {r['model']} | {r['batch']} | {r['ops_per_step']:.3g} | "
                      f"{r['achieved_gflops']:.2f} | {r['mm_gflops']:.2f} | {r['ratio']:.2f} | >= {r['target']} "
                      f"({met}) |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_results(Path(args.out), "\n".join(lines), rows)
     print("\n".join(lines))
     return 0
 

@@ -29,7 +29,6 @@ Usage: ``python benchmarks/bench_work_precision.py [--problems pendulum henon_he
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import time
 from collections.abc import Callable
@@ -38,6 +37,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+try:  # imported from the repository root (tests, run_all.py imported as benchmarks.run_all)
+    from benchmarks._common import write_results
+except ImportError:  # run as a script: benchmarks/ is on sys.path
+    from _common import write_results
 from torchdiffeq import odeint
 
 from hnnlab.rollout import solve
@@ -296,10 +300,6 @@ def main(argv: list[str] | None = None) -> int:
             part = run_problem(problem, horizon, args.repeats, args.quick)
             rows += part
             _plot(part, out.with_name(f"{out.name}_{name}_T{horizon:g}.png"))
-    with open(out.with_suffix(".csv"), "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     lines = ["# Work-precision (`benchmarks/bench_work_precision.py`)", "",
              f"Wall time to a final relative energy error of {TARGET_ERROR:g} (log-log interpolation between the "
              "runs that bracket it), hnnlab's best method against the best of torchdiffeq and scipy, in one run.", "",
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     if target and target[0]["ratio"]:
         verdict = "met" if target[0]["ratio"] >= TARGET_RATIO else "missed"
         lines += ["", f"Target (Henon-Heiles, T = 1e4, >= {TARGET_RATIO:g}x): {target[0]['ratio']:.1f}x, {verdict}."]
-    (out.with_suffix(".md")).write_text("\n".join(lines) + "\n")
+    write_results(out, "\n".join(lines), rows)
     print("\n".join(lines))
     return 0
 

@@ -26,6 +26,7 @@ import sys
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -65,19 +66,7 @@ class LyapunovWarning(UserWarning):
     """Some trajectories of a Lyapunov-spectrum computation turned non-finite; their exponents are NaN."""
 
 
-def lyapunov_spectrum(
-    f: VectorField,
-    x0: Tensor,
-    *,
-    dt: float,
-    n_steps: int,
-    integrator: AbstractIntegrator | str = "yoshida4",
-    n_exponents: int | None = None,
-    renorm_every: int = 1,
-    transient_steps: int = 0,
-    t0: float = 0.0,
-    progress: bool | None = None,
-) -> Tensor:
+def lyapunov_spectrum(f: VectorField, x0: Tensor, *, dt: float, n_steps: int, **options: Any) -> Tensor:
     """The Lyapunov spectrum of the discrete flow of ``integrator`` on ``f`` from each state of ``x0``.
 
     Args:
@@ -85,25 +74,19 @@ def lyapunov_spectrum(
         x0: initial states ``(batch, 2 * dof)`` (or ``(2 * dof,)``).
         dt: step size, ``> 0``.
         n_steps: steps averaged over, ``>= 1`` (after the transient).
-        integrator: an integrator or its registered name; it must be able to step ``f`` (a separable-only
-            method on a field that is not separable is refused before any step).
-        n_exponents: how many of the largest exponents, ``1..2 * dof`` (default all ``2 * dof``).
-        renorm_every: steps between QR re-orthonormalisations, ``>= 1``.
-        transient_steps: steps run first and not averaged, ``>= 0``: the trajectory approaches its attractor
-            and the tangent vectors align with the Lyapunov directions (they are propagated and
-            re-orthonormalised through the transient too).
-        t0: initial time (for fields that depend on time).
-        progress: a progress bar over the steps; ``None`` shows one on long runs in an interactive terminal.
+        options: those of :func:`lyapunov_spectrum_solution`: ``integrator`` (default ``"yoshida4"``; it must be
+            able to step ``f``: a separable-only method on a field that is not separable is refused before any
+            step), ``n_exponents`` (how many of the largest, ``1..2 * dof``, default all), ``renorm_every`` (steps
+            between QR re-orthonormalisations, default 1), ``transient_steps`` (run first, not averaged, default
+            0: the trajectory settles and the tangent vectors align with the Lyapunov directions), ``t0``
+            (initial time) and ``progress`` (a bar on long runs in a terminal by default).
 
     Returns:
         ``(batch, n_exponents)`` (``(n_exponents,)`` for an unbatched ``x0``), descending, per unit time, in
         the dtype of ``x0``. A trajectory that turns non-finite gets NaN exponents and a
         :class:`LyapunovWarning` names it; :func:`lyapunov_spectrum_solution` returns the statuses too.
     """
-    result = lyapunov_spectrum_solution(
-        f, x0, dt=dt, n_steps=n_steps, integrator=integrator, n_exponents=n_exponents,
-        renorm_every=renorm_every, transient_steps=transient_steps, t0=t0, progress=progress,
-    )
+    result = lyapunov_spectrum_solution(f, x0, dt=dt, n_steps=n_steps, **options)
     bad = (~result.ok.reshape(-1)).nonzero().flatten().tolist()
     if bad:
         steps = result.first_bad_step.reshape(-1)[bad].tolist()
@@ -130,7 +113,8 @@ def lyapunov_spectrum_solution(
     t0: float = 0.0,
     progress: bool | None = None,
 ) -> LyapunovSpectrum:
-    """:func:`lyapunov_spectrum` with the per-trajectory status (see :class:`LyapunovSpectrum`)."""
+    """:func:`lyapunov_spectrum` with the per-trajectory status (see :class:`LyapunovSpectrum`); the arguments are
+    documented there."""
     unbatched = isinstance(x0, Tensor) and x0.ndim == 1
     x0 = x0[None] if unbatched else x0
     integrator = _validate(f, x0, dt, n_steps, integrator, n_exponents, renorm_every, transient_steps)

@@ -87,41 +87,20 @@ class AbstractLeapfrogComposition(AbstractSplittingIntegrator):
             cls.kicks, cls.drifts = composition_tables(cls.weights)
 
 
-@register_integrator("yoshida6")
-class Yoshida6(AbstractLeapfrogComposition):
-    """Yoshida's sixth-order triple jump of ``yoshida4`` (itself the triple jump of leapfrog): 9 leapfrog
-    substeps, ``z_1 = 1 / (2 - 2^(1/5))``. Explicit, symmetric, symplectic for separable H."""
-
-    name: ClassVar[str] = "yoshida6"
-    order: ClassVar[int] = 6
-    weights: ClassVar[tuple[float, ...]] = YOSHIDA6_WEIGHTS
-
-
-@register_integrator("yoshida8")
-class Yoshida8(AbstractLeapfrogComposition):
-    """Yoshida's eighth-order triple jump of ``yoshida6``: 27 leapfrog substeps, ``z_1 = 1 / (2 - 2^(1/7))``.
-    Explicit, symmetric, symplectic for separable H."""
-
-    name: ClassVar[str] = "yoshida8"
-    order: ClassVar[int] = 8
-    weights: ClassVar[tuple[float, ...]] = YOSHIDA8_WEIGHTS
+def _composition(name: str, order: int, weights: tuple[float, ...], doc: str) -> type[AbstractLeapfrogComposition]:
+    """Register the leapfrog composition ``name`` of order ``order`` with substep ``weights``."""
+    cls = type(name.title().replace("_", ""), (AbstractLeapfrogComposition,), {
+        "__doc__": doc + " Explicit, symmetric, symplectic for separable H.", "__module__": __name__,
+        "name": name, "order": order, "weights": weights,
+    })
+    return register_integrator(name)(cls)
 
 
-@register_integrator("kahan_li6")
-class KahanLi6(AbstractLeapfrogComposition):
-    """Kahan and Li (1997)'s optimised sixth-order composition ``s9odr6a``: 9 leapfrog substeps. Explicit,
-    symmetric, symplectic for separable H."""
-
-    name: ClassVar[str] = "kahan_li6"
-    order: ClassVar[int] = 6
-    weights: ClassVar[tuple[float, ...]] = KAHAN_LI6_WEIGHTS
-
-
-@register_integrator("kahan_li8")
-class KahanLi8(AbstractLeapfrogComposition):
-    """Kahan and Li (1997)'s optimised eighth-order composition ``s15odr8``: 15 leapfrog substeps. Explicit,
-    symmetric, symplectic for separable H."""
-
-    name: ClassVar[str] = "kahan_li8"
-    order: ClassVar[int] = 8
-    weights: ClassVar[tuple[float, ...]] = KAHAN_LI8_WEIGHTS
+Yoshida6 = _composition("yoshida6", 6, YOSHIDA6_WEIGHTS, "Yoshida's sixth-order triple jump of ``yoshida4`` (itself "
+                        "the triple jump of leapfrog): 9 leapfrog substeps, ``z_1 = 1 / (2 - 2^(1/5))``.")
+Yoshida8 = _composition("yoshida8", 8, YOSHIDA8_WEIGHTS, "Yoshida's eighth-order triple jump of ``yoshida6``: 27 "
+                        "leapfrog substeps, ``z_1 = 1 / (2 - 2^(1/7))``.")
+KahanLi6 = _composition("kahan_li6", 6, KAHAN_LI6_WEIGHTS, "Kahan and Li (1997)'s optimised sixth-order "
+                        "composition ``s9odr6a``: 9 leapfrog substeps.")
+KahanLi8 = _composition("kahan_li8", 8, KAHAN_LI8_WEIGHTS, "Kahan and Li (1997)'s optimised eighth-order "
+                        "composition ``s15odr8``: 15 leapfrog substeps.")

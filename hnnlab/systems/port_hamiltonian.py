@@ -22,7 +22,7 @@ from torch import Tensor
 
 from hnnlab.dynamics import input_gradient
 from hnnlab.errors import InvalidArgumentError
-from hnnlab.systems._params import interval
+from hnnlab.systems._params import interval, require_count
 from hnnlab.systems.base import AbstractSystem, check_sample_args, require_positive, uniform
 from hnnlab.systems.registry import register_system
 
@@ -100,6 +100,20 @@ def _momentum_damping(x: Tensor, damping: Tensor | float, dof: int) -> Tensor:
     return torch.diag(diag).expand(*x.shape[:-1], 2 * dof, 2 * dof)
 
 
+def _cosine_drive(t: Tensor | float, x: Tensor, amplitude: float, omega: float) -> Tensor:
+    """``F = (0, amplitude cos(omega t))`` for a one-degree-of-freedom state ``x`` ``(..., 2)``."""
+    drive = amplitude * torch.cos(torch.as_tensor(omega * t, dtype=x.dtype, device=x.device))
+    return torch.stack([torch.zeros_like(x[..., 0]), drive.expand_as(x[..., 1])], dim=-1)
+
+
+def _require_nonnegative(owner: object, **values: float) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise InvalidArgumentError(
+                f"{type(owner).__name__}: parameter {name!r} must be a number >= 0, got {value!r}"
+            )
+
+
 def _in_box(n: int, box: tuple[tuple[float, float], ...], generator: torch.Generator) -> Tensor:
     return torch.stack([uniform(n, low, high, generator) for low, high in box], dim=-1)
 
@@ -126,10 +140,7 @@ class ForcedDuffing(AbstractPortHamiltonianSystem):
 
     def __post_init__(self) -> None:
         require_positive(self, beta=self.beta, omega=self.omega)
-        for name in ("delta", "gamma"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise InvalidArgumentError(f"ForcedDuffing: parameter {name!r} must be a number >= 0, got {value!r}")
+        _require_nonnegative(self, delta=self.delta, gamma=self.gamma)
         self.box = interval(self, "box", self.box)
 
     def hamiltonian(self, x: Tensor) -> Tensor:
@@ -144,8 +155,7 @@ class ForcedDuffing(AbstractPortHamiltonianSystem):
         return _momentum_damping(x, self.delta, 1)
 
     def force(self, t: Tensor | float, x: Tensor) -> Tensor:
-        drive = self.gamma * torch.cos(torch.as_tensor(self.omega * t, dtype=x.dtype, device=x.device))
-        return torch.stack([torch.zeros_like(x[..., 0]), drive.expand_as(x[..., 1])], dim=-1)
+        return _cosine_drive(t, x, self.gamma, self.omega)
 
     def state_names(self) -> list[str]:
         return ["q", "p"]
@@ -174,10 +184,7 @@ class ForcedDampedPendulum(AbstractPortHamiltonianSystem):
 
     def __post_init__(self) -> None:
         require_positive(self, quality=self.quality, omega=self.omega)
-        if not (isinstance(self.amplitude, int | float) and math.isfinite(self.amplitude) and self.amplitude >= 0):
-            raise InvalidArgumentError(
-                f"ForcedDampedPendulum: parameter 'amplitude' must be a number >= 0, got {self.amplitude!r}"
-            )
+        _require_nonnegative(self, amplitude=self.amplitude)
 
     def hamiltonian(self, x: Tensor) -> Tensor:
         return 0.5 * x[..., 1] ** 2 + 1.0 - torch.cos(x[..., 0])
@@ -189,8 +196,7 @@ class ForcedDampedPendulum(AbstractPortHamiltonianSystem):
         return _momentum_damping(x, 1.0 / self.quality, 1)
 
     def force(self, t: Tensor | float, x: Tensor) -> Tensor:
-        drive = self.amplitude * torch.cos(torch.as_tensor(self.omega * t, dtype=x.dtype, device=x.device))
-        return torch.stack([torch.zeros_like(x[..., 0]), drive.expand_as(x[..., 1])], dim=-1)
+        return _cosine_drive(t, x, self.amplitude, self.omega)
 
     def state_names(self) -> list[str]:
         return ["theta", "p"]
@@ -222,11 +228,9 @@ class MassSpringDamperChain(AbstractPortHamiltonianSystem):
     input_frequency: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
-            raise InvalidArgumentError(f"MassSpringDamperChain: parameter 'n' must be an integer >= 1, got {self.n!r}")
+        self.n = require_count(self, "n", self.n)
         require_positive(self, m=self.m, k=self.k, input_frequency=self.input_frequency)
-        if not (isinstance(self.c, int | float) and math.isfinite(self.c) and self.c >= 0):
-            raise InvalidArgumentError(f"MassSpringDamperChain: parameter 'c' must be a number >= 0, got {self.c!r}")
+        _require_nonnegative(self, c=self.c)
 
     @property
     def dof(self) -> int:

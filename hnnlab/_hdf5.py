@@ -370,7 +370,7 @@ def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
         kept_names = ", ".join(p.name for p in kept)
         note = f"; kept {len(kept)} that may belong to a running writer: {kept_names}" if kept else ""
         warnings.warn(
-            f"removed {len(removed)} stale temporary file{'s' if len(removed) > 1 else ''} ({_human(total)}) of "
+            f"removed {len(removed)} stale temporary file{'s' if len(removed) > 1 else ''} ({human_bytes(total)}) of "
             f"{str(target)!r} left by an interrupted write: {names}{note}",
             StaleTemporaryWarning,
             stacklevel=3,
@@ -378,7 +378,22 @@ def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
     return [p for p, _ in removed]
 
 
-def _human(n: float) -> str:
+class TrajectoryArrays:
+    """Shape properties of a record whose ``state`` is ``(n_traj, n_times, 2 * dof)`` (a dataset split, a rollout)."""
+
+    state: Any
+
+    @property
+    def n_traj(self) -> int:
+        return self.state.shape[0]
+
+    @property
+    def n_times(self) -> int:
+        return self.state.shape[1]
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes in B, KiB, MiB or GiB."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -36,6 +36,7 @@ from torch import Tensor
 from hnnlab import __version__
 from hnnlab._hdf5 import (
     AtomicWrite,
+    TrajectoryArrays,
     check_schema,
     open_read,
     raise_if_interrupted,
@@ -112,7 +113,7 @@ class RolloutMetadata:
 
 
 @dataclass
-class Rollout:
+class Rollout(TrajectoryArrays):
     """A rollout file loaded into memory (see the module docstring for the layout)."""
 
     path: str
@@ -125,14 +126,6 @@ class Rollout:
     schema_version: int = SCHEMA_VERSION
     created: str = ""
     hnnlab_version: str = ""
-
-    @property
-    def n_traj(self) -> int:
-        return self.state.shape[0]
-
-    @property
-    def n_times(self) -> int:
-        return self.state.shape[1]
 
     @property
     def dof(self) -> int:

@@ -256,16 +256,10 @@ def _summary(path, result, label: str, elapsed: float) -> None:
     integ = result.metadata["integrator"]
     tol = ", ".join(f"{k}={integ[k]:g}" for k in ("rtol", "atol", "tol") if k in integ)
     sizes = ", ".join(f"{name} {n} x {t}" for name, (n, t) in result.sizes().items())
-    print(f"wrote {path} ({_human(size)}) in {elapsed:.2f} s")
+    from hnnlab._hdf5 import human_bytes
+
+    print(f"wrote {path} ({human_bytes(size)}) in {elapsed:.2f} s")
     print(f"  {label}; integrator {integ['name']}{' (' + tol + ')' if tol else ''}, substeps {integ['substeps']}; "
           f"seed {result.metadata['seed']}; noise_std {result.metadata['noise_std']:g}")
     print(f"  trajectories x times: {sizes}; dt {result.metadata['dt']:.6g}")
     print(f"  energy spread along clean trajectories: max |E(t) - E(0)| / |E(0)| = {result.energy_spread():.3g}")
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hnnlab._hdf5 import first_line, read_attr, read_json_attr
+from hnnlab._hdf5 import TrajectoryArrays, first_line, read_attr, read_json_attr
 from hnnlab.data.schema import CLEAN_FIELD, JSON_ATTRS, SPLITS, DatasetError, validate
 from hnnlab.data.schema import open_file as open_file  # public here: hnnlab.data.io.open_file
 from hnnlab.systems.base import AbstractSystem
@@ -40,7 +40,7 @@ def read_metadata(source: str | os.PathLike | Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class SplitData:
+class SplitData(TrajectoryArrays):
     """One split of a dataset, in memory.
 
     Attributes:
@@ -58,14 +58,6 @@ class SplitData:
     energy: Tensor
     clean_state: Tensor | None
     dt: float
-
-    @property
-    def n_traj(self) -> int:
-        return self.state.shape[0]
-
-    @property
-    def n_times(self) -> int:
-        return self.state.shape[1]
 
     @property
     def clean(self) -> Tensor:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 import sys
 import warnings
 from collections.abc import Iterator
@@ -200,7 +201,7 @@ class SolveStream:
     def result(self) -> Solution:
         if not self._done:
             raise InvalidArgumentError("SolveStream.result() needs every chunk to have been read first")
-        return self._loop.solution(self._loop.x0[:, :0])
+        return self._loop.solution(self._loop.x0[:, None, :][:, :0])  # ys: the stream kept none, (batch, 0, 2 dof)
 
 
 def iter_solve(
@@ -234,10 +235,12 @@ def _start(
     :func:`iter_solve`, :func:`iter_rollout`) starts here."""
     integrator = get_integrator(integrator)
     check_dt(dt)
-    check_count("n_steps", n_steps, minimum=0)
-    check_count("save_every", save_every, minimum=1)
-    check_count("chunk_size", chunk_size, minimum=1)
-    check_count("check_every", check_every, minimum=1)
+    n_steps = check_count("n_steps", n_steps, minimum=0)
+    save_every = check_count("save_every", save_every, minimum=1)
+    chunk_size = check_count("chunk_size", chunk_size, minimum=1)
+    check_every = check_count("check_every", check_every, minimum=1)
+    if isinstance(t0, bool) or not isinstance(t0, numbers.Real) or not math.isfinite(t0):
+        raise InvalidArgumentError(f"t0 must be a finite number, got {t0!r}")
     if on_nonfinite not in ON_NONFINITE:
         raise InvalidArgumentError(
             f"on_nonfinite must be one of {', '.join(map(repr, ON_NONFINITE))}, got {on_nonfinite!r}"
@@ -255,10 +258,12 @@ def _start(
     return _Loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), check_every, on_nonfinite, count)
 
 
-def check_count(name: str, value: object, *, minimum: int) -> None:
-    """Raise a clear error unless ``value`` is an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def check_count(name: str, value: object, *, minimum: int) -> int:
+    """``value`` as an ``int``; a clear error unless it is an integer (``int`` or a NumPy integer, not a bool)
+    ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 class SaveEveryWarning(UserWarning):

@@ -406,3 +406,20 @@ def test_saved_states_are_stacked_in_time_with_the_same_bits(dtype: torch.dtype,
     assert stacked.shape == (7, 50, width) and stacked.is_contiguous()
     word = {4: torch.int32, 8: torch.int64}[stacked.element_size()]  # compare bits, so that NaN == NaN
     assert torch.equal(stacked.view(word), expected.view(word))
+
+
+def test_counts_may_be_numpy_integers_and_t0_must_be_finite():
+    import numpy as np
+
+    from hnnlab.errors import InvalidArgumentError
+    from hnnlab.rollout import iter_solve, solve
+    from hnnlab.systems import get_system
+
+    system, x0 = get_system("pendulum"), torch.zeros(2, 2, dtype=torch.float64)
+    assert solve(system, "leapfrog", x0, 0.1, np.int64(10), np.int32(5)).ys.shape == (2, 3, 2)
+    for bad in (float("nan"), float("inf"), "0"):
+        with pytest.raises(InvalidArgumentError, match="t0 must be a finite number, got"):
+            solve(system, "leapfrog", x0, 0.1, 10, t0=bad)
+    stream = iter_solve(system, "leapfrog", x0, 0.1, 10)
+    list(stream)
+    assert stream.result().ys.shape == (2, 0, 2)  # the stream kept no states: (batch, 0, 2 * dof)

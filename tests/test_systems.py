@@ -701,3 +701,10 @@ def test_a_users_system_is_checked_too_without_doing_anything() -> None:
         Quartic()(0.0, torch.zeros(2, 3))
     x = torch.tensor([[1.0, 2.0]])
     assert torch.equal(Quartic()(0.0, x), torch.tensor([[2.0, -4.0]]))
+
+
+def test_a_parameter_that_is_not_a_number_is_named():
+    for value in ("abc", None, True):
+        with pytest.raises(InvalidArgumentError) as info:
+            get_system("pendulum", g=value)
+        assert str(info.value) == f"Pendulum: parameter 'g' must be finite and > 0, got {value!r}"

@@ -280,8 +280,11 @@ class AbstractLagrangianSystem(AbstractSystem):
 def require_positive(owner: object, **values: float) -> None:
     """Raise a clear error for any parameter that is not a finite positive number."""
     for key, value in values.items():
-        v = torch.as_tensor(value, dtype=torch.float64)
-        if not bool(torch.isfinite(v).all()) or bool((v <= 0).any()):
+        try:
+            v = None if isinstance(value, bool | str) else torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):  # not a number (or a list of numbers)
+            v = None
+        if v is None or not bool(torch.isfinite(v).all()) or bool((v <= 0).any()):
             raise InvalidArgumentError(
                 f"{type(owner).__name__}: parameter {key!r} must be finite and > 0, got {value!r}"
             )

@@ -63,7 +63,7 @@ STEPS = {
     "gauss_legendre6": [0.4, 0.2, 0.1],
 }
 QUICK_STEPS = {"yoshida4": [0.2, 0.1], "kahan_li8": [0.5, 0.25], "gauss_legendre6": [0.4]}
-QUICK_TOLERANCES = [1e-6, 1e-9]
+QUICK_TOLERANCES = [1e-6, 1e-9, 1e-12]
 
 
 @dataclass

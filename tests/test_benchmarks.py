@@ -50,8 +50,14 @@ def test_met_compares_the_ratio_with_the_target_in_its_direction(target, ratio, 
 
 
 def test_target_rejects_an_unknown_comparison():
-    with pytest.raises(ValueError, match=r"Target.op must be '>=' or '<=', got '>'"):
+    with pytest.raises(ValueError, match=r"Target.op must be '>=', '<=' or 'info', got '>'"):
         Target(">", 1.0)
+
+
+def test_information_rows_have_no_target_and_do_not_count_as_targets():
+    info = RatioRow("training", "fit vs loop", run_all.INFORMATION, 0.9)
+    assert info.met == "-" and str(info.target) == "information"
+    assert run_all.summary([info, RatioRow("rollout", "r", SPEEDUP, 6.0)]) == "1 of 1 targets met."
 
 
 def test_summary_counts_met_missed_and_failed_targets():
@@ -154,11 +160,13 @@ def test_every_benchmark_script_exposes_what_run_all_calls():
 
     calls = {"bench_rollout": ["run_case", "TARGET_BATCH"], "bench_simulate": ["measure"],
              "bench_models": ["bench_hnn", "bench_lnn"], "bench_training": ["measure"],
-             "bench_hnn_rollout": ["trained_models", "measure_case", "TARGET_BATCH"]}
+             "bench_hnn_rollout": ["trained_models", "measure_case", "TARGET_BATCH"],
+             "bench_flops": ["run"], "bench_work_precision": ["run_problem", "summarise"]}
     for script, names in calls.items():
         module = _common.load_script(script)
         assert all(callable(getattr(module, n)) or isinstance(getattr(module, n), int) for n in names), script
-    assert set(run_all.BENCHMARKS) == {"rollout", "simulate", "models", "training", "hnn_rollout"}
+    assert set(run_all.BENCHMARKS) == {"rollout", "simulate", "models", "training", "hnn_rollout", "flops",
+                                       "work_precision"}
 
 
 # ------------------------------------------------------------------------------------------------

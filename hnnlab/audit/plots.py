@@ -459,8 +459,7 @@ def prediction_vs_reference_figure(
                     ax.set_ylabel(names[i])
                 if i == 0:
                     part = "" if len(windows) == 1 else (" start" if col == 0 else " end")
-                    note = " (saves far apart on the orbit: drawn as points)" if sparse else ""
-                    ax.set_title(f"trajectory {trajectory} of {x.shape[0]}{part}{note}", fontsize=10)
+                    ax.set_title(f"trajectory {trajectory} of {x.shape[0]}{part}", fontsize=10)
                 if i < shown - 1:
                     ax.tick_params(labelbottom=False)
                 else:
@@ -482,7 +481,8 @@ def prediction_vs_reference_figure(
         ax.legend(loc="lower right", framealpha=0.85, fontsize=8)
         handles, labels = first.get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside upper right", ncol=2, markerscale=1.5)
-        fig.suptitle("Prediction vs reference")
+        note = "\n(saves far apart on the orbit: drawn as points)" if any(sparse_dof) else ""
+        fig.suptitle(f"Prediction vs reference{note}")
     return fig
 
 

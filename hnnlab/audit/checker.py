@@ -226,7 +226,8 @@ def audit_trajectories(
         report.plots = {
             k: str(v)
             for k, v in write_plots(
-                plots, t64, states, reference=reference, energy_errors=energy_errors, state_names=names
+                plots, t64, states, reference=reference, energy_errors=energy_errors, state_names=names,
+                system=system,
             ).items()
         }
     return report

@@ -34,7 +34,8 @@ from typing import Any
 
 import torch
 
-from hnnlab.audit import audit_file, audit_trajectories
+from hnnlab.audit import audit_file, audit_trajectories, metrics
+from hnnlab.audit.sources import load_source
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.rollout import rollout
 from hnnlab.systems import get_system
@@ -520,9 +521,6 @@ def running_max_curves(rollout_file: str | os.PathLike) -> tuple[Any, Any, Any]:
     trajectory's relative true-energy error and of its normalised error against the reference
     (``(n_traj, n_times - 1)`` each). The last energy column's maximum is the table's max |dE|/E0, and the
     error curve crosses the VPT threshold at the trajectory's valid prediction time."""
-    from hnnlab.audit import metrics
-    from hnnlab.audit.sources import load_source
-
     src = load_source(rollout_file)
     energy = metrics.relative_energy_error(src.system.energy(src.states))
     err = metrics.normalized_error(src.states, src.reference)
@@ -566,7 +564,7 @@ def comparison_figure(results: list[dict[str, Any]], path: Path) -> Path:
             ax.set_yscale("log")
             ax.set_xlabel("t (system time units)")
             ax.grid(True, which="major", alpha=0.3)
-            ax.legend(fontsize=8, loc="lower right")
+            ax.legend(fontsize=8, loc="best")
     fig.suptitle("Median over the test states, 10-90 % band shaded (t = 0 left out: both errors are 0 there)",
                  fontsize=10)
     fig.tight_layout()

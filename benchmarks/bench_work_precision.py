@@ -176,7 +176,10 @@ def _errors(problem: Problem, x: torch.Tensor, reference: torch.Tensor | None) -
     return energy_error, state_error
 
 
-def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool) -> list[dict]:
+def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
+                max_seconds: float = 120.0) -> list[dict]:
+    """Every method's sweep on ``problem`` over ``horizon``; a method's sweep (loose to tight) stops after a run
+    that took more than ``max_seconds`` (its tighter settings would take longer still)."""
     reference = None
     if problem.numpy_rhs is not None:
         reference = _run_scipy(problem, 1e-13, horizon)[0]
@@ -194,8 +197,13 @@ def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool) -> 
     if problem.numpy_rhs is not None:
         for tol in tolerances:
             runs.append(("scipy", "DOP853", tol, lambda tl=tol: _run_scipy(problem, tl, horizon)))
+    too_slow: set[tuple[str, str]] = set()
     for library, method, setting, fn in runs:
+        if (library, method) in too_slow:
+            continue
         seconds, x, evals = _best_of(fn, repeats)
+        if seconds > max_seconds:
+            too_slow.add((library, method))
         energy_error, state_error = _errors(problem, x, reference)
         rows.append({
             "problem": problem.name, "horizon": horizon, "library": library, "method": method,
@@ -288,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizons", nargs="+", type=float, default=[1000.0, 10000.0])
     parser.add_argument("--repeats", type=int, default=1, help="best of this many runs per point")
     parser.add_argument("--quick", action="store_true", help="a few points per method (a smoke run)")
+    parser.add_argument("--max-seconds", type=float, default=120.0,
+                        help="a method's sweep stops after a run longer than this")
     parser.add_argument("--out", default=str(HERE / "results" / "work_precision"), help="output stem")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -297,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.problems:
         problem = PROBLEMS[name]()
         for horizon in args.horizons:
-            part = run_problem(problem, horizon, args.repeats, args.quick)
+            part = run_problem(problem, horizon, args.repeats, args.quick, args.max_seconds)
             rows += part
             _plot(part, out.with_name(f"{out.name}_{name}_T{horizon:g}.png"))
     lines = ["# Work-precision (`benchmarks/bench_work_precision.py`)", "",

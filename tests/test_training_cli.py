@@ -393,3 +393,18 @@ def test_resume_and_test_show_no_checkpoint_warnings(spring, tmp_path, monkeypat
     noise = ("exists and is not empty", "dirpath has changed", "need to be provided")
     assert [str(w.message) for w in caught if any(n in str(w.message) for n in noise)] == []
     assert torch.load(last, weights_only=False)["global_step"] == 3
+
+
+def test_a_trainer_setting_lightning_refuses_and_an_unknown_model_class_are_one_error(tmp_path, monkeypatch, capsys):
+    from hnnlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "spring_hnn.yaml")
+    assert main(["fit", "--config", config, "--trainer.max_epochs", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        "hnnlab fit: error: `max_epochs` must be a non-negative integer or -1. You passed in -5."
+    )
+    assert main(["fit", "--config", config, "--model.model.class_path", "nosuch.Model"]) == 2
+    err = capsys.readouterr().err
+    assert "(the models: hnnlab.models.DissipativeHNN, hnnlab.models.HNN," in err and "PYTHONPATH" in err

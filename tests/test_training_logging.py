@@ -67,8 +67,8 @@ def _history_summary_config(run_dir):
 def test_a_resumed_fit_continues_the_wandb_history_and_summary_and_writes_only_under_runs(
     small_data, tmp_path, monkeypatch
 ) -> None:
-    """``hnnlab fit`` offline: fit 3 epochs, resume from last.ckpt to 5 (logging every 50 steps: the resumed part logs no
-    train loss). The resumed part's W&B steps go on from the checkpoint's (not from 0), its summary still
+    """``hnnlab fit`` offline: fit 3 epochs, resume from last.ckpt to 5 (logging every 50 steps: the resumed part
+    logs no train loss). The resumed part's W&B steps go on from the checkpoint's (not from 0), its summary still
     lists the train loss, its config names the run's own config file (which exists) and the checkpoint it
     resumed from; nothing is written to the home directory or left in the temporary directory."""
     import os

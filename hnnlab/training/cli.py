@@ -3,7 +3,8 @@
 Config files may inherit: a top-level ``base:`` (a path or a list of paths, relative to the file)
 names the files it extends; they are merged depth-first (later files and the command line win), so
 experiment files hold only what they change. The fully resolved config is saved in the run's own
-directory (``runs/hnnlab/<run id>/config.yaml``, beside its checkpoints) and sent to W&B with that path. ``--ckpt_path`` resumes training, and the W&B run stored in the checkpoint continues.
+directory (``runs/hnnlab/<run id>/config.yaml``, beside its checkpoints) and sent to W&B with that path.
+``--ckpt_path`` resumes training, and the W&B run stored in the checkpoint continues.
 
 LightningCLI parses the config and builds the model and datamodule; the trainer of every subcommand is
 built by :func:`hnnlab.training.runner.build_trainer` and ``fit`` runs through
@@ -21,6 +22,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from hnnlab.errors import HnnlabError, InvalidArgumentError
@@ -402,7 +404,11 @@ def run_lightning_cli(argv: list[str]) -> int:
                 args=args,
             )
         except ConfigError as exc:
-            print(f"hnnlab {argv[0]}: error: {exc}\n(hnnlab {argv[0]} --help lists the options)", file=sys.stderr)
+            print(f"hnnlab {argv[0]}: error: {exc}{_model_hint(str(exc))}\n(hnnlab {argv[0]} --help lists the "
+                  "options)", file=sys.stderr)
+            return 2
+        except MisconfigurationException as exc:  # Lightning refusing a trainer setting (--trainer.max_epochs -5)
+            print(f"hnnlab {argv[0]}: error: {str(exc).strip()}", file=sys.stderr)
             return 2
         except HnnlabError as exc:
             print(f"hnnlab {argv[0]}: error: {exc}", file=sys.stderr)
@@ -412,6 +418,16 @@ def run_lightning_cli(argv: list[str]) -> int:
         finally:
             _finish_wandb()
     return 0
+
+
+def _model_hint(message: str) -> str:
+    """For a model ``class_path`` that cannot be imported, the built-in models to choose from."""
+    if "class_path" not in message or "model" not in message:
+        return ""
+    from hnnlab.models import MODELS
+
+    names = ", ".join(f"hnnlab.models.{MODELS.get(name).__name__}" for name in MODELS.names())
+    return f"\n(the models: {names}; your own as package.module.ClassName, importable from PYTHONPATH)"
 
 
 def _finish_wandb() -> None:

@@ -256,7 +256,13 @@ class AtomicWrite:
             self.tmp = None
 
     def __enter__(self) -> Path:
-        return self.begin()
+        try:
+            return self.begin()
+        except BaseException:  # a stop signal between creating the temporary and recording it
+            for leftover in self.target.parent.glob(_tmp_prefix(self.target) + "*.tmp"):  # this process's own
+                leftover.unlink(missing_ok=True)
+            self.tmp = None
+            raise
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:

@@ -283,3 +283,23 @@ def test_stale_temporaries_of_a_gone_writer_are_removed_and_others_kept(tmp_path
         assert tmp.name.startswith(f".x.h5.{_hdf5._HOST}-{os.getpid()}.") and tmp.name.endswith(".tmp")
         tmp.write_bytes(b"done")
     assert target.read_bytes() == b"done"
+
+
+def test_a_stop_between_creating_the_temporary_and_recording_it_leaves_nothing(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    from hnnlab import _hdf5
+
+    real = tempfile.mkstemp
+
+    def interrupted(*args, **kwargs):  # the file exists, then the signal lands before begin() records it
+        fd, _ = real(*args, **kwargs)
+        os.close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_hdf5.tempfile, "mkstemp", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with _hdf5.AtomicWrite(tmp_path / "x.h5", what="file", error=ValueError):
+            pass
+    assert list(tmp_path.iterdir()) == []

@@ -707,4 +707,4 @@ def test_a_parameter_that_is_not_a_number_is_named():
     for value in ("abc", None, True):
         with pytest.raises(InvalidArgumentError) as info:
             get_system("pendulum", g=value)
-        assert str(info.value) == f"Pendulum: parameter 'g' must be finite and > 0, got {value!r}"
+        assert str(info.value) == f"system 'pendulum': Pendulum: parameter 'g' must be finite and > 0, got {value!r}"

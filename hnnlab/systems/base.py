@@ -280,11 +280,14 @@ class AbstractLagrangianSystem(AbstractSystem):
 def require_positive(owner: object, **values: float) -> None:
     """Raise a clear error for any parameter that is not a finite positive number."""
     for key, value in values.items():
+        message = f"{type(owner).__name__}: parameter {key!r} must be finite and > 0, got {value!r}"
         try:
             v = None if isinstance(value, bool | str) else torch.as_tensor(value, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError):  # not a number (or a list of numbers)
+        except (TypeError, ValueError, RuntimeError):
             v = None
-        if v is None or not bool(torch.isfinite(v).all()) or bool((v <= 0).any()):
+        if v is None:  # not a number (or a list of numbers): a type error, named (get_system says which system)
+            raise TypeError(message)
+        if not bool(torch.isfinite(v).all()) or bool((v <= 0).any()):
             raise InvalidArgumentError(
                 f"{type(owner).__name__}: parameter {key!r} must be finite and > 0, got {value!r}"
             )

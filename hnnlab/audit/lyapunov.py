@@ -285,23 +285,29 @@ def spectrum_integrator(f: VectorField) -> str:
     return "yoshida4" if declared_separable(f) else "gauss_legendre4"
 
 
+def perturbed_floor(system: VectorField, truth: Tensor, dt: float, eps: float, generator: torch.Generator) -> Tensor:
+    """The true system started from ``x_0 + eps N(0, I)`` (``x_0 = truth[:, 0]``), rolled out on ``truth``'s grid
+    of step ``dt`` with dopri8 at ``rtol = atol = 1e-12``: ``(n_traj, n_times, 2 * dof)``, float64. What a perfect
+    model whose initial state is known to ``eps`` predicts (Finzi et al. 2020's floor)."""
+    from hnnlab.rollout import rollout
+
+    x0 = truth[:, 0].to(torch.float64)
+    noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        return rollout(system, get_integrator("dopri8", rtol=1e-12, atol=1e-12), x0 + eps * noise, dt,
+                       truth.shape[1] - 1)
+
+
 def perturbed_floor_vpt(
     system: VectorField, reference: Tensor, t: Tensor, *, perturbation: float = DEFAULT_PERTURBATION,
     vpt_threshold: float, generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Valid prediction time of the true system started from ``x_0 + perturbation * N(0, I)`` against
-    ``reference`` ``(n, n_times, 2 * dof)`` on the uniform grid ``t``: what a perfect model with an initial
-    state known to ``perturbation`` achieves (dopri8 at ``rtol = atol = 1e-12``)."""
+    """Valid prediction time of :func:`perturbed_floor` against ``reference`` ``(n, n_times, 2 * dof)`` on the
+    uniform grid ``t``."""
     from hnnlab.audit.metrics import valid_prediction_time
-    from hnnlab.rollout import rollout
 
-    x0 = reference[:, 0].to(torch.float64)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
-    grid_dt = float(t[1] - t[0])
-    with torch.no_grad():
-        states = rollout(system, get_integrator("dopri8", rtol=1e-12, atol=1e-12), x0 + perturbation * noise,
-                         grid_dt, reference.shape[1] - 1)
+    states = perturbed_floor(system, reference, float(t[1] - t[0]), perturbation, generator)
     vpt, _ = valid_prediction_time(states, reference.to(torch.float64), t, threshold=vpt_threshold)
     return vpt
 

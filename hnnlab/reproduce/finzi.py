@@ -27,12 +27,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hnnlab.audit.lyapunov import perturbed_floor as perturbed_floor  # the paper's floor, shared with the audit
 from hnnlab.audit.metrics import geometric_mean_relative_error, relative_error_series, valid_prediction_time
 from hnnlab.errors import FileFormatError, HnnlabError, InvalidArgumentError
 from hnnlab.integrators import AbstractIntegrator, get_integrator
 from hnnlab.reproduce.common import Estimate, ReproduceConfig, build_dataset, fit, merged_settings
 from hnnlab.reproduce.finzi_report import write_page
-from hnnlab.rollout import rollout, solve
+from hnnlab.rollout import solve
 from hnnlab.systems import AbstractSystem
 
 TASKS: tuple[str, ...] = ("1-link", "2-link", "3-link")
@@ -183,17 +184,6 @@ def gmre_rel_curve(prediction: Tensor, truth: Tensor) -> Tensor:
     """``rel(t)`` averaged geometrically over trajectories, ``(n_times,)`` (for the plot)."""
     rel = relative_error_series(prediction, truth).clamp_min(1e-300)
     return rel.log().mean(dim=0).exp()
-
-
-def perturbed_floor(system: AbstractSystem, truth: Tensor, dt: float, eps: float,
-                    generator: torch.Generator) -> Tensor:
-    """The true system started from ``x_0 + eps N(0, I)`` (``x_0 = truth[:, 0]``), rolled out on the
-    same grid at dopri8, ``rtol = atol = 1e-12``; returns the rollout ``(n_traj, n_times, 2 * dof)``."""
-    x0 = truth[:, 0].to(torch.float64)
-    noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
-    reference = get_integrator("dopri8", rtol=1e-12, atol=1e-12)
-    with torch.no_grad():
-        return rollout(system, reference, x0 + eps * noise, dt, truth.shape[1] - 1)
 
 
 def evaluate_field(

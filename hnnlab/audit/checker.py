@@ -207,8 +207,8 @@ def audit_trajectories(
         skipped.setdefault("balance", "no system given")
 
     if lyapunov:
-        report.lyapunov = _lyapunov(states, t64, system, model, integrator, dt, save_every, reference,
-                                    vpt_threshold, lyapunov_steps, lyapunov_perturbation, skipped)
+        report.lyapunov = _lyapunov(states, t64, mask, system, model, integrator, dt, save_every, reference,
+                                    report.accuracy, vpt_threshold, lyapunov_steps, lyapunov_perturbation, skipped)
 
     # -- structure of the one-step map (needs gradients) --
     if check_structure:
@@ -298,12 +298,12 @@ def audit_file(
 
 
 def _lyapunov(
-    states: Tensor, t64: Tensor, system: Any, model: Any, integrator: Any, dt: float | None, save_every: int | None,
-    reference: Tensor | None, vpt_threshold: float, n_steps: int | None, perturbation: float | None,
-    skipped: dict[str, str],
+    states: Tensor, t64: Tensor, mask: Tensor, system: Any, model: Any, integrator: Any, dt: float | None,
+    save_every: int | None, reference: Tensor | None, accuracy: AccuracyAudit | None, vpt_threshold: float,
+    n_steps: int | None, perturbation: float | None, skipped: dict[str, str],
 ) -> Any:
-    """The Lyapunov section, from the finite trajectories' initial states (``None`` with a reason when it
-    cannot be measured)."""
+    """The Lyapunov section, from the finite trajectories' initial states, with the valid prediction times the
+    accuracy audit measured (``None`` with a reason when it cannot be measured)."""
     from hnnlab.audit import lyapunov as ly
 
     if system is None:
@@ -313,17 +313,11 @@ def _lyapunov(
         skipped.setdefault("lyapunov", "a single saved time and no step size")
         return None
     step = dt if dt is not None else float(t64[1] - t64[0]) / (save_every or 1)
-    finite = torch.isfinite(states).flatten(1).all(dim=1)
-    x0 = states[:, 0].to(torch.float64)
-    vpt = None
-    if reference is not None:
-        vpt, _ = metrics.valid_prediction_time(states[finite].to(torch.float64),
-                                               reference[finite].to(torch.float64), t64, threshold=vpt_threshold)
-    model_integrator = None
-    if model is not None and integrator is not None:
-        model_integrator = integrator
+    finite = mask.all(dim=1)  # trajectories finite to the horizon
+    vpt = None if accuracy is None else torch.tensor(accuracy.per_trajectory_vpt, dtype=torch.float64)[finite.cpu()]
     return ly.lyapunov_audit(
-        system, x0[finite], dt=step, model=model, model_integrator=model_integrator, vpt=vpt,
+        system, states[finite, 0].to(torch.float64), dt=step, model=model,
+        model_integrator=integrator if model is not None else None, vpt=vpt,
         reference=None if reference is None else reference[finite], t=t64 if reference is not None else None,
         vpt_threshold=vpt_threshold, n_steps=n_steps or ly.DEFAULT_LYAPUNOV_STEPS,
         perturbation=ly.DEFAULT_PERTURBATION if perturbation is None else perturbation,

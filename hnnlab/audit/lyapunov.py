@@ -32,10 +32,9 @@ import torch
 from torch import Tensor
 
 from hnnlab.errors import InvalidArgumentError
-from hnnlab.fields import declared_dof
-from hnnlab.integrators.base import AbstractIntegrator, VectorField, check_dt
+from hnnlab.integrators.base import AbstractIntegrator, VectorField
 from hnnlab.integrators.registry import get_integrator
-from hnnlab.rollout import PROGRESS_MIN_STEPS, Status, _Bar, check_count, solve
+from hnnlab.rollout import PROGRESS_MIN_STEPS, Status, _Bar, _start, check_count, solve
 
 
 @dataclass
@@ -202,28 +201,17 @@ def _validate(
     f: VectorField, x0: Tensor, dt: float, n_steps: int, integrator: AbstractIntegrator | str,
     n_exponents: int | None, renorm_every: int, transient_steps: int,
 ) -> AbstractIntegrator:
-    """Check every argument before any step."""
-    if not isinstance(x0, Tensor) or x0.ndim != 2 or x0.shape[-1] < 2 or x0.shape[-1] % 2:
-        shape = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
-        raise InvalidArgumentError(f"x0 must be a tensor of shape (batch, 2 * dof), got {shape}")
-    if not x0.dtype.is_floating_point or x0.dtype not in (torch.float32, torch.float64):
-        raise InvalidArgumentError(f"x0 must be float32 or float64, got {x0.dtype}")
-    check_dt(dt)
+    """Check every argument before any step: the state, step, field and integrator as the one loop checks them
+    (:func:`hnnlab.rollout.solve` validates the same way before its first step), then this function's own."""
     check_count("n_steps", n_steps, minimum=1)
     check_count("renorm_every", renorm_every, minimum=1)
     check_count("transient_steps", transient_steps, minimum=0)
+    integrator = _start(f, integrator, x0, dt, 0, 1, 0.0, "mask", 1, 1, False).integrator
     dim = x0.shape[-1]
-    dof = declared_dof(f)
-    if dof is not None and dim != 2 * dof:
-        raise InvalidArgumentError(
-            f"x0 must have last dimension 2 * dof = {2 * dof} for this vector field, got shape {tuple(x0.shape)}"
-        )
     if n_exponents is not None and (
         isinstance(n_exponents, bool) or not isinstance(n_exponents, int) or not 1 <= n_exponents <= dim
     ):
         raise InvalidArgumentError(f"n_exponents must be an integer in 1..{dim} (2 * dof), got {n_exponents!r}")
-    integrator = get_integrator(integrator)
-    integrator.check_compatible(f)
     return integrator
 
 

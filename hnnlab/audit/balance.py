@@ -90,7 +90,7 @@ def energy_balance(
     with torch.no_grad():
         energy = system.energy(x)  # (n, T)
         dissipated = system.dissipated_power(x)  # (n, T)
-        injected = system.injected_power(tt[None, :, None].expand(*x.shape[:2], 1)[..., 0], x)
+        injected = system.injected_power(tt.expand(x.shape[0], -1), x)  # t per state, (n, T)
     power = dissipated + injected
     change = energy - energy[:, :1]
     work = _cumulative_trapezoid(power, tt)

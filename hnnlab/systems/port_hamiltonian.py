@@ -65,32 +65,37 @@ class AbstractPortHamiltonianSystem(AbstractSystem):
     def energy(self, x: Tensor) -> Tensor:
         return self.hamiltonian(x)
 
-    def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
-        grad = self.grad_hamiltonian(x)
-        dof = self.dof
-        j_grad = torch.cat([grad[..., dof:], -grad[..., :dof]], dim=-1)  # J grad H
-        r_grad = (self.dissipation(x) @ grad[..., None])[..., 0]
-        out = j_grad - r_grad + self.force(t, x)
+    def drive(self, t: Tensor | float, x: Tensor) -> Tensor:
+        """What the environment adds, ``F(t, x) + G(x) u(t)``, ``(..., 2 * dof)``."""
+        out = self.force(t, x)
         if self.n_inputs:
             out = out + (self.input_map(x) @ self.inputs(t, x)[..., None])[..., 0]
         return out
 
+    def _damping(self, x: Tensor, grad: Tensor) -> Tensor:
+        """``R(x) grad H``, ``(..., 2 * dof)``."""
+        return (self.dissipation(x) @ grad[..., None])[..., 0]
+
+    def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
+        grad = self.grad_hamiltonian(x)
+        dof = self.dof
+        j_grad = torch.cat([grad[..., dof:], -grad[..., :dof]], dim=-1)  # J grad H
+        return j_grad - self._damping(x, grad) + self.drive(t, x)
+
     def dissipated_power(self, x: Tensor) -> Tensor:
         """``-grad H^T R grad H``, ``(...,)``, ``<= 0``."""
         grad = self.grad_hamiltonian(x)
-        return -(grad * (self.dissipation(x) @ grad[..., None])[..., 0]).sum(-1)
+        return -(grad * self._damping(x, grad)).sum(-1)
 
     def injected_power(self, t: Tensor | float, x: Tensor) -> Tensor:
         """``grad H^T (F + G u)``, ``(...,)``."""
-        grad = self.grad_hamiltonian(x)
-        drive = self.force(t, x)
-        if self.n_inputs:
-            drive = drive + (self.input_map(x) @ self.inputs(t, x)[..., None])[..., 0]
-        return (grad * drive).sum(-1)
+        return (self.grad_hamiltonian(x) * self.drive(t, x)).sum(-1)
 
     def energy_rate(self, t: Tensor | float, x: Tensor) -> Tensor:
-        """``dH/dt`` along the flow: :meth:`dissipated_power` plus :meth:`injected_power`, ``(...,)``."""
-        return self.dissipated_power(x) + self.injected_power(t, x)
+        """``dH/dt`` along the flow, ``grad H^T (-R grad H + F + G u)`` (``grad H^T J grad H = 0``): the sum of
+        :meth:`dissipated_power` and :meth:`injected_power`, ``(...,)``."""
+        grad = self.grad_hamiltonian(x)
+        return (grad * (self.drive(t, x) - self._damping(x, grad))).sum(-1)
 
 
 def _momentum_damping(x: Tensor, damping: Tensor | float, dof: int) -> Tensor:

@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 
 try:  # imported from the repository root (tests, run_all.py imported as benchmarks.run_all)
-    from benchmarks._common import write_results
+    from benchmarks import _common
 except ImportError:  # run as a script: benchmarks/ is on sys.path
-    from _common import write_results
+    import _common
 
 from hnnlab.models import HNN, SeparableHNN
 from hnnlab.rollout import rollout
@@ -82,12 +82,10 @@ def _products(shapes: list[tuple[int, int]], batch: int, copies: int, dtype: tor
 def _best_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     best = float("inf")
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        _common.synchronize(device)
         start = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        _common.synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -149,11 +147,7 @@ def measure_training(batch: int, n_steps: int, repeats: int, device: torch.devic
 
 def trained_separable_hnn(device: torch.device) -> tuple[SeparableHNN, torch.Tensor, float]:
     """The spring separable HNN of ``bench_hnn_rollout`` (trained briefly), its test initial states and ``dt``."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_bench_hnn_rollout", HERE / "bench_hnn_rollout.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _common.load_script("bench_hnn_rollout")
     models, initial, dt = module.trained_models(200, torch.device("cpu"))
     return models["SeparableHNN"].to(device), initial, dt
 
@@ -187,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['workload']} | {r['model']} | {r['batch']} | {r['ops_per_step']:.3g} | "
                      f"{r['achieved_gflops']:.2f} | {r['mm_gflops']:.2f} | {r['ratio']:.2f} | >= {r['target']} "
                      f"({met}) |")
-    write_results(Path(args.out), "\n".join(lines), rows)
+    _common.write_results(Path(args.out), "\n".join(lines), rows)
     print("\n".join(lines))
     return 0
 

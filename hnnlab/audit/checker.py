@@ -189,22 +189,7 @@ def audit_trajectories(
         else:
             report.accuracy = _accuracy(states, reference, t64, mask, vpt_threshold)
 
-    if system is not None:
-        from hnnlab.systems.port_hamiltonian import AbstractPortHamiltonianSystem
-
-        if isinstance(system, AbstractPortHamiltonianSystem) and n_times >= 3:
-            from hnnlab.audit.balance import energy_balance
-
-            finite = mask.all(dim=1)
-            if bool(finite.any()):
-                report.balance = energy_balance(system, states[finite], t64)
-            else:
-                skipped.setdefault("balance", "every trajectory turned non-finite")
-        else:
-            skipped.setdefault("balance", f"{type(system).__name__} is not an open (port-Hamiltonian) system"
-                               if not isinstance(system, AbstractPortHamiltonianSystem) else "fewer than 3 times")
-    else:
-        skipped.setdefault("balance", "no system given")
+    report.balance = _balance(states, t64, mask, system, skipped)
 
     if lyapunov:
         report.lyapunov = _lyapunov(states, t64, mask, system, model, integrator, dt, save_every, reference,
@@ -295,6 +280,28 @@ def audit_file(
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def _balance(states: Tensor, t64: Tensor, mask: Tensor, system: Any, skipped: dict[str, str]) -> Any:
+    """The energy balance of an open system over the trajectories finite to the horizon (``None`` with a reason
+    when it does not apply)."""
+    from hnnlab.systems.port_hamiltonian import AbstractPortHamiltonianSystem
+
+    finite = mask.all(dim=1)
+    if system is None:
+        reason = "no system given"
+    elif not isinstance(system, AbstractPortHamiltonianSystem):
+        reason = f"{type(system).__name__} is not an open (port-Hamiltonian) system"
+    elif states.shape[1] < 3:
+        reason = "fewer than 3 times"
+    elif not bool(finite.any()):
+        reason = "every trajectory turned non-finite"
+    else:
+        from hnnlab.audit.balance import energy_balance
+
+        return energy_balance(system, states[finite], t64)
+    skipped.setdefault("balance", reason)
+    return None
 
 
 def _lyapunov(

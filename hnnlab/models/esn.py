@@ -164,8 +164,9 @@ class EchoStateNetwork(nn.Module):
         check_positive_int("n_steps", n_steps)
         self._check(warmup, "warmup", 1)
         z = (warmup.to(self.w.dtype) - self.mean) / self.scale
-        r, _ = self._teacher_forced(z[:, :-1]) if z.shape[1] > 1 else (
-            torch.zeros(z.shape[0], self.n_reservoir, dtype=z.dtype, device=z.device), None)
+        r = torch.zeros(z.shape[0], self.n_reservoir, dtype=z.dtype, device=z.device)
+        for k in range(z.shape[1] - 1):  # teacher forcing: the true states drive the reservoir
+            r = self._drive(r, z[:, k])
         u = z[:, -1]
         out = [u]
         for _ in range(n_steps):

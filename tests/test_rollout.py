@@ -423,3 +423,13 @@ def test_counts_may_be_numpy_integers_and_t0_must_be_finite():
     stream = iter_solve(system, "leapfrog", x0, 0.1, 10)
     list(stream)
     assert stream.result().ys.shape == (2, 0, 2)  # the stream kept no states: (batch, 0, 2 * dof)
+
+
+def test_gradients_flow_through_a_rollout_of_small_float32_states():
+    # One-dof float32 states are 8 bytes a row: the fast stacking of saved states must keep the graph.
+    from hnnlab.systems import get_system
+
+    x0 = torch.tensor([[0.5, 0.1], [0.2, -0.3]], dtype=torch.float32, requires_grad=True)
+    ys = rollout(get_system("mass_spring"), "leapfrog", x0, 0.1, 10)
+    (grad,) = torch.autograd.grad(ys[:, -1].sum(), x0)
+    assert ys.requires_grad and torch.isfinite(grad).all() and grad.abs().sum() > 0

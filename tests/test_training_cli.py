@@ -345,8 +345,22 @@ def foreign_checkpoints(tmp_path_factory: pytest.TempPathFactory, spring: Path) 
         ("fit", ["--model.optimizer.init_args.lr", "-0.1"],
          "hnnlab fit: error: --model.optimizer.init_args.lr must be a finite number >= 0, got -0.1"),
         ("fit", ["--trainer.max_step", "2"], "hnnlab fit: error: unrecognized arguments: --trainer.max_step 2"),
+        ("test", [],
+         "hnnlab test: error: hnnlab test needs --ckpt_path: the .ckpt file that hnnlab fit wrote (for example "
+         "runs/hnnlab/<run id>/checkpoints/last.ckpt); without one it would evaluate untrained weights"),
+        ("validate", [],
+         "hnnlab validate: error: hnnlab validate needs --ckpt_path: the .ckpt file that hnnlab fit wrote (for "
+         "example runs/hnnlab/<run id>/checkpoints/last.ckpt); without one it would evaluate untrained weights"),
+        ("fit", ["--model.model.init_args.dof", "2"],
+         "hnnlab fit: error: --model.model.init_args.dof is 2, but --data.path '{data}' has dof 1 (states of width "
+         "2); set --model.model.init_args.dof 1 or use data of 2 degrees of freedom"),
+        ("fit", ["--data.path", "missing.h5", "--data.recipe", "null"],
+         "hnnlab fit: error: --data.path 'missing.h5' does not exist and no --data.recipe was given to build it; "
+         "make it with hnnlab simulate --recipe NAME --out missing.h5 (hnnlab simulate --list-recipes lists them) "
+         "or pass --data.recipe NAME"),
     ],
-    ids=["baseline-ckpt", "other-dof", "missing-ckpt", "hdf5-ckpt", "no-gpu", "negative-lr", "typo"],
+    ids=["baseline-ckpt", "other-dof", "missing-ckpt", "hdf5-ckpt", "no-gpu", "negative-lr", "typo", "test-no-ckpt",
+         "validate-no-ckpt", "dof-mismatch", "missing-data"],
 )
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(command, args, first_line, spring, foreign_checkpoints,
                                                            tmp_path, monkeypatch, capsys) -> None:

@@ -309,9 +309,50 @@ def check_config(config: Any, sub: str) -> None:
                 raise InvalidArgumentError(
                     f"--model.{group}.init_args.{key} must be a finite number >= 0, got {value!r}"
                 )
+    _check_data(config)
     ckpt_path = _get(config, "ckpt_path")
+    if sub in ("validate", "test") and not ckpt_path:
+        raise InvalidArgumentError(
+            f"hnnlab {sub} needs --ckpt_path: the .ckpt file that hnnlab fit wrote (for example "
+            "runs/hnnlab/<run id>/checkpoints/last.ckpt); without one it would evaluate untrained weights"
+        )
     if ckpt_path and str(ckpt_path) not in _LIGHTNING_NAMES:
         _check_checkpoint_model(read_checkpoint(str(ckpt_path)), _get(config, "model", "model"), str(ckpt_path), sub)
+
+
+def _check_data(config: Any) -> None:
+    """Refuse a missing data file that no recipe can build, and a model whose ``dof`` is not the dataset's (read from the file's metadata, or from the recipe's
+    system when the file is not made yet) before a run directory or a W&B run exists."""
+    path, recipe = _get(config, "data", "path"), _get(config, "data", "recipe")
+    if path and not recipe and not Path(str(path)).exists():
+        raise InvalidArgumentError(
+            f"--data.path {str(path)!r} does not exist and no --data.recipe was given to build it; make it with "
+            f"hnnlab simulate --recipe NAME --out {path} (hnnlab simulate --list-recipes lists them) or pass "
+            "--data.recipe NAME"
+        )
+    dof = _get(config, "model", "model", "init_args", "dof")
+    if isinstance(dof, bool) or not isinstance(dof, int):
+        return
+    data_dof, source = None, None
+    if path and Path(str(path)).is_file():
+        from hnnlab.data.io import read_metadata
+
+        data_dof, source = read_metadata(str(path)).get("dof"), f"--data.path {str(path)!r}"
+    elif recipe:
+        from hnnlab.data.recipes import get_recipe
+        from hnnlab.systems.registry import get_system
+
+        try:
+            made = get_recipe(str(recipe))
+            data_dof = get_system(made.system, **dict(made.system_params)).dof
+        except Exception:  # noqa: BLE001 - the datamodule reports a bad recipe with its own message
+            return
+        source = f"--data.recipe {recipe!r}"
+    if isinstance(data_dof, int) and not isinstance(data_dof, bool) and data_dof != dof:
+        raise InvalidArgumentError(
+            f"--model.model.init_args.dof is {dof}, but {source} has dof {data_dof} (states of width "
+            f"{2 * data_dof}); set --model.model.init_args.dof {data_dof} or use data of {dof} degrees of freedom"
+        )
 
 
 def _check_checkpoint_model(ckpt: dict[str, Any], model: Any, path: str, sub: str) -> None:

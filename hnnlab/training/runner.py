@@ -93,6 +93,18 @@ def quiet_warnings() -> Iterator[None]:
         yield
 
 
+class _NoAdvertisement(logging.Filter):
+    """Drop Lightning's tip that advertises its cloud logger (printed on every run; hnnlab logs to W&B)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+_RANK_ZERO_LOG = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # where rank_zero_info records start
+if not any(isinstance(f, _NoAdvertisement) for f in _RANK_ZERO_LOG.filters):
+    _RANK_ZERO_LOG.addFilter(_NoAdvertisement())
+
+
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
     """:func:`quiet_warnings`, and no Lightning banners or tips (its info-level log lines)."""

@@ -9,6 +9,7 @@ Reproductions:
   greydanus  Greydanus et al. 2019, HNN table: mass-spring, pendulum, 2-body, 3-body
   cranmer    Cranmer et al. 2020, LNN: double-pendulum energy error at t = 100 against the MLP baseline
   finzi      Finzi et al. 2020: chain pendulum (1, 2, 3 links), geometric-mean relative error, NODE and HNN
+  chaos      chaos benchmark: prediction time in Lyapunov times on Henon-Heiles, double pendulum, 3-body
 
 Examples:
   hnnlab reproduce greydanus
@@ -25,7 +26,7 @@ from pathlib import Path
 from hnnlab.errors import InvalidArgumentError
 
 # name -> module in hnnlab.reproduce
-REPRODUCTIONS = {"greydanus": "greydanus", "cranmer": "cranmer", "finzi": "finzi"}
+REPRODUCTIONS = {"greydanus": "greydanus", "cranmer": "cranmer", "finzi": "finzi", "chaos": "chaos"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

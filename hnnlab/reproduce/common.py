@@ -131,8 +131,9 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def build_dataset(path: Path, recipe: str, *, seed: int, overrides: dict[str, Any] | None = None) -> Path:
-    """Simulate ``recipe`` (with ``overrides``) into ``path`` unless a file built the same way is there.
+def build_dataset(path: Path, recipe: Any, *, seed: int, overrides: dict[str, Any] | None = None) -> Path:
+    """Simulate ``recipe`` (a registered name or a :class:`~hnnlab.data.recipes.Recipe`, with ``overrides``) into
+    ``path`` unless a file built the same way is there.
 
     The recipe description and seed stored in the file are compared with the requested ones, so a
     stale file from other settings is rebuilt rather than silently reused."""
@@ -140,7 +141,11 @@ def build_dataset(path: Path, recipe: str, *, seed: int, overrides: dict[str, An
     from hnnlab.data.recipes import get_recipe
     from hnnlab.data.writer import write_dataset
 
-    spec = get_recipe(recipe, **(overrides or {}))
+    if isinstance(recipe, str):
+        spec = get_recipe(recipe, **(overrides or {}))
+    else:
+        spec = recipe.with_overrides(**overrides) if overrides else recipe
+        recipe = spec.name
     if path.exists():
         try:
             meta = read_metadata(path)

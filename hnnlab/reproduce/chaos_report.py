@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from hnnlab.reproduce.common import Column, ReproduceConfig, figure, publish
 from hnnlab.reproduce.chaos import median_interval
+from hnnlab.reproduce.common import Column, ReproduceConfig, figure, publish
 
 TITLE = "Chaos benchmark: valid prediction time in Lyapunov times (issue 14)"
 
@@ -80,8 +80,8 @@ def write_page(cfg: ReproduceConfig, raw: dict[str, Any], elapsed: float) -> dic
     table = rows(raw)
     figure_path = plot(raw, cfg.results / "chaos" / "prediction_time.png")
     notes = [
-        f"Budget {cfg.budget!r} with settings as listed; {elapsed:.0f} s wall, {raw.get('cpu_seconds', math.nan):.0f} s "
-        "CPU.",
+        f"Budget {cfg.budget!r} with settings as listed; {elapsed:.0f} s wall, "
+        f"{raw.get('cpu_seconds', math.nan):.0f} s CPU.",
         "VPT: first time the normalised squared error exceeds the threshold, times the task's l1 (median finite-time "
         "l1 of the true system over the chaotic test states); the interval is a 95 % percentile bootstrap of the "
         "median over the test states. Censored: fraction that never crossed within the horizon.",

@@ -138,7 +138,7 @@ def test_layout_has_one_chunk_per_trajectory_and_omits_empty_splits(tmp_path):
     with h5py.File(path) as f:
         assert "val" not in f and f["train/state"].chunks == (1, 6, 2) and f["train/energy"].chunks == (1, 6)
         assert "clean_state" not in f["train"]
-        assert f.attrs["schema"] == "hnnlab.dataset" and f.attrs["schema_version"] == 1
+        assert f.attrs["schema"] == "hnnlab.dataset" and f.attrs["schema_version"] == 2
     assert validate(path) == []
 
 
@@ -169,11 +169,11 @@ def test_validator_checks_energy_against_the_system(spring_file, tmp_path):
 
 
 def test_wrong_schema_version_is_refused(spring_file, tmp_path):
-    bad = copy_file(spring_file, tmp_path / "v2.h5")
+    bad = copy_file(spring_file, tmp_path / "v3.h5")
     with h5py.File(bad, "a") as f:
-        f.attrs["schema_version"] = 2
-    assert validate(bad) == [f"{bad}: root attribute 'schema_version' is 2; this hnnlab reads version 1 only"]
-    with pytest.raises(DatasetError, match="schema_version' is 2"):
+        f.attrs["schema_version"] = 3
+    assert validate(bad) == [f"{bad}: root attribute 'schema_version' is 3; this hnnlab reads versions 1, 2"]
+    with pytest.raises(DatasetError, match="schema_version' is 3"):
         load_dataset(bad)
 
 

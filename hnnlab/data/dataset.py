@@ -6,6 +6,9 @@ Items are dicts of tensors:
 - ``mode="windows"``: ``{"states": (window + 1, 2 * dof), "t": (window + 1,)}``, consecutive saved
   states of one trajectory, one per start time.
 
+In files with inputs (format version 2) items also have ``"u"``, the inputs at the same saved times
+(``(n_inputs,)`` for pairs, ``(window + 1, n_inputs)`` for windows), and pairs also their time ``"t"`` ``()``.
+
 Indexing with a list (or 1-D tensor) of indices returns the batch directly (leading batch axis), which
 a ``DataLoader(batch_size=None, sampler=<batch sampler>)`` uses to skip per-item collation.
 
@@ -28,7 +31,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hnnlab.data.io import open_file, raise_if_invalid, read_metadata
-from hnnlab.data.schema import CLEAN_FIELD, DatasetError, _short
+from hnnlab.data.schema import CLEAN_FIELD, INPUTS_FIELD, DatasetError, _short
 from hnnlab.errors import InvalidArgumentError
 
 IN_MEMORY_MAX_BYTES = 256 * 2**20
@@ -80,6 +83,7 @@ class TrajectoryDataset(Dataset):
             self.t = torch.from_numpy(np.asarray(group["t"][()]))  # (n_times,)
             self.dt = float(group.attrs["dt"]) if self.n_times > 1 else float(self.metadata["dt"])
             noisy = CLEAN_FIELD in group
+            self.has_inputs = INPUTS_FIELD in group
         self.dof = width // 2
         self.state_field = "state" if (use_noisy or not noisy) else CLEAN_FIELD
         if mode == "windows" and self.n_times < window + 1:
@@ -121,16 +125,23 @@ class TrajectoryDataset(Dataset):
         return [{k: v[i] for k, v in batch.items()} for i in range(n)]
 
     def _fields(self) -> tuple[str, ...]:
-        return (self.state_field, "dxdt") if self.mode == "pairs" else (self.state_field,)
+        fields = (self.state_field, "dxdt") if self.mode == "pairs" else (self.state_field,)
+        return fields + ((INPUTS_FIELD,) if self.has_inputs else ())
 
     def _batch(self, indices: np.ndarray) -> dict[str, Tensor]:
         traj, offset = np.divmod(indices, self.per_traj)  # (B,), (B,)
         data = self._gather(traj)  # field -> (B, n_times, ...) in the order of ``traj``
         rows = np.arange(len(indices))
         if self.mode == "pairs":
-            return {"x": data[self.state_field][rows, offset], "dxdt": data["dxdt"][rows, offset]}
+            out = {"x": data[self.state_field][rows, offset], "dxdt": data["dxdt"][rows, offset]}
+            if self.has_inputs:
+                out["t"], out["u"] = self.t[offset], data[INPUTS_FIELD][rows, offset]
+            return out
         steps = offset[:, None] + np.arange(self.window + 1)  # (B, window + 1)
-        return {"states": data[self.state_field][rows[:, None], steps], "t": self.t[steps]}
+        out = {"states": data[self.state_field][rows[:, None], steps], "t": self.t[steps]}
+        if self.has_inputs:
+            out["u"] = data[INPUTS_FIELD][rows[:, None], steps]
+        return out
 
     def _gather(self, traj: np.ndarray) -> dict[str, Tensor]:
         if self._arrays is not None:

@@ -14,7 +14,16 @@ import torch
 from torch import Tensor
 
 from hnnlab._hdf5 import TrajectoryArrays, first_line, read_attr, read_json_attr
-from hnnlab.data.schema import CLEAN_FIELD, JSON_ATTRS, SPLITS, DatasetError, validate
+from hnnlab.data.schema import (
+    CLEAN_FIELD,
+    INPUTS_FIELD,
+    JSON_ATTRS,
+    OBSERVED_FIELD,
+    OBSERVED_T_FIELD,
+    SPLITS,
+    DatasetError,
+    validate,
+)
 from hnnlab.data.schema import open_file as open_file  # public here: hnnlab.data.io.open_file
 from hnnlab.systems.base import AbstractSystem
 from hnnlab.systems.registry import rebuild_system
@@ -50,6 +59,10 @@ class SplitData(TrajectoryArrays):
         energy: energy of the clean states ``(n_traj, n_times)``.
         clean_state: the clean states when noise was added, else ``None`` (then ``state`` is clean).
         dt: time between saved states (0 for a single time).
+        inputs: the inputs ``u`` on the time grid ``(n_traj, n_times, n_inputs)`` (format version 2, files with the
+            root attribute ``inputs``), else ``None``.
+        observed: observations ``(n_traj, n_obs, n_obs_dims)`` (files with the root attribute ``observation``),
+            else ``None``; ``observed_t`` their times ``(n_obs,)``, ``t[::every]``.
     """
 
     t: Tensor
@@ -58,6 +71,9 @@ class SplitData(TrajectoryArrays):
     energy: Tensor
     clean_state: Tensor | None
     dt: float
+    inputs: Tensor | None = None
+    observed: Tensor | None = None
+    observed_t: Tensor | None = None
 
     @property
     def clean(self) -> Tensor:
@@ -100,7 +116,10 @@ def load_dataset(path: str | os.PathLike, *, check: bool = True) -> LoadedDatase
 
 def read_split(group: Any) -> SplitData:
     """Read one split group into tensors."""
-    clean = torch.from_numpy(group[CLEAN_FIELD][()]) if CLEAN_FIELD in group else None
+    def optional(field: str) -> Tensor | None:
+        return torch.from_numpy(group[field][()]) if field in group else None
+
+    clean = optional(CLEAN_FIELD)
     return SplitData(
         t=torch.from_numpy(group["t"][()]),
         state=torch.from_numpy(group["state"][()]),
@@ -108,6 +127,9 @@ def read_split(group: Any) -> SplitData:
         energy=torch.from_numpy(group["energy"][()]),
         clean_state=clean,
         dt=float(group.attrs.get("dt", 0.0)),
+        inputs=optional(INPUTS_FIELD),
+        observed=optional(OBSERVED_FIELD),
+        observed_t=optional(OBSERVED_T_FIELD),
     )
 
 

@@ -28,8 +28,8 @@ import h5py
 import numpy as np
 import torch
 
-from hnnlab._hdf5 import open_read, read_attr, read_json_attr
 from hnnlab._hdf5 import first_line as _short  # also imported by hnnlab.data.dataset
+from hnnlab._hdf5 import open_read, read_attr, read_json_attr
 from hnnlab.errors import FileFormatError, HnnlabError
 from hnnlab.systems.registry import rebuild_system
 

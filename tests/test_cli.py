@@ -121,7 +121,7 @@ def test_cli_simulate_recipe_then_check(tmp_path, capsys):
     meta = read_metadata(out)
     assert meta["command"].startswith("hnnlab simulate --recipe greydanus-spring --n-traj 6")
     assert main(["data", "check", str(out)]) == 0
-    assert "valid (hnnlab.dataset v1, system mass_spring" in capsys.readouterr().out
+    assert "valid (hnnlab.dataset v2, system mass_spring" in capsys.readouterr().out
     before = out.read_bytes()
     assert main(["simulate", "--recipe", "greydanus-spring", "--n-traj", "4", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == before

@@ -321,8 +321,9 @@ def check_config(config: Any, sub: str) -> None:
 
 
 def _check_data(config: Any) -> None:
-    """Refuse a missing data file that no recipe can build, and a model whose ``dof`` is not the dataset's (read from the file's metadata, or from the recipe's
-    system when the file is not made yet) before a run directory or a W&B run exists."""
+    """Refuse a missing data file that no recipe can build, and a model whose ``dof`` is not the dataset's (read
+    from the file's metadata, or from the recipe's system when the file is not made yet), before a run directory or
+    a W&B run exists."""
     path, recipe = _get(config, "data", "path"), _get(config, "data", "recipe")
     if path and not recipe and not Path(str(path)).exists():
         raise InvalidArgumentError(
@@ -339,12 +340,12 @@ def _check_data(config: Any) -> None:
 
         data_dof, source = read_metadata(str(path)).get("dof"), f"--data.path {str(path)!r}"
     elif recipe:
-        from hnnlab.data.recipes import get_recipe
-        from hnnlab.systems.registry import get_system
+        import torch
 
-        try:
-            made = get_recipe(str(recipe))
-            data_dof = get_system(made.system, **dict(made.system_params)).dof
+        from hnnlab.data.recipes import get_recipe
+
+        try:  # the recipe's own system construction (random-parameter recipes too); the seed does not change the dof
+            data_dof = get_recipe(str(recipe)).make_system(torch.Generator().manual_seed(0)).dof
         except Exception:  # noqa: BLE001 - the datamodule reports a bad recipe with its own message
             return
         source = f"--data.recipe {recipe!r}"

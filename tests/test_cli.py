@@ -142,6 +142,61 @@ def test_cli_simulate_system_with_grid(tmp_path, capsys):
     assert not (tmp_path / "q.h5").exists()
 
 
+def test_cli_simulate_observe_q_round_trip_through_data_check(tmp_path, capsys):
+    """--observe q: the states stay clean, the observations are the clean positions at t[::every] plus the
+    noise of one generator seeded --observe-seed (train split first, then test), and data check names the model."""
+    from hnnlab.data.observations import make_observations
+
+    out = tmp_path / "p.h5"
+    assert main(["simulate", "--recipe", "greydanus-pendulum", "--n-traj", "4", "--observe", "q", "--noise-std",
+                 "0.05", "--observe-every", "2", "--observe-seed", "7", "--out", str(out), "--no-progress"]) == 0
+    assert ("  observations: q (q) every 2 saved time(s), 23 times per trajectory, noise_std 0.05, seed 7; the "
+            "states are stored clean") in capsys.readouterr().out
+    data = load_dataset(out)
+    assert data.metadata["observation"] == {"observe": "q", "noise_std": 0.05, "every": 2, "names": ["q"], "seed": 7}
+    assert data.metadata["noise_std"] == 0.0
+    generator = torch.Generator().manual_seed(7)
+    for name in ("train", "test"):
+        split = data.splits[name]
+        assert torch.equal(split.state, split.clean)  # no noise on the states
+        obs_t, obs, _ = make_observations(split.clean, split.t, observe="q", noise_std=0.05, every=2,
+                                          state_names=["q", "p"], dof=1, generator=generator)
+        assert torch.equal(split.observed_t, split.t[::2]) and torch.equal(split.observed, obs)
+    assert main(["data", "check", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  observations: q (q) every 2 saved time(s), noise_std 0.05, seed 7"
+    ]
+
+
+def test_cli_simulate_observe_moves_the_recipes_noise_to_the_observations(tmp_path):
+    out = tmp_path / "p.h5"
+    assert main(["simulate", "--recipe", "greydanus-pendulum", "--n-traj", "2", "--observe", "state",
+                 "--out", str(out), "--no-progress"]) == 0
+    data = load_dataset(out)
+    assert data.metadata["observation"]["noise_std"] == 0.1  # the recipe's noise_std
+    assert data.metadata["observation"]["seed"] == 1  # --seed 0 + 1
+    split = data.splits["train"]
+    assert torch.equal(split.state, split.clean)
+    residual = split.observed - split.clean
+    assert split.observed.shape == (1, 45, 2) and 0.05 < float(residual.std()) < 0.15
+
+
+@pytest.mark.parametrize(
+    ("args", "first_line"),
+    [
+        (["--observe-every", "2"], "--observe-every needs --observe q or --observe state"),
+        (["--observe-seed", "3"], "--observe-seed needs --observe q or --observe state"),
+        (["--observe", "q", "--observe-every", "0"], "--observe-every must be an integer >= 1, got 0"),
+        (["--observe", "q", "--observe-seed", "-1"], "--observe-seed must be an integer >= 0, got -1"),
+    ],
+)
+def test_cli_simulate_observe_bad_input(args, first_line, tmp_path, capsys):
+    out = tmp_path / "p.h5"
+    assert main(["simulate", "--recipe", "greydanus-pendulum", *args, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"hnnlab simulate: error: {first_line}"]
+    assert not out.exists()
+
+
 def test_cli_data_check_lists_problems(spring_file, tmp_path, capsys):
     bad = copy_file(spring_file, tmp_path / "bad.h5")
     with h5py.File(bad, "a") as f:

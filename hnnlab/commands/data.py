@@ -39,4 +39,12 @@ def main(args: argparse.Namespace) -> int:
     system = meta["system"]
     print(f"{args.file}: valid ({meta['schema']} v{meta['schema_version']}, system {system['name']}, "
           f"dof {meta['dof']}, splits {', '.join(meta['splits'])}, {meta['dtype']})")
+    observation = meta.get("observation")
+    if observation:
+        print(f"  observations: {observation['observe']} ({', '.join(observation['names'])}) every "
+              f"{observation['every']} saved time(s), noise_std {observation['noise_std']:g}, "
+              f"seed {observation['seed']}")
+    inputs = meta.get("inputs")
+    if inputs:
+        print(f"  inputs: {', '.join(inputs['names'])} ({inputs['interpolation']})")
     return 0

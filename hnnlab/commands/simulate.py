@@ -4,9 +4,13 @@ Examples:
   hnnlab simulate --recipe greydanus-spring --out data/spring.h5
   hnnlab simulate --recipe chnn-chain-pendulum --param n=5 --out data/chain5.h5
   hnnlab simulate --system pendulum --param g=3.0 --n-traj 1000 --dt 0.05 --n-steps 255 --out data/p.h5
+  hnnlab simulate --recipe greydanus-pendulum --observe q --noise-std 0.05 --out data/pend_obs.h5
   hnnlab simulate --list-recipes
 
 A time grid takes two of --t-end, --n-steps, --dt. Options given with --recipe override the recipe.
+With --observe, the file also holds partial noisy observations (positions only, or the full state, at every
+--observe-every-th saved time) with --noise-std (default: the recipe's noise) as their noise; the stored states
+then stay clean.
 The file appears at --out only when complete; an existing file is kept unless --overwrite.
 """
 
@@ -39,7 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rtol", type=float, help="relative tolerance of an adaptive integrator")
     parser.add_argument("--atol", type=float, help="absolute tolerance of an adaptive integrator")
     parser.add_argument("--substeps", type=int, help="integrator steps per saved step (default 1)")
-    parser.add_argument("--noise-std", type=float, help="std of Gaussian noise added to the stored states")
+    parser.add_argument("--noise-std", type=float,
+                        help="std of Gaussian noise added to the stored states (with --observe: to the observations)")
+    parser.add_argument("--observe", choices=["q", "state"],
+                        help="also record observations: positions only (q) or the full state; the states stay clean")
+    parser.add_argument("--observe-every", type=int, metavar="K",
+                        help="observe every K-th saved time (default 1; needs --observe)")
+    parser.add_argument("--observe-seed", type=int,
+                        help="seed of the observation noise (default: --seed + 1, a stream apart from the states')")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--splits", help="train,val,test fractions, e.g. 0.8,0.1,0.1 (default 0.8,0,0.2)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="stored dtype")
@@ -78,8 +89,15 @@ def main(args: argparse.Namespace) -> int:
     command = _command_line(args)
     progress = not args.no_progress  # a bar on a terminal, lines otherwise (hnnlab.data.simulate)
     started = time.perf_counter()
+    state_noise = args.noise_std if args.observe is None else 0.0  # with --observe, the noise is the observations'
+    obs_noise = args.noise_std or 0.0
     if args.recipe is not None:
-        recipe = get_recipe(args.recipe, **_recipe_overrides(args, params))
+        overrides = _recipe_overrides(args, params)
+        if args.observe is not None:
+            if args.noise_std is None:  # the recipe's noise model moves to the observations
+                obs_noise = get_recipe(args.recipe, **overrides).noise_std
+            overrides["noise_std"] = 0.0
+        recipe = get_recipe(args.recipe, **overrides)
         result = recipe.build(args.seed, dtype=args.dtype, device=args.device, progress=progress, command=command)
         label = f"recipe {recipe.name}"
     else:
@@ -93,16 +111,47 @@ def main(args: argparse.Namespace) -> int:
         result = simulate(
             system, args.n_traj if args.n_traj is not None else 100, dt=dt, n_steps=n_steps,
             integrator=args.integrator or "dopri8", integrator_options=options or None,
-            substeps=args.substeps or 1, noise_std=args.noise_std or 0.0, seed=args.seed,
+            substeps=args.substeps or 1, noise_std=state_noise or 0.0, seed=args.seed,
             splits=_parse_splits(args.splits) if args.splits else (0.8, 0.0, 0.2), dtype=args.dtype,
             device=args.device, batch_size=args.batch_size, progress=progress, command=command,
         )
         label = f"system {system.describe()['name']}"
+    observations, observation = _observe(args, result, obs_noise) if args.observe is not None else (None, None)
     elapsed = time.perf_counter() - started
     # Under the CLI, SIGINT/SIGTERM stop the write and remove its temporary (hnnlab._hdf5.stop_on_signals).
-    path = write_dataset(args.out, result, overwrite=args.overwrite)
+    path = write_dataset(args.out, result, overwrite=args.overwrite, observations=observations,
+                         observation=observation)
     _summary(path, result, label, elapsed)
+    if observation is not None:
+        n_obs = {name: int(obs_t.shape[0]) for name, (obs_t, _) in observations.items()}
+        print(f"  observations: {observation['observe']} ({', '.join(observation['names'])}) every "
+              f"{observation['every']} saved time(s), {next(iter(n_obs.values()))} times per trajectory, noise_std "
+              f"{observation['noise_std']:g}, seed {observation['seed']}; the states are stored clean")
     return 0
+
+
+def _observe(args: argparse.Namespace, result, noise_std: float) -> tuple[dict, dict]:  # noqa: ANN001 - SimulationResult
+    """Observations of every split's clean states with noise ``noise_std`` (one generator, splits in file order)."""
+    import torch
+
+    from hnnlab.data.observations import make_observations
+
+    seed = args.observe_seed if args.observe_seed is not None else args.seed + 1
+    generator = torch.Generator().manual_seed(seed)
+    dof = int(result.metadata["dof"])
+    names = list(result.metadata["state_names"])
+    observations: dict = {}
+    description: dict = {}
+    for name, split in result.splits.items():
+        if split is None or not split.n_traj:
+            continue
+        clean = split.clean_state if split.clean_state is not None else split.state
+        obs_t, obs, description = make_observations(
+            clean, split.t, observe=args.observe, noise_std=float(noise_std),
+            every=args.observe_every or 1, state_names=names, dof=dof, generator=generator,
+        )
+        observations[name] = (obs_t, obs)
+    return observations, description
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -196,6 +245,14 @@ def _check_numbers(args: argparse.Namespace) -> None:
     for flag, value in (("--n-traj", args.n_traj), ("--substeps", args.substeps), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise InvalidArgumentError(f"{flag} must be an integer >= 1, got {value}")
+    if args.observe is None:
+        for flag, value in (("--observe-every", args.observe_every), ("--observe-seed", args.observe_seed)):
+            if value is not None:
+                raise InvalidArgumentError(f"{flag} needs --observe q or --observe state")
+    if args.observe_every is not None and args.observe_every < 1:
+        raise InvalidArgumentError(f"--observe-every must be an integer >= 1, got {args.observe_every}")
+    if args.observe_seed is not None and args.observe_seed < 0:
+        raise InvalidArgumentError(f"--observe-seed must be an integer >= 0, got {args.observe_seed}")
     if args.noise_std is not None and (not math.isfinite(args.noise_std) or args.noise_std < 0):
         raise InvalidArgumentError(f"--noise-std must be a finite number >= 0, got {args.noise_std:g}")
     for flag, value in (("--rtol", args.rtol), ("--atol", args.atol)):

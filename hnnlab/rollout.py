@@ -21,6 +21,13 @@ to find each one's exact first bad step. Solver state between steps (the first-s
 splitting methods, the per-trajectory step sizes of the adaptive ones) is carried by the integrator's
 ``advance``. When the first step's result does not require grad (nothing upstream does), the rest of the loop
 runs under ``torch.no_grad``. Memory holds only what is returned (or one chunk, streaming).
+
+Time-dependent fields ``f(t, x)`` are stepped as they are; a field that differs between trajectories (driven by
+per-trajectory inputs, :class:`hnnlab.inputs.DrivenField`) is bound to every step it takes and to the rows it steps
+(:func:`hnnlab.fields.bind_step`), so that row ``i`` of a live subset is always evaluated with its own trajectory's
+inputs, on the piece of the input that covers the step (one-sided at the step's ends); where the field may jump (the
+sample times of a zero-order hold) the integrator restarts (``restart``: field values kept from the last step are
+recomputed), so no stage ever mixes the two sides of a jump. See :mod:`hnnlab.inputs`.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from torch import Tensor
 
 from hnnlab.dynamics import check_state
 from hnnlab.errors import InvalidArgumentError, NonFiniteStateError
-from hnnlab.fields import counted, declared_dof
+from hnnlab.fields import bind_step, counted, declared_dof, jumps_at
 from hnnlab.integrators.base import AbstractIntegrator, SolverState, VectorField, check_dt
 from hnnlab.integrators.registry import get_integrator
 
@@ -350,7 +357,7 @@ class _Loop:
         # only while this generator computes, never while the caller holds a chunk.
         graph_free = not torch.is_grad_enabled()
         x = self.x0
-        state = integrator.init(f, t0, x, dt)
+        state = integrator.init(bind_step(f, None, t0, dt), t0, x, dt)
         good = (x, state, 0)  # the last state that passed a check, its solver state and its step
         chunk: list[tuple[int, Tensor]] = [(0, x)]  # (step, whole-batch state), not yet yielded
         step = 0
@@ -358,7 +365,7 @@ class _Loop:
             while step < n_steps:
                 with torch.no_grad() if graph_free else nullcontext():
                     while step < n_steps:
-                        x, state, _ = integrator.advance(f, t0 + step * dt, x, dt, state)
+                        x, state, _ = self._advance(x, state, step, self.live)
                         step += 1
                         saved = step % self.save_every == 0
                         if saved:
@@ -380,6 +387,16 @@ class _Loop:
             if chunk:
                 yield _stack_in_time([s for _, s in chunk])
         self._record_row_stats(state, self.live)
+
+    def _advance(self, x: Tensor, state: SolverState, step: int, rows: Tensor | None) -> tuple[Tensor, SolverState,
+                                                                                            Tensor | None]:
+        """Step ``step + 1`` of the whole-batch rows ``rows`` (``None``: all) from ``x``: the field bound to the step
+        and the rows (:func:`hnnlab.fields.bind_step`), the solver state restarted where the field may jump."""
+        t, dt = self.t0 + step * self.dt, self.dt
+        f = bind_step(self.f, rows, t, dt)
+        if step and jumps_at(self.f, t, dt):
+            state = self.integrator.restart(f, t, x, state)
+        return self.integrator.advance(f, t, x, dt, state)
 
     def _record_row_stats(self, state: SolverState, rows: Tensor | None, keep: Tensor | None = None) -> None:
         """Copy the integrator's per-trajectory counters of the live rows (``keep`` of them) into the whole batch."""
@@ -427,9 +444,10 @@ class _Loop:
         first = torch.full((bad.numel(),), stop, dtype=torch.long)
         reason = torch.full((bad.numel(),), int(Status.NONFINITE), dtype=torch.int8)
         pending = torch.ones(bad.numel(), dtype=torch.bool)
+        rows = bad if self.live is None else self.live.to(bad.device)[bad]  # whole-batch indices
         with torch.no_grad():
             for step in range(start + 1, stop + 1):
-                x, state, failed = self.integrator.advance(self.f, self.t0 + (step - 1) * self.dt, x, self.dt, state)
+                x, state, failed = self._advance(x, state, step - 1, rows)
                 self.replayed += 1
                 now_bad = (~torch.isfinite(x).all(dim=-1)).cpu() & pending
                 if now_bad.any():
@@ -447,7 +465,8 @@ class _Loop:
         integrator, dt, t0 = self.integrator, self.dt, self.t0
         with torch.no_grad():
             for step in range(start + 1, stop + 1):
-                x = integrator._step(self.f, t0 + (step - 1) * dt, x, dt)  # raises ConvergenceError itself
+                f = bind_step(self.f, self.live, t0 + (step - 1) * dt, dt)
+                x = integrator._step(f, t0 + (step - 1) * dt, x, dt)  # raises ConvergenceError itself
                 finite = torch.isfinite(x).all(dim=-1)
                 if not bool(finite.all()):
                     live_row = int(torch.nonzero(~finite)[0])

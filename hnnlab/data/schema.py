@@ -31,6 +31,7 @@ import torch
 from hnnlab._hdf5 import first_line as _short  # also imported by hnnlab.data.dataset
 from hnnlab._hdf5 import open_read, read_attr, read_json_attr
 from hnnlab.errors import FileFormatError, HnnlabError
+from hnnlab.inputs import INTERPOLATIONS
 from hnnlab.systems.registry import rebuild_system
 
 SCHEMA_NAME = "hnnlab.dataset"
@@ -62,7 +63,6 @@ INPUTS_ATTR = "inputs"  # {"names": [...], "interpolation": "zoh" | "linear", "f
 OBSERVATION_ATTR = "observation"  # {"observe": "q" | "state", "noise_std", "every", "names", "seed"}
 OPTIONAL_ATTRS = (INPUTS_ATTR, OBSERVATION_ATTR)
 JSON_ATTRS = frozenset([key for key, (_, is_json) in ROOT_ATTRS.items() if is_json] + list(OPTIONAL_ATTRS))
-INTERPOLATIONS = ("zoh", "linear")
 OBSERVE_MODES = ("q", "state")
 SPLIT_ATTRS = ("n_traj", "n_times", "dt")
 FIELDS = ("t", "state", "dxdt", "energy")

@@ -20,9 +20,11 @@ import torch
 from torch import Tensor
 
 from hnnlab import __version__
+from hnnlab.data.input_families import AbstractInputFamily
 from hnnlab.data.io import SplitData
-from hnnlab.data.schema import SCHEMA_NAME, SCHEMA_VERSION, SPLITS
+from hnnlab.data.schema import INPUTS_ATTR, SCHEMA_NAME, SCHEMA_VERSION, SPLITS
 from hnnlab.errors import InvalidArgumentError
+from hnnlab.inputs import DrivenField, InputSignal
 from hnnlab.integrators import AbstractIntegrator, get_integrator
 from hnnlab.rollout import iter_solve, solve
 from hnnlab.systems.base import AbstractSystem, normal
@@ -79,6 +81,7 @@ def simulate(
     recipe: Mapping[str, Any] | None = None,
     command: str | None = None,
     generator: torch.Generator | None = None,
+    inputs: AbstractInputFamily | None = None,
 ) -> SimulationResult:
     """Simulate ``n_traj`` trajectories of ``system`` saved at ``t = 0, dt, ..., n_steps * dt``.
 
@@ -108,6 +111,10 @@ def simulate(
         recipe, command: descriptions stored in the metadata.
         generator: draw from this generator instead of a fresh one seeded with ``seed`` (recipes that
             draw several parts from one stream); ``seed`` is still recorded.
+        inputs: for a system with inputs (``n_inputs > 0``): the family the per-trajectory inputs are drawn from
+            (:mod:`hnnlab.data.input_families`), after the initial states and before the noise. The trajectories are
+            integrated with them (:class:`hnnlab.inputs.DrivenField`), the derivatives use them, and the result holds
+            them (``SplitData.inputs``, the root attribute ``inputs``: dataset format version 2).
     """
     _check_int("n_traj", n_traj, 1)
     _check_int("n_steps", n_steps, 0)
@@ -139,6 +146,11 @@ def simulate(
             f"initial states must have shape (n_traj, 2 * dof) = {(n_traj, 2 * system.dof)}, got {tuple(x0.shape)}"
         )
     x0 = x0.to(device)
+    n_times = n_steps + 1
+    t = torch.arange(n_times, dtype=torch.float64) * dt  # (n_times,)
+    u = None
+    if inputs is not None:
+        u = _draw_inputs(system, inputs, n_traj, t, generator)  # (n_traj, n_times, n_inputs) float64
     step = dt / substeps
     batch = batch_size or n_traj
     bar = bool(progress) and sys.stderr.isatty()  # a bar on a terminal, plain lines in a log or a pipe
@@ -152,27 +164,30 @@ def simulate(
     with torch.no_grad():
         for i in range(0, n_traj, batch):
             xb = x0[i : i + batch]
+            field = system if u is None else DrivenField(
+                system, InputSignal(t, u[i : i + batch].to(device), inputs.interpolation))
             if lines is None:
-                parts.append(solve(system, integ, xb, step, total, substeps, on_nonfinite="raise", progress=bar,
+                parts.append(solve(field, integ, xb, step, total, substeps, on_nonfinite="raise", progress=bar,
                                    description="simulate").ys)
                 continue
             chunks = []  # the same loop, streamed, to report how far it is
-            for chunk in iter_solve(system, integ, xb, step, total, substeps, on_nonfinite="raise", progress=False,
+            for chunk in iter_solve(field, integ, xb, step, total, substeps, on_nonfinite="raise", progress=False,
                                     chunk_size=max(2, -(-(n_steps + 1) // 20))):
                 chunks.append(chunk)
                 saved = sum(c.shape[1] for c in chunks) - 1
                 lines.update(i * total + xb.shape[0] * saved * substeps)
             parts.append(torch.cat(chunks, dim=1))
         clean = torch.cat(parts).cpu()  # (n_traj, n_times, 2 * dof), float64
-    n_times = n_steps + 1
-    t = torch.arange(n_times, dtype=torch.float64) * dt  # (n_times,)
-    dxdt, energy = exact_derivatives_and_energy(system, t, clean)
+    dxdt, energy = exact_derivatives_and_energy(system, t, clean, u)
     noisy = clean + noise_std * normal(clean.shape, generator) if noise_std > 0 else None
 
     metadata = make_metadata(
         system, dt=float(dt), integrator={**integ.describe(), "substeps": substeps}, seed=seed,
         noise_std=float(noise_std), dtype=out_dtype, recipe=recipe, command=command,
     )
+    if inputs is not None:
+        metadata[INPUTS_ATTR] = {"names": system.input_names(), "interpolation": inputs.interpolation,
+                                 "family": inputs.describe()}
     result_splits: dict[str, SplitData] = {}
     start = 0
     for name, count in zip(SPLITS, counts, strict=True):
@@ -189,18 +204,44 @@ def simulate(
             energy=cast(energy),
             clean_state=cast(clean) if noisy is not None else None,
             dt=float(dt) if n_times > 1 else 0.0,
+            inputs=cast(u) if u is not None else None,
         )
     return SimulationResult(metadata=metadata, splits=result_splits)
 
 
-def exact_derivatives_and_energy(system: AbstractSystem, t: Tensor, states: Tensor) -> tuple[Tensor, Tensor]:
-    """The system's ``dx/dt`` ``(n_traj, n_times, 2 * dof)`` and energy ``(n_traj, n_times)`` at ``states``."""
+def exact_derivatives_and_energy(
+    system: AbstractSystem, t: Tensor, states: Tensor, inputs: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The system's ``dx/dt`` ``(n_traj, n_times, 2 * dof)`` and energy ``(n_traj, n_times)`` at ``states``, with
+    the inputs ``(n_traj, n_times, n_inputs)`` at the same times where given."""
     n_traj, n_times, width = states.shape
     times = t.expand(n_traj, n_times).reshape(-1)
     with torch.no_grad():
-        dxdt = system.vector_field(times, states.reshape(-1, width)).reshape(states.shape)
+        flat = states.reshape(-1, width)
+        if inputs is None:
+            dxdt = system.vector_field(times, flat).reshape(states.shape)
+        else:
+            u = inputs.reshape(n_traj * n_times, -1).to(states)
+            dxdt = system.field_with_inputs(times, flat, u).reshape(states.shape)
         energy = system.energy(states)
     return dxdt, energy
+
+
+def _draw_inputs(
+    system: AbstractSystem, family: AbstractInputFamily, n_traj: int, t: Tensor, generator: torch.Generator,
+) -> Tensor:
+    """The inputs of every trajectory ``(n_traj, n_times, n_inputs)``, drawn from ``family``; refused for a system
+    that takes none."""
+    if not isinstance(family, AbstractInputFamily):
+        raise InvalidArgumentError(
+            f"inputs must be an input family (hnnlab.data.input_families.get_input_family), got {type(family).__name__}"
+        )
+    if system.n_inputs < 1:
+        raise InvalidArgumentError(
+            f"system {system.describe()['name']!r} takes no inputs (n_inputs = 0); input families need a system "
+            "with an input map, e.g. spring_damper_chain"
+        )
+    return family.draw(n_traj, t, system.n_inputs, generator)
 
 
 def make_metadata(

@@ -82,6 +82,12 @@ class AbstractIntegrator(abc.ABC):
         """
         return self._step(f, t, x, dt), state, None
 
+    def restart(self, f: VectorField, t: float, x: Tensor, state: SolverState) -> SolverState:
+        """The solver state for a step from ``x`` at ``t`` where the field may have jumped (a zero-order hold's sample
+        time): field values the state carries from the last step (first-same-as-last) are dropped or recomputed
+        with ``f``. The default keeps ``state`` (it holds no field values)."""
+        return state
+
     def row_stats(self, state: SolverState) -> dict[str, Tensor]:
         """Per-trajectory counters kept in a solver state (``{}`` by default; the adaptive methods count their
         internal steps), each ``(batch,)``; :class:`hnnlab.rollout.Solution` reports them in ``stats``."""

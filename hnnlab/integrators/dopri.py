@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from hnnlab.errors import ConvergenceError, InvalidArgumentError
+from hnnlab.fields import restrict_rows
 from hnnlab.integrators.base import AbstractExplicitRK, SolverState, VectorField
 from hnnlab.integrators.registry import register_integrator
 
@@ -23,10 +24,11 @@ class AbstractAdaptiveRK(AbstractExplicitRK):
     component (the max-abs norm per trajectory); the last internal step of each trajectory ends exactly at
     ``t + dt``, so the result is that step's own solution, not an interpolant. Each trajectory has its own step
     size (as diffrax's controllers under ``vmap``): one stiff or blowing-up trajectory does not shrink the steps of
-    the others. The controller is the standard one (Hairer, Norsett and Wanner, *Solving ODEs I*, II.4): the next
-    step is ``h * clip(0.9 * err^(-1/order), 0.2, 10)`` (never larger after a rejection), the first from Hairer's
-    initial-step estimate. The Butcher tableaus are torchdiffeq's (a dependency), so the coefficients are those of
-    its ``dopri5`` and ``dopri8``.
+    the others (a field that differs between trajectories, driven by per-trajectory inputs, is restricted to the
+    rows each internal step evaluates: :func:`hnnlab.fields.restrict_rows`). The controller is the standard one
+    (Hairer, Norsett and Wanner, *Solving ODEs I*, II.4): the next step is ``h * clip(0.9 * err^(-1/order), 0.2,
+    10)`` (never larger after a rejection), the first from Hairer's initial-step estimate. The Butcher tableaus
+    are torchdiffeq's (a dependency), so the coefficients are those of its ``dopri5`` and ``dopri8``.
 
     The solver state between loop steps is ``(h, k)``: each trajectory's next step size ``(batch,)`` and its field
     at the current state ``(batch, 2 * dof)`` (the pairs are first-same-as-last), and the count of internal steps.
@@ -129,7 +131,7 @@ class AbstractAdaptiveRK(AbstractExplicitRK):
             remaining = t_end - tm
             last = hm >= remaining * (1 - 1e-12)
             step = torch.where(last, remaining, hm)  # (m,)
-            y_new, k_new, error = self._trial(f, tm, ym, km, step)
+            y_new, k_new, error = self._trial(restrict_rows(f, moving), tm, ym, km, step)
             scale = atol + rtol * torch.maximum(ym.abs(), y_new.abs())
             ratio = (error.abs() / scale).amax(dim=-1)  # (m,): the max-abs error norm of each trajectory
             finite = torch.isfinite(ratio) & torch.isfinite(k_new).all(dim=-1)
@@ -152,6 +154,14 @@ class AbstractAdaptiveRK(AbstractExplicitRK):
         if bool(failed.any()):
             y = torch.where(failed[:, None], math.nan, y)
         return y, (h, k, taken), failed
+
+    def restart(self, f: VectorField, t: float, x: Tensor, state: SolverState) -> SolverState:
+        """Keep each trajectory's step size and step count, and evaluate the field at ``(t, x)`` anew (the last
+        stage of the previous step is its value before a jump)."""
+        if state is None:
+            return None
+        h, _, taken = state
+        return h, f(t, x), taken
 
     def row_stats(self, state: SolverState) -> dict[str, Tensor]:
         return {} if state is None else {"internal_steps": state[2]}

@@ -99,3 +99,7 @@ class AbstractSplittingIntegrator(AbstractIntegrator):
             return self._step(f, t, x, dt), None, None
         x_new, force = kick_drift(f, t, x, dt, self.kicks, self.drifts, state)
         return x_new, force, None
+
+    def restart(self, f: VectorField, t: float, x: Tensor, state: SolverState) -> SolverState:
+        """Drop the last kick's force: after a jump of the field the next step evaluates its own."""
+        return None

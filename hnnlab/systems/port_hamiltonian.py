@@ -58,6 +58,10 @@ class AbstractPortHamiltonianSystem(AbstractSystem):
         """The inputs ``u(t)``, ``(..., n_inputs)`` (the batch shape of ``x``)."""
         return x.new_zeros(*x.shape[:-1], self.n_inputs)
 
+    def input_names(self) -> list[str]:
+        """Names of the inputs, ``n_inputs`` of them (``u1, u2, ...``)."""
+        return [f"u{i + 1}" for i in range(self.n_inputs)]
+
     def grad_hamiltonian(self, x: Tensor) -> Tensor:
         """``grad H(x)``, ``(..., 2 * dof)`` (autograd unless a subclass writes it in closed form)."""
         return input_gradient(self.hamiltonian, x)
@@ -65,11 +69,13 @@ class AbstractPortHamiltonianSystem(AbstractSystem):
     def energy(self, x: Tensor) -> Tensor:
         return self.hamiltonian(x)
 
-    def drive(self, t: Tensor | float, x: Tensor) -> Tensor:
-        """What the environment adds, ``F(t, x) + G(x) u(t)``, ``(..., 2 * dof)``."""
+    def drive(self, t: Tensor | float, x: Tensor, u: Tensor | None = None) -> Tensor:
+        """What the environment adds, ``F(t, x) + G(x) u``, ``(..., 2 * dof)``, with the inputs ``u``
+        ``(..., n_inputs)`` given, or else the system's own :meth:`inputs`."""
         out = self.force(t, x)
         if self.n_inputs:
-            out = out + (self.input_map(x) @ self.inputs(t, x)[..., None])[..., 0]
+            u = self.inputs(t, x) if u is None else u
+            out = out + (self.input_map(x) @ u[..., None])[..., 0]
         return out
 
     def _damping(self, x: Tensor, grad: Tensor) -> Tensor:
@@ -77,10 +83,21 @@ class AbstractPortHamiltonianSystem(AbstractSystem):
         return (self.dissipation(x) @ grad[..., None])[..., 0]
 
     def vector_field(self, t: Tensor | float, x: Tensor) -> Tensor:
+        return self.field_with_inputs(t, x, None)
+
+    def field_with_inputs(self, t: Tensor | float, x: Tensor, u: Tensor | None) -> Tensor:
+        """``dx/dt`` with the inputs ``u`` ``(..., n_inputs)`` in place of the system's own :meth:`inputs` (``None``:
+        its own); :class:`hnnlab.inputs.DrivenField` calls it with per-trajectory inputs."""
+        self.check_state(x)
+        if u is not None and (self.n_inputs == 0 or u.shape != (*x.shape[:-1], self.n_inputs)):
+            raise InvalidArgumentError(
+                f"{type(self).__name__} takes n_inputs = {self.n_inputs} inputs: u must have shape "
+                f"{(*x.shape[:-1], self.n_inputs)} for states of shape {tuple(x.shape)}, got {tuple(u.shape)}"
+            )
         grad = self.grad_hamiltonian(x)
         dof = self.dof
         j_grad = torch.cat([grad[..., dof:], -grad[..., :dof]], dim=-1)  # J grad H
-        return j_grad - self._damping(x, grad) + self.drive(t, x)
+        return j_grad - self._damping(x, grad) + self.drive(t, x, u)
 
     def dissipated_power(self, x: Tensor) -> Tensor:
         """``-grad H^T R grad H``, ``(...,)``, ``<= 0``."""

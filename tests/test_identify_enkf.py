@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +12,15 @@ import torch
 from hnnlab.data.observations import make_observations
 from hnnlab.data.simulate import simulate
 from hnnlab.errors import InvalidArgumentError
-from hnnlab.identify import ensemble_kalman_filter, kalman_filter, make_specs, transition_matrix
+from hnnlab.identify import ensemble_kalman_filter, kalman_filter, make_specs, transition_matrix, with_parameters
+from hnnlab.identify.enkf import NonFiniteMemberWarning
+from hnnlab.identify.parameters import row_parameter_field
+from hnnlab.rollout import solve
+from hnnlab.systems.mass_spring import MassSpring
 from hnnlab.systems.registry import get_system
+
+pytestmark = pytest.mark.usefixtures("wandb_disabled_one_thread")  # one thread: these small batches run
+# many times slower with two threads on a shared, busy CPU
 
 
 def _pendulum_observations():
@@ -106,3 +116,48 @@ def test_enkf_matches_filterpy_on_a_linear_system() -> None:
     sd = cov.diagonal(dim1=1, dim2=2).sqrt()
     diff = (torch.as_tensor(np.array(fp_means)) - ours.state_mean[0]).abs() / (sd * (2 / n) ** 0.5)
     assert float(diff.max()) < 6  # two independent ensembles: the difference has std sqrt(2 / n) sd
+
+
+@dataclass
+class _Fragile(MassSpring):
+    """A mass-spring whose force is NaN where k > 3: the members drawn there blow up at their first step."""
+
+    name: ClassVar[str] = "fragile_spring"
+
+    def dp_dt(self, t, x):
+        return torch.where(torch.as_tensor(self.k) > 3.0, torch.nan, super().dp_dt(t, x))
+
+
+def test_rows_keep_their_own_parameters_when_the_loop_drops_a_blown_up_row() -> None:
+    """Per-row parameters through solve's masking: the row with k = 5 turns NaN and is frozen; every other row
+    equals its own solve with its k as a scalar, bit for bit, although the loop then steps only the live rows."""
+    system = _Fragile()
+    k = torch.tensor([[1.0], [5.0], [2.0], [2.5]], dtype=torch.float64)
+    x0 = torch.tensor([[1.0, 0.0], [0.5, 0.2], [-0.3, 0.4], [0.2, -0.1]], dtype=torch.float64)
+    sol = solve(row_parameter_field(system, ["k"], k), "rk4", x0, 0.1, 20, on_nonfinite="mask")
+    assert sol.status.tolist() == [0, 1, 0, 0] and sol.first_bad_step.tolist() == [-1, 1, -1, -1]
+    for i in (0, 2, 3):
+        alone = solve(with_parameters(system, {"k": float(k[i])}), "rk4", x0[i : i + 1], 0.1, 20).ys[0]
+        assert torch.equal(sol.ys[i], alone)
+    separable = row_parameter_field(get_system("pendulum"), ["g"], torch.ones(2, 1, dtype=torch.float64))
+    assert separable.is_separable  # splitting methods accept the pendulum's per-row form
+    solve(separable, "leapfrog", torch.zeros(2, 2, dtype=torch.float64), 0.1, 5)
+
+
+def test_enkf_names_and_drops_non_finite_members_and_estimates_from_the_rest() -> None:
+    system = _Fragile()
+    clean = simulate(MassSpring(), 3, dt=0.1, n_steps=30, seed=3, splits=(1.0, 0.0, 0.0)).splits["train"]
+    obs_t, obs, _ = make_observations(clean.state, clean.t, observe="q", noise_std=0.1, every=1,
+                                      state_names=system.state_names(), dof=1,
+                                      generator=torch.Generator().manual_seed(4))
+    with pytest.warns(NonFiniteMemberWarning) as record:
+        result = ensemble_kalman_filter(system, obs_t, obs, observe_index=[0], noise_std=0.1,
+                                        specs=make_specs(system, ["k"]), x0_mean=clean.state[:, 0], x0_std=0.1,
+                                        n_ensemble=100, generator=torch.Generator().manual_seed(5))
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert message == (f"EnKF forecast to t = 0.1: dropped {len(result.dropped)} ensemble member(s) whose rollout "
+                       f"became non-finite: {result.dropped}")
+    assert 0 < len(result.dropped) < 50 and result.members.shape == (100 - len(result.dropped), 1)
+    assert bool(torch.isfinite(result.members).all()) and bool((result.members <= 3.0 + 1.0).all())
+    assert abs(result.estimates["k"] - 2.0) < 3 * result.std["k"]

@@ -17,6 +17,9 @@ from hnnlab.identify.shooting import Windows, shooting_loss, window_observations
 from hnnlab.integrators import get_integrator
 from hnnlab.systems.registry import get_system
 
+pytestmark = pytest.mark.usefixtures("wandb_disabled_one_thread")  # one thread: these small batches run
+# many times slower with two threads on a shared, busy CPU
+
 
 def _observations(name: str, n_traj: int, n_steps: int, dt: float, *, observe: str = "q", noise: float = 0.05,
                   seed: int = 1):

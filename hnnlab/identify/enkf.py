@@ -2,7 +2,7 @@
 
 Both methods propagate the whole ensemble (``n_ensemble`` members x ``n_traj`` trajectories) as one batch of
 :func:`hnnlab.rollout.solve`; each member carries its own parameter values, a ``(batch, 1)`` tensor that the
-system's vector field broadcasts (:func:`~hnnlab.identify.parameters.with_parameters`).
+system's vector field broadcasts, row by row (:func:`~hnnlab.identify.parameters.row_parameter_field`).
 
 - :func:`ensemble_kalman_filter`: the stochastic (perturbed-observation) EnKF of Evensen (1994) / Burgers et al.
   (1998) on the augmented state ``z = (x_1, ..., x_M, u)``, the parameters ``u`` (unconstrained) having zero
@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from hnnlab.errors import InvalidArgumentError
-from hnnlab.identify.parameters import ParameterSpec, with_parameters
+from hnnlab.identify.parameters import ParameterSpec, row_parameter_field
 from hnnlab.integrators import AbstractIntegrator, get_integrator
 from hnnlab.rollout import solve
 from hnnlab.systems.base import AbstractSystem, normal
@@ -110,7 +110,7 @@ class _Propagator:
         ``(n, n_traj, n_intervals + 1, 2 dof)`` and ``(n,)`` bool, the members that stayed finite."""
         n = x.shape[0]
         theta = _physical(self.specs, u).repeat_interleave(self.n_traj, dim=0)  # (n * n_traj, n_params)
-        field = with_parameters(self.system, {s.name: theta[:, i : i + 1] for i, s in enumerate(self.specs)})
+        field = row_parameter_field(self.system, [s.name for s in self.specs], theta)
         sol = solve(field, self.integrator, x.reshape(n * self.n_traj, -1), self.dt, n_intervals * self.substeps,
                     self.substeps, t0=t0, on_nonfinite="mask", progress=False)
         ys = sol.ys.reshape(n, self.n_traj, n_intervals + 1, -1)

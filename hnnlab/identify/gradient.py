@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from hnnlab.errors import InvalidArgumentError
-from hnnlab.identify.parameters import ParameterSpec, with_parameters
+from hnnlab.identify.parameters import ParameterSpec, row_parameter_field, with_parameters
 from hnnlab.identify.prior import initial_state_prior
 from hnnlab.identify.shooting import (
     Windows,
@@ -87,10 +87,9 @@ class _Problem:
         ``(rows, P)`` one copy per window."""
         theta = torch.stack([s.to_physical(u_rows[:, i]) for i, s in enumerate(self.specs)], dim=1)  # (rows, P)
         if theta.shape[0] == 1:
-            values = {s.name: theta[0, i] for i, s in enumerate(self.specs)}
+            field = with_parameters(self.system, {s.name: theta[0, i] for i, s in enumerate(self.specs)})
         else:
-            values = {s.name: theta[:, i : i + 1] for i, s in enumerate(self.specs)}
-        field = with_parameters(self.system, values)
+            field = row_parameter_field(self.system, [s.name for s in self.specs], theta)
         return rollout_windows(field, self.integrator, x0, self.dt_obs, self.windows, self.substeps)
 
     def residuals(self, x0: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:

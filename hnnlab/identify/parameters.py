@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from hnnlab.errors import InvalidArgumentError
+from hnnlab.fields import AbstractRowField, AbstractSeparableField
 from hnnlab.systems.base import AbstractSystem
 
 TRANSFORMS = ("positive", "bounded", "free")
@@ -155,3 +156,57 @@ def with_parameters(system: AbstractSystem, values: Mapping[str, Tensor | float]
     for name, value in values.items():
         object.__setattr__(copied, name, value)
     return copied
+
+
+class RowParameterField(AbstractRowField):
+    """``system`` with its own parameter values in every row of a batch: row ``i`` is trajectory ``rows[i]`` of
+    the batch the field was built for, whose parameters are ``values[rows[i]]`` (``values``: ``(batch, n_params)``).
+
+    A row field (:class:`~hnnlab.fields.AbstractRowField`), so the rollout loop, which steps only the rows that are
+    still finite once some have blown up, keeps every row on its own parameters (an ensemble member, a shooting
+    window with its own copy of the parameters). Declares the system's ``dof``, coordinates and conservativeness;
+    :func:`row_parameter_field` returns the separable form for a separable system, so splitting methods accept it.
+    """
+
+    has_energy = False
+
+    def __init__(self, system: AbstractSystem, names: Sequence[str], values: Tensor,
+                 rows: Tensor | None = None) -> None:
+        self.system, self.names, self.values, self.rows = system, list(names), values, rows
+        self.dof = system.dof
+        self.coordinates = system.coordinates
+        self.conservative = system.conservative
+
+    def _system(self) -> AbstractSystem:
+        values = self.values if self.rows is None else self.values[self.rows.to(self.values.device)]
+        return with_parameters(self.system, {name: values[:, i : i + 1] for i, name in enumerate(self.names)})
+
+    def __call__(self, t: Tensor | float, x: Tensor) -> Tensor:
+        return self._system()(t, x)
+
+    def bind(self, rows: Tensor | None, t: float, dt: float) -> RowParameterField:
+        return type(self)(self.system, self.names, self.values, rows)
+
+    def restrict(self, rows: Tensor) -> RowParameterField:
+        current = self.rows if self.rows is not None else torch.arange(self.values.shape[0])
+        return type(self)(self.system, self.names, self.values, current[rows.to(current.device)])
+
+    def jumps_at(self, t: float, dt: float) -> bool:
+        return False
+
+
+class _SeparableRowParameterField(RowParameterField, AbstractSeparableField):
+    """:class:`RowParameterField` of a separable system: its two halves, row by row."""
+
+    def dq_dt(self, t: Tensor | float, x: Tensor) -> Tensor:
+        return self._system().dq_dt(t, x)
+
+    def dp_dt(self, t: Tensor | float, x: Tensor) -> Tensor:
+        return self._system().dp_dt(t, x)
+
+
+def row_parameter_field(system: AbstractSystem, names: Sequence[str], values: Tensor) -> RowParameterField:
+    """``system`` with parameters ``names`` set row by row to ``values`` ``(batch, len(names))``
+    (:class:`RowParameterField`; separable when the system is)."""
+    cls = _SeparableRowParameterField if isinstance(system, AbstractSeparableField) else RowParameterField
+    return cls(system, names, values)

@@ -27,9 +27,10 @@ COMMANDS = {
     "rollout": "rollout",
     "audit": "audit",
     "reproduce": "reproduce",
+    "identify": "identify",
 }
 # commands run under hnnlab._hdf5.stop_on_signals (the others train with Lightning, which handles signals itself)
-STOPPABLE = ("simulate", "data", "rollout", "audit")
+STOPPABLE = ("simulate", "data", "rollout", "audit", "identify")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

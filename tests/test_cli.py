@@ -211,6 +211,114 @@ def test_cli_data_check_lists_problems(spring_file, tmp_path, capsys):
     ]
 
 
+# -- hnnlab identify -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def observed_pendulum(tmp_path_factory) -> Path:
+    """The greydanus-pendulum recipe (g = 6, 25 training trajectories x 45 times over 3 s) with positions observed
+    under noise 0.05."""
+    out = tmp_path_factory.mktemp("identify") / "pend.h5"
+    assert main(["simulate", "--recipe", "greydanus-pendulum", "--observe", "q", "--noise-std", "0.05",
+                 "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("method", ["enkf", "gradient"])
+def test_identify_recovers_the_pendulums_g_from_noisy_positions(method, observed_pendulum, tmp_path, capsys):
+    """The done-when of issue 17: started at g = 3, each method finds g = 6 within 2 % with the truth inside three
+    reported standard deviations, and writes the JSON it prints."""
+    out = tmp_path / "g.json"
+    assert main(["identify", "--data", str(observed_pendulum), "--system", "pendulum", "--params", "g", "--method",
+                 method, "--init", "g=3.0", "--json", str(out), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    g = report["parameters"]["g"]
+    assert abs(g["estimate"] - 6.0) / 6.0 < 0.02 and abs(g["estimate"] - 6.0) < 3 * g["std"]
+    assert g["init"] == 3.0 and g["file_value"] == 6.0
+    assert report["method"] == method and report["n_traj"] == 25 and report["n_obs"] == 45
+    assert 0.04 < report["residual"] < 0.06 and report["seconds"] > 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"pendulum from 25 trajectories x 45 observations (q, noise_std 0.05), method {method}:"
+    assert lines[1] == (f"  g = {g['estimate']:.6g} +- {g['std']:.2g}   (started at 3; the file records 6)")
+
+
+def _write_unobserved(tmp_path: Path) -> Path:
+    out = tmp_path / "plain.h5"
+    assert main(["simulate", "--recipe", "greydanus-pendulum", "--n-traj", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("args", "first_line"),
+    [
+        (["--params", "G"], "--params G: pendulum has no parameter 'G'; its parameters are: m, l, g"),
+        (["--params", "g", "--init", "g=3.0", "--bounds", "g=4,8"],
+         "parameter 'g': initial value 3.0 lies outside its bounds (4.0, 8.0); choose an initial value strictly "
+         "inside"),
+        (["--params", "g", "--method", "enkf", "--n-ensemble", "1"],
+         "--n-ensemble must be an integer >= 2 (an ensemble needs a spread), got 1"),
+        (["--params", "g", "--init", "k=2"], "--init names k, which is not in --params (g)"),
+        (["--params", "g", "--init", "g"], "--init takes NAME=VALUE items (e.g. --init g=3.0), got 'g'"),
+        (["--params", "g", "--system", "mass_spring"],
+         "--system mass_spring: {data} holds observations of 'pendulum'; use --system pendulum"),
+        (["--params", "g", "--split", "val"], "--split 'val' is not a split of {data} with observations; valid: "
+                                              "train, test"),
+        ("unobserved", "{data} has no observations; write them with hnnlab simulate --observe q (positions) or "
+                       "--observe state"),
+        ("existing", "--json file '{json}' already exists; pass --overwrite to replace it"),
+    ],
+)
+def test_identify_bad_input_is_one_line_and_writes_nothing(args, first_line, observed_pendulum, tmp_path, capsys):
+    data, out = observed_pendulum, tmp_path / "g.json"
+    if args == "unobserved":
+        data, args = _write_unobserved(tmp_path), ["--params", "g"]
+    if args == "existing":
+        out.write_text("previous\n")
+        args = ["--params", "g"]
+    argv = ["identify", "--data", str(data), "--system", "pendulum", "--method", "gradient", "--json", str(out),
+            "--no-progress"]
+    capsys.readouterr()
+    assert main([*argv, *args]) == 2  # a later --system / --method replaces the one above
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hnnlab identify: error: {first_line.format(data=data, json=out)}"
+    ]
+    assert not out.exists() or out.read_text() == "previous\n"  # nothing written, an existing file kept
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_identify_ctrl_c_exits_130_and_leaves_no_json(observed_pendulum, tmp_path, capsys, monkeypatch):
+    import hnnlab.identify as identify
+
+    def interrupted(*args, on_step, **kwargs):  # the fit, stopped by Ctrl-C after its first iteration
+        on_step(1, 50)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(identify, "fit_parameters", interrupted)
+    out = tmp_path / "g.json"
+    assert main(["identify", "--data", str(observed_pendulum), "--system", "pendulum", "--params", "g", "--method",
+                 "gradient", "--json", str(out)]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "hnnlab identify: stopped by SIGINT (nothing was left half-written)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_identify_progress_lines_when_stderr_is_not_a_terminal(observed_pendulum, tmp_path, capsys, monkeypatch):
+    import hnnlab.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate._ProgressLines.__init__, "__defaults__", (0.0,))
+    argv = ["identify", "--data", str(observed_pendulum), "--system", "pendulum", "--params", "g", "--method",
+            "enkf", "--init", "g=3.0", "--n-ensemble", "20", "--trajectories", "2"]
+    assert main([*argv, "--json", str(tmp_path / "a.json")]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    done = [int(line.split(": ")[1].split("/")[0]) for line in lines]
+    assert all(line.startswith("EnKF: ") and "/45 observation times (" in line for line in lines)
+    assert len(lines) >= 5 and done == sorted(done) and done[-1] < 45
+    assert main([*argv, "--json", str(tmp_path / "b.json"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 # -- bad input, signals, leftovers and progress of rollout / simulate / audit (issue 13) -------------
 
 

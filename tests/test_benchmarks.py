@@ -239,3 +239,23 @@ def test_flop_counts_follow_the_layer_shapes():
     assert fl.training_flops_per_step(HNN(1, hidden=(200, 200)), 8) == 12 * (2 * 200 + 200 * 200 + 200) * 8
     pairs = fl._products([(3, 5)], 4, 2, torch.float32, torch.device("cpu"))
     assert [tuple(a.shape) + tuple(b.shape) for a, b in pairs] == [(4, 3, 3, 5), (4, 5, 5, 3)] * 2
+
+
+def test_identify_benchmark_rows_and_table_on_a_small_grid(wandb_disabled_one_thread):
+    """Two observation densities of the mass-spring (3 trajectories, noise 0.05): one row per method and density,
+    the relative error and z computed from the estimate and the std, and one table row per density."""
+    from benchmarks import _common
+
+    bench = _common.load_script("bench_identify")
+    rows = bench.measure(3, [0.05], [1, 2], cases=["mass_spring"])
+    assert [(r["method"], r["every"], r["n_obs"]) for r in rows] == [
+        ("enkf", 1, 45), ("gradient", 1, 45), ("enkf", 2, 23), ("gradient", 2, 23)]
+    for r in rows:
+        assert r["error"] is None and r["truth"] == 2.0
+        assert r["relative_error"] == pytest.approx(abs(r["estimate"] - 2.0) / 2.0)
+        assert r["z"] == pytest.approx(abs(r["estimate"] - 2.0) / r["std"])
+        assert r["relative_error"] < 0.05  # k from 1.0 to within 5 % on 3 noisy trajectories
+    text = bench.markdown(rows, "header")
+    table = [line for line in text.splitlines() if line.startswith("| mass_spring (k) |")]
+    assert len(table) == 2 and all(line.count(" | ") == 4 for line in table)
+    assert "| gradient | 2/2 |" in text

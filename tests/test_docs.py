@@ -121,6 +121,7 @@ RULES: list[tuple[str, Run | Skip]] = [
          override="200 steps (10,000 as written)")),
     (r"^hnnlab audit rollout\.h5 --json report\.json --plots plots/ ", AUDIT_OF_A_SHORT_FIT),
     (r"^hnnlab (simulate|data check|audit) ", Run()),
+    (r"^hnnlab identify ", Run(creates=("*.json",))),
 ]
 # Files a page needs from another page's run: page -> {file: the page that makes it}.
 NEEDS = {"docs/audit.md": {"rollout.h5": "README.md"}}

@@ -6,6 +6,7 @@ from hnnlab.identify.enkf import ensemble_kalman_filter as ensemble_kalman_filte
 from hnnlab.identify.enkf import ensemble_smoother as ensemble_smoother
 from hnnlab.identify.gradient import GradientResult as GradientResult
 from hnnlab.identify.gradient import fit_parameters as fit_parameters
+from hnnlab.identify.gradient import initial_window_states as initial_window_states
 from hnnlab.identify.kalman import kalman_filter as kalman_filter
 from hnnlab.identify.kalman import transition_matrix as transition_matrix
 from hnnlab.identify.parameters import ParameterSpec as ParameterSpec

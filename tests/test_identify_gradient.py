@@ -141,3 +141,31 @@ def test_gradient_refuses_bad_arguments(kwargs, message) -> None:
     args = {"observe_index": [0], "specs": make_specs(system, ["g"]), **kwargs}
     with pytest.raises(InvalidArgumentError, match=message):
         fit_parameters(system, obs_t, obs, **args)
+
+
+def test_shooting_loss_of_a_network_is_differentiable_in_its_weights_and_latent_starts() -> None:
+    """Item 5's objective: a separable HNN's multiple-shooting loss on positions, with the windows' initial states
+    as latent variables; its gradients (through leapfrog rollouts) equal central differences in float64."""
+    from hnnlab.models import SeparableHNN
+
+    torch.manual_seed(0)
+    _, _, obs_t, obs = _observations("pendulum", 3, 12, 0.1)
+    windows = Windows.make(13, 4)
+    model = SeparableHNN(1, hidden=(8,)).double()
+    x0 = torch.randn(3, windows.n_windows, 2, dtype=torch.float64, requires_grad=True)
+
+    def loss():
+        return shooting_loss(model, "leapfrog", x0, obs, 0.1, windows, [0], substeps=2)
+
+    value = loss()
+    value.backward()
+    weight = next(model.parameters())
+    h = 1e-6
+    for tensor, index in ((x0, (1, 2, 1)), (weight, (0, 0))):
+        with torch.no_grad():
+            tensor[index] += h
+            up = float(loss())
+            tensor[index] -= 2 * h
+            down = float(loss())
+            tensor[index] += h
+        assert tensor.grad[index].item() == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-9)

@@ -2,12 +2,13 @@
 
 Items are dicts of tensors:
 
-- ``mode="pairs"``: ``{"x": (2 * dof,), "dxdt": (2 * dof,)}``, one per saved state of every trajectory;
+- ``mode="pairs"``: ``{"x": (2 * dof,), "dxdt": (2 * dof,), "t": ()}``, one per saved state of every trajectory
+  (with its time, which a time-dependent model needs);
 - ``mode="windows"``: ``{"states": (window + 1, 2 * dof), "t": (window + 1,)}``, consecutive saved
   states of one trajectory, one per start time.
 
 In files with inputs (format version 2) items also have ``"u"``, the inputs at the same saved times
-(``(n_inputs,)`` for pairs, ``(window + 1, n_inputs)`` for windows), and pairs also their time ``"t"`` ``()``.
+(``(n_inputs,)`` for pairs, ``(window + 1, n_inputs)`` for windows).
 
 Indexing with a list (or 1-D tensor) of indices returns the batch directly (leading batch axis), which
 a ``DataLoader(batch_size=None, sampler=<batch sampler>)`` uses to skip per-item collation.
@@ -133,9 +134,9 @@ class TrajectoryDataset(Dataset):
         data = self._gather(traj)  # field -> (B, n_times, ...) in the order of ``traj``
         rows = np.arange(len(indices))
         if self.mode == "pairs":
-            out = {"x": data[self.state_field][rows, offset], "dxdt": data["dxdt"][rows, offset]}
+            out = {"x": data[self.state_field][rows, offset], "dxdt": data["dxdt"][rows, offset], "t": self.t[offset]}
             if self.has_inputs:
-                out["t"], out["u"] = self.t[offset], data[INPUTS_FIELD][rows, offset]
+                out["u"] = data[INPUTS_FIELD][rows, offset]
             return out
         steps = offset[:, None] + np.arange(self.window + 1)  # (B, window + 1)
         out = {"states": data[self.state_field][rows[:, None], steps], "t": self.t[steps]}

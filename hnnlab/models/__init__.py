@@ -13,6 +13,7 @@ from hnnlab.models.hnn import HNN as HNN
 from hnnlab.models.lnn import LNN as LNN
 from hnnlab.models.mlp import ACTIVATIONS as ACTIVATIONS
 from hnnlab.models.mlp import MLP as MLP
+from hnnlab.models.phnn import PortHamiltonianNN as PortHamiltonianNN
 from hnnlab.models.registry import MODELS as MODELS
 from hnnlab.models.registry import get_model as get_model
 from hnnlab.models.separable_hnn import SeparableHNN as SeparableHNN
@@ -27,6 +28,7 @@ __all__ = [
     "MLP",
     "MODELS",
     "NeuralODE",
+    "PortHamiltonianNN",
     "SecondOrderNeuralODE",
     "SeparableHNN",
     "StructuredLNN",

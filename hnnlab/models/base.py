@@ -106,6 +106,11 @@ class AbstractModel(nn.Module, AbstractVectorField):
         """The model's energy of states ``(..., 2 * dof)``, shape ``(...,)``; ``None`` if it has none."""
         return None
 
+    def penalty(self, t: Tensor | float, x: Tensor) -> Tensor | None:
+        """A regularisation term ``()`` that training adds to the loss at a batch of states ``(B, 2 * dof)`` and their
+        times (the port-Hamiltonian network's L1 penalties); ``None`` (the default) adds nothing."""
+        return None
+
     @property
     def has_energy(self) -> bool:
         """Whether :meth:`energy` returns a tensor (the class overrides it)."""

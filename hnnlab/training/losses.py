@@ -26,9 +26,15 @@ def distance(pred: Tensor, target: Tensor, metric: Metric = "mse") -> Tensor:
     return torch.mean(torch.abs(pred - target))
 
 
-def derivative_loss(model: Callable, x: Tensor, dxdt: Tensor, metric: Metric = "mse") -> Tensor:
-    """The published HNN/LNN loss: match the model's ``dx/dt`` to the true one at the same states."""
-    return distance(model(0.0, x), dxdt, metric)
+def derivative_loss(
+    model: Callable, x: Tensor, dxdt: Tensor, metric: Metric = "mse", t: Tensor | float = 0.0,
+    u: Tensor | None = None,
+) -> Tensor:
+    """The published HNN/LNN loss: match the model's ``dx/dt`` to the true one at the same states (at their times
+    ``t`` ``(B,)``, which only time-dependent models read; with the inputs ``u`` ``(B, n_inputs)`` for a model that
+    takes inputs, through its ``field_with_inputs``)."""
+    pred = model(t, x) if u is None else model.field_with_inputs(t, x, u)
+    return distance(pred, dxdt, metric)
 
 
 def rollout_states(

@@ -14,6 +14,8 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
+from hnnlab.data.io import read_metadata
+from hnnlab.data.schema import INPUTS_ATTR
 from hnnlab.errors import HnnlabError, InvalidArgumentError
 from hnnlab.integrators import get_integrator
 from hnnlab.models.base import AbstractModel
@@ -25,6 +27,29 @@ from hnnlab.training.logging import scalar_metrics, wandb_step
 
 class NonFiniteLossError(HnnlabError, FloatingPointError):
     """A loss term became NaN or infinite: training stops instead of producing a NaN model."""
+
+
+def check_model_inputs(model: AbstractModel, metadata: dict[str, Any], path: str, *,
+                       flag: str = "n_inputs") -> None:
+    """Refuse a model whose inputs are not the dataset's: a model that takes ``n_inputs > 0`` inputs given a file
+    without the root attribute ``inputs`` (and per-split ``inputs`` datasets), a model that takes none given a
+    file with them, or different counts. ``flag`` names the model's option in the message."""
+    info = metadata.get(INPUTS_ATTR)
+    names = list(info["names"]) if isinstance(info, dict) and "names" in info else []
+    wanted = model.n_inputs
+    kind = type(model).__name__
+    if wanted and not names:
+        raise InvalidArgumentError(
+            f"{path}: the dataset has no inputs (no root attribute 'inputs', no per-split 'inputs' dataset), but "
+            f"{kind} takes {flag} = {wanted} inputs; train it on a file simulated with inputs (hnnlab simulate "
+            f"--inputs FAMILY) or set {flag} = 0"
+        )
+    if names and wanted != len(names):
+        allowed = f"set {flag} = {len(names)}" if wanted else f"use a model that takes {len(names)} input(s) (phnn)"
+        raise InvalidArgumentError(
+            f"{path}: the dataset has {len(names)} input(s) ({', '.join(names)}; root attribute 'inputs', per-split "
+            f"dataset 'inputs'), but {kind} takes {flag} = {wanted}; {allowed}, or use data without inputs"
+        )
 
 
 def _default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -84,10 +109,24 @@ class DynamicsModule(pl.LightningModule):
         self.last_train_loss: Tensor | None = None  # the latest training step's loss
         if loss == "rollout":
             self.integrator.check_compatible(model)
+            if model.n_inputs:
+                raise InvalidArgumentError(
+                    f"loss='rollout' does not yet feed inputs to a model that takes them ({type(model).__name__} has "
+                    f"n_inputs = {model.n_inputs}); use loss='derivative'"
+                )
         if energy_weight > 0 and not model.has_energy:
             raise InvalidArgumentError(
                 f"energy_weight > 0 needs a model with an energy, but {type(model).__name__}.energy returns None"
             )
+
+    def setup(self, stage: str) -> None:
+        """Refuse, before any step, a model that needs inputs given a dataset file without them, or the reverse
+        (:func:`check_model_inputs`), when the trainer's datamodule reads a file."""
+        from hnnlab.data.datamodule import HDF5DataModule
+
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if isinstance(datamodule, HDF5DataModule):
+            check_model_inputs(self.model, read_metadata(datamodule.path), datamodule.path)
 
     # ----------------------------------------------------------------------------------------------
 
@@ -103,7 +142,12 @@ class DynamicsModule(pl.LightningModule):
                     "loss='derivative' needs (state, dx/dt) pairs: set the datamodule's mode to 'pairs'"
                 )
             x, dxdt = batch["x"], batch["dxdt"]
-            terms["derivative"] = losses.derivative_loss(self.model, x, dxdt, self.metric)
+            t = batch.get("t", 0.0)
+            u = batch.get("u") if self.model.n_inputs else None
+            terms["derivative"] = losses.derivative_loss(self.model, x, dxdt, self.metric, t, u)
+            penalty = self.model.penalty(t, x)
+            if penalty is not None:
+                terms["penalty"] = penalty
             if self.energy_weight > 0:
                 terms["energy"] = losses.energy_flow_penalty(self.model.energy, x, dxdt)
         else:

@@ -358,9 +358,14 @@ def foreign_checkpoints(tmp_path_factory: pytest.TempPathFactory, spring: Path) 
          "hnnlab fit: error: --data.path 'missing.h5' does not exist and no --data.recipe was given to build it; "
          "make it with hnnlab simulate --recipe NAME --out missing.h5 (hnnlab simulate --list-recipes lists them) "
          "or pass --data.recipe NAME"),
+        ("fit", ["--model.model", "hnnlab.models.PortHamiltonianNN", "--model.model.init_args.n_inputs", "1"],
+         "hnnlab fit: error: --data.path '{data}': the dataset has no inputs (no root attribute 'inputs', no "
+         "per-split 'inputs' dataset), but PortHamiltonianNN takes --model.model.init_args.n_inputs = 1 inputs; train "
+         "it on a file simulated with inputs (hnnlab simulate --inputs FAMILY) or set "
+         "--model.model.init_args.n_inputs = 0"),
     ],
     ids=["baseline-ckpt", "other-dof", "missing-ckpt", "hdf5-ckpt", "no-gpu", "negative-lr", "typo", "test-no-ckpt",
-         "validate-no-ckpt", "dof-mismatch", "missing-data"],
+         "validate-no-ckpt", "dof-mismatch", "missing-data", "model-needs-inputs"],
 )
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(command, args, first_line, spring, foreign_checkpoints,
                                                            tmp_path, monkeypatch, capsys) -> None:
@@ -422,3 +427,36 @@ def test_a_trainer_setting_lightning_refuses_and_an_unknown_model_class_are_one_
     assert main(["fit", "--config", config, "--model.model.class_path", "nosuch.Model"]) == 2
     err = capsys.readouterr().err
     assert "(the models: hnnlab.models.DissipativeHNN, hnnlab.models.HNN," in err and "PYTHONPATH" in err
+
+
+def test_port_hamiltonian_network_trains_on_simulated_inputs_and_data_with_inputs_refuse_other_models(
+        tmp_path, monkeypatch, capsys) -> None:
+    """hnnlab simulate stores the chain's inputs; hnnlab fit trains a phnn on them (derivative loss with each pair's
+    u) and its last.ckpt reloads the same field; a model without inputs is refused before a run directory exists."""
+    from hnnlab.data import load_dataset
+    from hnnlab.training.checkpoint import load_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--system", "spring_damper_chain", "--inputs", "sinusoids", "--input-param", "n_terms=2",
+                 "--n-traj", "5", "--dt", "0.1", "--n-steps", "20", "--out", "chain.h5", "--no-progress"]) == 0
+    data = load_dataset("chain.h5")
+    assert data.metadata["inputs"]["family"]["n_terms"] == 2 and data.splits["train"].inputs.shape == (4, 21, 1)
+    common = ["--data.path", "chain.h5", "--trainer.accelerator", "cpu"]
+    assert main(["fit", *common, "--model.model", "hnnlab.models.PortHamiltonianNN", "--model.model.init_args.dof",
+                 "3", "--model.model.init_args.n_inputs", "1", "--model.model.init_args.hidden", "[8]",
+                 "--trainer.max_steps", "3"]) == 0
+    (last,) = (tmp_path / "runs").rglob("last.ckpt")
+    model = load_checkpoint(last).model
+    x, u = data.splits["test"].state[0, :5].float(), data.splits["test"].inputs[0, :5].float()
+    before = model.field_with_inputs(0.0, x, u)
+    assert torch.equal(load_checkpoint(last).model.field_with_inputs(0.0, x, u), before)
+    capsys.readouterr()
+    runs = sorted(p.name for p in (tmp_path / "runs" / "hnnlab").iterdir())
+    assert main(["fit", *common, "--model.model", "hnnlab.models.HNN", "--model.model.init_args.dof", "3",
+                 "--trainer.max_steps", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[0] == (
+        "hnnlab fit: error: --data.path 'chain.h5': the dataset has 1 input(s) (u1; root attribute 'inputs', "
+        "per-split dataset 'inputs'), but HNN takes --model.model.init_args.n_inputs = 0; use a model that takes 1 "
+        "input(s) (phnn), or use data without inputs"
+    )
+    assert sorted(p.name for p in (tmp_path / "runs" / "hnnlab").iterdir()) == runs  # nothing new written

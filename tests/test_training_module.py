@@ -74,3 +74,19 @@ def test_ddp_gradients_equal_single_process_gradient_of_the_global_batch(small_d
     for name in single:
         assert torch.allclose(ddp[name], single[name], rtol=1e-10, atol=1e-12), name
     assert any(float(g.abs().max()) > 1e-3 for g in single.values())  # a real gradient, not zeros
+
+
+def test_a_model_that_needs_inputs_is_refused_before_any_step_on_data_without_them(spring_file) -> None:
+    from hnnlab.errors import InvalidArgumentError
+    from hnnlab.models import PortHamiltonianNN
+
+    module = DynamicsModule(PortHamiltonianNN(1, hidden=(8,), n_inputs=1))
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.raises(InvalidArgumentError) as info:
+        make_trainer(max_steps=1).fit(module, datamodule=HDF5DataModule(str(spring_file)))
+    assert str(info.value) == (
+        f"{spring_file}: the dataset has no inputs (no root attribute 'inputs', no per-split 'inputs' dataset), but "
+        "PortHamiltonianNN takes n_inputs = 1 inputs; train it on a file simulated with inputs (hnnlab simulate "
+        "--inputs FAMILY) or set n_inputs = 0"
+    )
+    assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items())  # no step was taken

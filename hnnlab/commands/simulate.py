@@ -5,6 +5,7 @@ Examples:
   hnnlab simulate --recipe chnn-chain-pendulum --param n=5 --out data/chain5.h5
   hnnlab simulate --system pendulum --param g=3.0 --n-traj 1000 --dt 0.05 --n-steps 255 --out data/p.h5
   hnnlab simulate --recipe greydanus-pendulum --observe q --noise-std 0.05 --out data/pend_obs.h5
+  hnnlab simulate --system spring_damper_chain --inputs sinusoids --input-param n_terms=2 --out data/chain.h5
   hnnlab simulate --list-recipes
 
 A time grid takes two of --t-end, --n-steps, --dt. Options given with --recipe override the recipe.
@@ -51,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="observe every K-th saved time (default 1; needs --observe)")
     parser.add_argument("--observe-seed", type=int,
                         help="seed of the observation noise (default: --seed + 1, a stream apart from the states')")
+    parser.add_argument("--inputs", choices=["sinusoids", "steps"],
+                        help="draw per-trajectory inputs u(t) from this family (systems with inputs, e.g. "
+                             "spring_damper_chain); they are stored in the file")
+    parser.add_argument("--input-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter of the input family, e.g. n_terms=2 or frequency=[0.5,2.0] (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--splits", help="train,val,test fractions, e.g. 0.8,0.1,0.1 (default 0.8,0,0.2)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="stored dtype")
@@ -93,6 +99,8 @@ def main(args: argparse.Namespace) -> int:
     obs_noise = args.noise_std or 0.0
     if args.recipe is not None:
         overrides = _recipe_overrides(args, params)
+        if args.inputs is not None:
+            overrides["inputs"] = {"name": args.inputs, **_parse_params(args.input_param, flag="--input-param")}
         if args.observe is not None:
             if args.noise_std is None:  # the recipe's noise model moves to the observations
                 obs_noise = get_recipe(args.recipe, **overrides).noise_std
@@ -114,6 +122,7 @@ def main(args: argparse.Namespace) -> int:
             substeps=args.substeps or 1, noise_std=state_noise or 0.0, seed=args.seed,
             splits=_parse_splits(args.splits) if args.splits else (0.8, 0.0, 0.2), dtype=args.dtype,
             device=args.device, batch_size=args.batch_size, progress=progress, command=command,
+            inputs=_input_family(args),
         )
         label = f"system {system.describe()['name']}"
     observations, observation = _observe(args, result, obs_noise) if args.observe is not None else (None, None)
@@ -122,6 +131,12 @@ def main(args: argparse.Namespace) -> int:
     path = write_dataset(args.out, result, overwrite=args.overwrite, observations=observations,
                          observation=observation)
     _summary(path, result, label, elapsed)
+    inputs = result.metadata.get("inputs")
+    if inputs:
+        family = inputs["family"]
+        params = ", ".join(f"{k}={v}" for k, v in family.items() if k not in ("name", "interpolation"))
+        print(f"  inputs: {', '.join(inputs['names'])} drawn from {family['name']} ({params}), "
+              f"{inputs['interpolation']} between samples")
     if observation is not None:
         n_obs = {name: int(obs_t.shape[0]) for name, (obs_t, _) in observations.items()}
         print(f"  observations: {observation['observe']} ({', '.join(observation['names'])}) every "
@@ -223,17 +238,26 @@ def _grid(t_end: float | None, n_steps: int | None, dt: float | None, *, require
     return float(dt), int(n_steps)
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
+def _input_family(args: argparse.Namespace) -> Any:
+    """The input family of ``--inputs`` with its ``--input-param`` values (``None`` without ``--inputs``)."""
+    if args.inputs is None:
+        return None
+    from hnnlab.data.input_families import get_input_family
+
+    return get_input_family(args.inputs, **_parse_params(args.input_param, flag="--input-param"))
+
+
+def _parse_params(items: list[str], flag: str = "--param") -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InvalidArgumentError(f"--param must look like KEY=VALUE, got {item!r}")
+            raise InvalidArgumentError(f"{flag} must look like KEY=VALUE, got {item!r}")
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
             raise InvalidArgumentError(
-                f"--param {item}: {key.strip()} must be a number or a JSON list of numbers (e.g. g=3.0, "
+                f"{flag} {item}: {key.strip()} must be a number or a JSON list of numbers (e.g. g=3.0, "
                 f"radius=[1.3,2.3]), got {value!r}"
             ) from None
         params[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
@@ -253,6 +277,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise InvalidArgumentError(f"--observe-every must be an integer >= 1, got {args.observe_every}")
     if args.observe_seed is not None and args.observe_seed < 0:
         raise InvalidArgumentError(f"--observe-seed must be an integer >= 0, got {args.observe_seed}")
+    if args.input_param and args.inputs is None:
+        raise InvalidArgumentError("--input-param needs --inputs sinusoids or --inputs steps")
     if args.noise_std is not None and (not math.isfinite(args.noise_std) or args.noise_std < 0):
         raise InvalidArgumentError(f"--noise-std must be a finite number >= 0, got {args.noise_std:g}")
     for flag, value in (("--rtol", args.rtol), ("--atol", args.atol)):

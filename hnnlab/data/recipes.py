@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from hnnlab._registry import Registry
+from hnnlab.data.input_families import AbstractInputFamily, get_input_family
 from hnnlab.data.simulate import DEFAULT_INTEGRATOR, DEFAULT_INTEGRATOR_OPTIONS, SimulationResult, simulate
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.systems import SYSTEMS, AbstractSystem, get_system
@@ -57,6 +58,8 @@ class Recipe:
             ``[-pi, pi)``; reproduced with ``published_quirks``.
         published_quirks: reproduce the published quirks instead of fixing them.
         batch_size: trajectories integrated per batch (memory and adaptive-step sharing).
+        inputs: for a system with inputs, the input family and its parameters, ``{"name": "sinusoids", ...}``
+            (:mod:`hnnlab.data.input_families`); ``None`` for none.
         differences: how hnnlab's default differs from the published recipe (and why).
     """
 
@@ -80,6 +83,7 @@ class Recipe:
     published_quirks: bool = False
     batch_size: int | None = None
     differences: str = ""
+    inputs: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for key in ("n_traj", "n_times", "substeps"):
@@ -122,6 +126,13 @@ class Recipe:
             return self.published_integrator, dict(self.published_integrator_options)
         return self.integrator, dict(self.integrator_options)
 
+    def input_family(self) -> AbstractInputFamily | None:
+        """The family the inputs are drawn from (``None`` without inputs)."""
+        if self.inputs is None:
+            return None
+        spec = dict(self.inputs)
+        return get_input_family(spec.pop("name", None), **spec)
+
     def make_system(self, generator: torch.Generator, **params: Any) -> AbstractSystem:
         merged = {**self.system_params, **params}
         if self.random_parameters:
@@ -149,7 +160,7 @@ class Recipe:
             integrator=integrator, integrator_options=options, substeps=self.substeps, noise_std=self.noise_std,
             seed=seed, dtype=dtype, device=device, batch_size=self.batch_size, progress=progress,
             recipe=self.describe(), command=command or f"hnnlab simulate --recipe {self.name} --seed {seed}",
-            generator=generator,
+            generator=generator, inputs=self.input_family(),
         )
         splits = self.splits
         if self.test_set is not None:

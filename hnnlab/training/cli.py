@@ -331,6 +331,7 @@ def _check_data(config: Any) -> None:
             f"hnnlab simulate --recipe NAME --out {path} (hnnlab simulate --list-recipes lists them) or pass "
             "--data.recipe NAME"
         )
+    _check_data_inputs(config, path)
     dof = _get(config, "model", "model", "init_args", "dof")
     if isinstance(dof, bool) or not isinstance(dof, int):
         return
@@ -354,6 +355,21 @@ def _check_data(config: Any) -> None:
             f"--model.model.init_args.dof is {dof}, but {source} has dof {data_dof} (states of width "
             f"{2 * data_dof}); set --model.model.init_args.dof {data_dof} or use data of {dof} degrees of freedom"
         )
+
+
+def _check_data_inputs(config: Any, path: Any) -> None:
+    """Refuse a model that takes inputs given a data file without them, or the reverse (the model's
+    ``n_inputs`` against the file's root attribute ``inputs``), before a run directory exists."""
+    if not path or not Path(str(path)).is_file():
+        return
+    from hnnlab.data.io import read_metadata
+    from hnnlab.training.module import check_model_inputs
+
+    n_inputs = _get(config, "model", "model", "init_args", "n_inputs") or 0
+    class_path = str(_get(config, "model", "model", "class_path") or "the model")
+    if isinstance(n_inputs, int) and not isinstance(n_inputs, bool):
+        check_model_inputs(class_path.rsplit(".", 1)[-1], n_inputs, read_metadata(str(path)),
+                           f"--data.path {str(path)!r}", flag="--model.model.init_args.n_inputs")
 
 
 def _check_checkpoint_model(ckpt: dict[str, Any], model: Any, path: str, sub: str) -> None:

@@ -29,26 +29,25 @@ class NonFiniteLossError(HnnlabError, FloatingPointError):
     """A loss term became NaN or infinite: training stops instead of producing a NaN model."""
 
 
-def check_model_inputs(model: AbstractModel, metadata: dict[str, Any], path: str, *,
+def check_model_inputs(model: str, n_inputs: int, metadata: dict[str, Any], path: str, *,
                        flag: str = "n_inputs") -> None:
-    """Refuse a model whose inputs are not the dataset's: a model that takes ``n_inputs > 0`` inputs given a file
-    without the root attribute ``inputs`` (and per-split ``inputs`` datasets), a model that takes none given a
-    file with them, or different counts. ``flag`` names the model's option in the message."""
+    """Refuse a model (named ``model``, taking ``n_inputs`` inputs) whose inputs are not the dataset's: a model that
+    takes inputs given a file without the root attribute ``inputs`` (and per-split ``inputs`` datasets), a model
+    that takes none given a file with them, or different counts. ``flag`` names the model's option in the
+    message (the CLI's ``--model.model.init_args.n_inputs``)."""
     info = metadata.get(INPUTS_ATTR)
     names = list(info["names"]) if isinstance(info, dict) and "names" in info else []
-    wanted = model.n_inputs
-    kind = type(model).__name__
-    if wanted and not names:
+    if n_inputs and not names:
         raise InvalidArgumentError(
             f"{path}: the dataset has no inputs (no root attribute 'inputs', no per-split 'inputs' dataset), but "
-            f"{kind} takes {flag} = {wanted} inputs; train it on a file simulated with inputs (hnnlab simulate "
+            f"{model} takes {flag} = {n_inputs} inputs; train it on a file simulated with inputs (hnnlab simulate "
             f"--inputs FAMILY) or set {flag} = 0"
         )
-    if names and wanted != len(names):
-        allowed = f"set {flag} = {len(names)}" if wanted else f"use a model that takes {len(names)} input(s) (phnn)"
+    if names and n_inputs != len(names):
+        allowed = f"set {flag} = {len(names)}" if n_inputs else f"use a model that takes {len(names)} input(s) (phnn)"
         raise InvalidArgumentError(
             f"{path}: the dataset has {len(names)} input(s) ({', '.join(names)}; root attribute 'inputs', per-split "
-            f"dataset 'inputs'), but {kind} takes {flag} = {wanted}; {allowed}, or use data without inputs"
+            f"dataset 'inputs'), but {model} takes {flag} = {n_inputs}; {allowed}, or use data without inputs"
         )
 
 
@@ -126,7 +125,8 @@ class DynamicsModule(pl.LightningModule):
 
         datamodule = self._trainer.datamodule if self._trainer is not None else None
         if isinstance(datamodule, HDF5DataModule):
-            check_model_inputs(self.model, read_metadata(datamodule.path), datamodule.path)
+            model = self.model
+            check_model_inputs(type(model).__name__, model.n_inputs, read_metadata(datamodule.path), datamodule.path)
 
     # ----------------------------------------------------------------------------------------------
 

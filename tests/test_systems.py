@@ -108,6 +108,37 @@ def canonical_field_from_lagrangian(L, x_lagrangian: Tensor) -> tuple[Tensor, Te
     return x_h, torch.cat([x_lagrangian[..., dof:], dL[..., :dof]], dim=-1)
 
 
+def kkt_constrained_field(masses, links, V, x: Tensor, *, velocities: bool) -> Tensor:
+    """Point masses in the plane with rigid links, by Lagrange multipliers solved as one KKT system per state:
+    ``[[M, G^T], [G, 0]] (a, lambda) = (-grad V, -dG/dt v)``, ``G`` the rows ``2 (x_i - x_j)`` of each link
+    ``(i, j)`` (``j = None``: a pivot point ``a``, the row ``2 (x_i - a)``), ``dG/dt v = 2 |v_i - v_j|^2``.
+    States ``(x, p)`` (``velocities=False``) or ``(x, v)``."""
+    nb = len(masses)
+    m = torch.tensor(masses, dtype=torch.float64).repeat_interleave(2)
+    pos, second = x[..., : 2 * nb], x[..., 2 * nb :]
+    vel = second if velocities else second / m
+    pos_req = pos.detach().requires_grad_(True)
+    (dV,) = torch.autograd.grad(V(pos_req).sum(), pos_req)
+    out = []
+    for b in range(x.shape[0]):
+        P, W = pos[b].reshape(nb, 2), vel[b].reshape(nb, 2)
+        G = torch.zeros(len(links), 2 * nb, dtype=torch.float64)
+        rhs_c = torch.zeros(len(links), dtype=torch.float64)
+        for c, (i, j, point) in enumerate(links):
+            r = P[i] - (P[j] if j is not None else torch.tensor(point, dtype=torch.float64))
+            w = W[i] - (W[j] if j is not None else 0.0)
+            G[c, 2 * i : 2 * i + 2] += 2 * r
+            if j is not None:
+                G[c, 2 * j : 2 * j + 2] -= 2 * r
+            rhs_c[c] = -2 * (w**2).sum()
+        K = torch.zeros(2 * nb + len(links), 2 * nb + len(links), dtype=torch.float64)
+        K[: 2 * nb, : 2 * nb] = torch.diag(m)
+        K[: 2 * nb, 2 * nb :], K[2 * nb :, : 2 * nb] = G.T, G
+        a = torch.linalg.solve(K, torch.cat([-dV[b], rhs_c]))[: 2 * nb]
+        out.append(torch.cat([vel[b], a if velocities else m * a]))
+    return torch.stack(out)
+
+
 def hand_field(name: str, s, x: Tensor) -> Tensor:
     """The vector field of the default-parameter system ``s`` derived in the test."""
     q, p = x[..., : s.dof], x[..., s.dof :]
@@ -136,6 +167,20 @@ def hand_field(name: str, s, x: Tensor) -> Tensor:
         left = torch.cat([torch.zeros_like(q[..., :1]), q[..., :-1]], dim=-1)
         right = torch.cat([q[..., 1:], q[..., -1:]], dim=-1)  # the last mass has no spring on its right
         return torch.cat([p / s.m, -s.k * (q - left) + s.k * (right - q) - s.c * p / s.m], dim=-1)
+    if name.startswith("chain_pendulum_cartesian"):  # a chain hanging from the origin; V = g sum m_k y_k
+        links = [(0, None, (0.0, 0.0))] + [(k, k - 1, None) for k in range(1, s.n)]
+        m = torch.tensor(s.masses, dtype=torch.float64)
+        return kkt_constrained_field(s.masses, links, lambda z: s.g * (m * z[..., 1::2]).sum(-1), x,
+                                     velocities=name.endswith("_lagrangian"))
+    if name == "coupled_pendulums_cartesian":  # bobs on rods from (spacing k, 0), springs between neighbours
+        links = [(k, None, (s.spacing * k, 0.0)) for k in range(s.n)]
+
+        def V(z: Tensor) -> Tensor:
+            bobs = z.reshape(*z.shape[:-1], s.n, 2)
+            stretch = (bobs[..., 1:, :] - bobs[..., :-1, :]).norm(dim=-1) - s.spacing
+            return s.g * s.m * z[..., 1::2].sum(-1) + 0.5 * s.k_spring * (stretch**2).sum(-1)
+
+        return kkt_constrained_field((s.m,) * s.n, links, V, x, velocities=False)
     raise KeyError(name)
 
 

@@ -6,6 +6,7 @@
 """
 
 from hnnlab.systems import chain_pendulum as _chain_pendulum  # noqa: F401  (registers)
+from hnnlab.systems import constrained as _constrained  # noqa: F401
 from hnnlab.systems import coupled_oscillators as _coupled_oscillators  # noqa: F401
 from hnnlab.systems import damped_oscillator as _damped_oscillator  # noqa: F401
 from hnnlab.systems import double_pendulum as _double_pendulum  # noqa: F401

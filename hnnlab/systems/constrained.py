@@ -52,6 +52,10 @@ class DistanceConstraints:
         n_bodies, d: the bodies and their dimension.
         pairs: ``(i, j, length)``: ``|x_i - x_j| = length``.
         fixed: ``(i, point, length)``: ``|x_i - point| = length`` with ``point`` a sequence of ``d`` numbers.
+
+    A length may be ``None`` (all or none): the structure without the lengths. The projected field needs only
+    the Jacobian ``G``, which does not depend on them (a learned model whose lengths are not known); then
+    :meth:`phi` is refused and :meth:`squared_distances` measures drift relative to a first state.
     """
 
     n_bodies: int
@@ -70,17 +74,27 @@ class DistanceConstraints:
                 raise InvalidArgumentError(
                     f"DistanceConstraints: pair ({i}, {j}) must name two different bodies in 0..{self.n_bodies - 1}"
                 )
-            _check_length(length, f"pair ({i}, {j})")
+            _check_length(length, f"pair ({i}, {j})", allow_none=True)
         for i, point, length in self.fixed:
             if i not in bodies:
-                raise InvalidArgumentError(f"DistanceConstraints: fixed-point body {i} is not in 0..{self.n_bodies - 1}")
+                raise InvalidArgumentError(
+                    f"DistanceConstraints: fixed-point body {i} is not in 0..{self.n_bodies - 1}"
+                )
             if len(point) != self.d:
                 raise InvalidArgumentError(
                     f"DistanceConstraints: the fixed point of body {i} has {len(point)} coordinates; d = {self.d}"
                 )
-            _check_length(length, f"fixed point of body {i}")
+            _check_length(length, f"fixed point of body {i}", allow_none=True)
         if not self.pairs and not self.fixed:
             raise InvalidArgumentError("DistanceConstraints: need at least one pair or fixed-point constraint")
+        unknown = [c[2] is None for c in (*self.pairs, *self.fixed)]
+        if any(unknown) and not all(unknown):
+            raise InvalidArgumentError("DistanceConstraints: give every constraint's length or none of them")
+
+    @property
+    def lengths_known(self) -> bool:
+        """Whether the lengths were given (else only the structure: :meth:`phi` is refused)."""
+        return (self.pairs or self.fixed)[0][2] is not None
 
     @property
     def count(self) -> int:
@@ -88,17 +102,18 @@ class DistanceConstraints:
         return len(self.pairs) + len(self.fixed)
 
     def tensors(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Incidence ``D`` ``(C, N)``, offsets ``a`` ``(C, d)`` and lengths ``l`` ``(C,)`` in ``like``'s dtype/device."""
-        C, N = self.count, self.n_bodies
-        D = torch.zeros(C, N, dtype=like.dtype, device=like.device)
-        a = torch.zeros(C, self.d, dtype=like.dtype, device=like.device)
-        lengths = [float(c[2]) for c in self.pairs] + [float(c[2]) for c in self.fixed]
+        """Incidence ``D`` ``(C, N)``, offsets ``a`` ``(C, d)`` and lengths ``l`` ``(C,)`` (NaN where not given)
+        in ``like``'s dtype and device (built there: nothing crosses devices)."""
+        D = [[0.0] * self.n_bodies for _ in range(self.count)]
+        a = [[0.0] * self.d for _ in range(self.count)]
         for c, (i, j, _) in enumerate(self.pairs):
-            D[c, i], D[c, j] = 1.0, -1.0
+            D[c][i], D[c][j] = 1.0, -1.0
         for k, (i, point, _) in enumerate(self.fixed):
-            D[len(self.pairs) + k, i] = 1.0
-            a[len(self.pairs) + k] = torch.tensor(point, dtype=like.dtype)
-        return D, a, torch.tensor(lengths, dtype=like.dtype, device=like.device)
+            D[len(self.pairs) + k][i] = 1.0
+            a[len(self.pairs) + k] = [float(v) for v in point]
+        lengths = [math.nan if c[2] is None else float(c[2]) for c in (*self.pairs, *self.fixed)]
+        D_, a_, l_ = (torch.tensor(v, dtype=like.dtype, device=like.device) for v in (D, a, lengths))
+        return D_, a_, l_
 
     def _bodies(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.n_bodies * self.d:
@@ -108,11 +123,19 @@ class DistanceConstraints:
             )
         return x.reshape(*x.shape[:-1], self.n_bodies, self.d)
 
+    def squared_distances(self, x: Tensor) -> Tensor:
+        """``|D x - a|^2`` (each constrained distance squared), ``(..., N d) -> (..., C)``."""
+        D, a, _ = self.tensors(x)
+        return ((D @ self._bodies(x) - a) ** 2).sum(-1)
+
     def phi(self, x: Tensor) -> Tensor:
         """``phi(x) = |D x - a|^2 - l^2``, ``(..., N d) -> (..., C)``."""
-        D, a, lengths = self.tensors(x)
-        r = D @ self._bodies(x) - a
-        return (r**2).sum(-1) - lengths**2
+        if not self.lengths_known:
+            raise InvalidArgumentError(
+                "DistanceConstraints: phi needs the lengths, which were not given (only the structure); "
+                "measure drift against a first state with squared_distances"
+            )
+        return self.squared_distances(x) - self.tensors(x)[2] ** 2
 
     def velocity_constraint(self, x: Tensor, v: Tensor) -> Tensor:
         """``d phi / dt = G(x) v = 2 (D x - a) . (D v)``, ``(..., C)``."""
@@ -138,9 +161,13 @@ class DistanceConstraints:
         return torch.maximum(self.phi(x).abs().amax(-1), self.velocity_constraint(x, v).abs().amax(-1))
 
 
-def _check_length(length: Any, what: str) -> None:
+def _check_length(length: Any, what: str, *, allow_none: bool = False) -> None:
+    if length is None and allow_none:
+        return
     if isinstance(length, bool) or not isinstance(length, int | float) or not (math.isfinite(length) and length > 0):
-        raise InvalidArgumentError(f"DistanceConstraints: the length of the {what} must be finite and > 0, got {length!r}")
+        raise InvalidArgumentError(
+            f"DistanceConstraints: the length of the {what} must be finite and > 0, got {length!r}"
+        )
 
 
 def projected_field(
@@ -171,16 +198,8 @@ def projected_field(
     A = G @ MiGt.transpose(-1, -2)  # (..., C, C)
     B = K @ MiGt.transpose(-1, -2) - MiGt @ K.transpose(-1, -2)
     L, info = torch.linalg.cholesky_ex(A)
-    scale = A.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(torch.finfo(A.dtype).tiny)
-    pivots = L.diagonal(dim1=-2, dim2=-1) ** 2
-    bad = (info != 0) | (pivots.amin(-1) < 1e3 * torch.finfo(A.dtype).eps * scale) | ~torch.isfinite(A).all(-1).all(-1)
-    if bool(bad.any()):
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        raise SingularConstraintError(
-            f"{owner}: the constraint Jacobian is singular at state {index} (the constraints do not fix independent "
-            "directions there, e.g. two links collinear in a degenerate way or of zero length); the multipliers are "
-            "undetermined"
-        )
+    if _values_readable(A):
+        _check_nonsingular(A, L, info, owner)
     f_x, f_p = v, -dV
     # r = DPsi J grad H; DPsi = [[G, 0], [K, G M^-1]].
     r1 = (G @ f_x.unsqueeze(-1)).squeeze(-1)
@@ -191,6 +210,41 @@ def projected_field(
     dx = f_x - (MiGt.transpose(-1, -2) @ y2).squeeze(-1)
     dp = f_p + (G.transpose(-1, -2) @ y1 + K.transpose(-1, -2) @ y2).squeeze(-1)
     return dx, dp
+
+
+def _values_readable(t: Tensor) -> bool:
+    """Whether ``t``'s values can be read (not on the ``meta`` device, not inside a ``torch.func`` transform such
+    as ``vmap``, where a data-dependent check cannot run; the singularity check then runs on the untransformed
+    evaluation)."""
+    return t.device.type != "meta" and not torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
+def _check_nonsingular(A: Tensor, L: Tensor, info: Tensor, owner: str) -> None:
+    """Raise :class:`SingularConstraintError` where ``A = G M^-1 G^T`` ``(..., C, C)`` is not numerically positive
+    definite (a Cholesky pivot below ``1e3 eps`` of its largest diagonal entry)."""
+    scale = A.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(torch.finfo(A.dtype).tiny)
+    pivots = L.diagonal(dim1=-2, dim2=-1) ** 2
+    bad = (info != 0) | (pivots.amin(-1) < 1e3 * torch.finfo(A.dtype).eps * scale) | ~torch.isfinite(A).all(-1).all(-1)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise SingularConstraintError(
+            f"{owner}: the constraint Jacobian is singular at state {index} (the constraints do not fix independent "
+            "directions there, e.g. two links collinear in a degenerate way or of zero length); the multipliers are "
+            "undetermined"
+        )
+
+
+def check_on_manifold(constraints: DistanceConstraints, x: Tensor, v: Tensor, tol: float, owner: str) -> None:
+    """Refuse positions ``x`` and velocities ``v`` ``(..., N d)`` whose violation ``max(|phi|, |G v|)`` exceeds
+    ``tol``, naming its size (only ``|G v|`` when the lengths are not known)."""
+    x, v = x.detach().to(torch.float64), v.detach().to(torch.float64)
+    velocity = constraints.velocity_constraint(x, v).abs().amax(-1)
+    worst = float((constraints.violation(x, v) if constraints.lengths_known else velocity).max())
+    if not worst <= tol:
+        what = "max |phi| and |d phi/dt|" if constraints.lengths_known else "max |d phi/dt|; lengths not given"
+        raise ConstraintViolationError(
+            f"{owner}: the state is off the constraint manifold by {worst:.3g} ({what}); allowed: {tol:g}"
+        )
 
 
 class AbstractConstrainedSystem(AbstractSystem):
@@ -248,12 +302,8 @@ class AbstractConstrainedSystem(AbstractSystem):
     def check_on_manifold(self, x: Tensor, tol: float = 1e-8) -> None:
         """Refuse states whose constraint violation exceeds ``tol``, naming its size."""
         self.check_state(x)
-        worst = float(self.constraint_violation(x.to(torch.float64)).max())
-        if not worst <= tol:
-            raise ConstraintViolationError(
-                f"{type(self).__name__}: the state is off the constraint manifold by {worst:.3g} "
-                f"(max |phi| and |d phi/dt|); allowed: {tol:g}"
-            )
+        q, v = split_state(self.positions_and_velocities(x))
+        check_on_manifold(self.constraint_set(), q, v, tol, type(self).__name__)
 
     def energy(self, x: Tensor) -> Tensor:
         q, p = self.positions_and_momenta(x)
@@ -446,5 +496,6 @@ __all__: Sequence[str] = (
     "CoupledPendulumsCartesian",
     "DistanceConstraints",
     "SingularConstraintError",
+    "check_on_manifold",
     "projected_field",
 )

@@ -14,6 +14,8 @@ from hnnlab.dynamics import input_gradient, lagrangian_energy
 from hnnlab.errors import IncompatibleIntegratorError, InvalidArgumentError, UnknownNameError
 from hnnlab.integrators import INTEGRATORS, get_integrator
 from hnnlab.models import (
+    CHNN,
+    CLNN,
     HNN,
     LNN,
     MLP,
@@ -21,6 +23,7 @@ from hnnlab.models import (
     AbstractModel,
     DissipativeHNN,
     NeuralODE,
+    PortHamiltonianNN,
     SecondOrderNeuralODE,
     SeparableHNN,
     StructuredLNN,
@@ -28,12 +31,17 @@ from hnnlab.models import (
 )
 from hnnlab.rollout import rollout
 from hnnlab.systems import SYSTEMS, get_system
+from hnnlab.systems.constrained import AbstractConstrainedSystem
 
+# Systems whose field follows from an unconstrained H or L: the constrained Cartesian systems project theirs onto
+# the constraint manifold, so an HNN or LNN of their H or L does not give it; CHNN and CLNN with their true mass and
+# potential do (tests/test_models_chnn.py, over every constrained system in the registry).
+UNCONSTRAINED = [n for n in SYSTEMS.names() if not issubclass(SYSTEMS.get(n), AbstractConstrainedSystem)]
 CANONICAL_CONSERVATIVE = [
-    n for n in SYSTEMS.names() if SYSTEMS.get(n).coordinates == "canonical" and SYSTEMS.get(n).conservative
+    n for n in UNCONSTRAINED if SYSTEMS.get(n).coordinates == "canonical" and SYSTEMS.get(n).conservative
 ]
 SEPARABLE = [n for n in CANONICAL_CONSERVATIVE if SYSTEMS.get(n).is_separable]
-LAGRANGIAN = [n for n in SYSTEMS.names() if SYSTEMS.get(n).coordinates == "lagrangian"]
+LAGRANGIAN = [n for n in UNCONSTRAINED if SYSTEMS.get(n).coordinates == "lagrangian"]
 SMALL = (16, 16)  # hidden widths of the small random models used by the structural tests
 
 
@@ -382,11 +390,14 @@ def test_second_order_node_has_exact_kinematics() -> None:
 
 def test_model_capabilities() -> None:
     expected = {
+        "chnn": ("canonical", False, True),
+        "clnn": ("lagrangian", False, True),
         "hnn": ("canonical", False, True),
         "separable_hnn": ("canonical", True, True),
         "dissipative_hnn": ("canonical", False, True),
         "lnn": ("lagrangian", False, True),
         "node": ("canonical", False, False),
+        "phnn": ("canonical", False, True),
         "second_order_node": ("lagrangian", False, False),
         "structured_lnn": ("lagrangian", False, True),
     }
@@ -405,7 +416,7 @@ def test_conservative_is_declared_by_the_class() -> None:
     assert HNN(1).conservative is True
     for name in MODELS.names():
         cls = MODELS.get(name)
-        assert cls.conservative is (name != "dissipative_hnn"), name
+        assert cls.conservative is (name not in ("dissipative_hnn", "phnn")), name
         assert "conservative" not in vars(small_model(name))  # never set per instance
         assert small_model(name).describe()["conservative"] is cls.conservative
 
@@ -599,9 +610,11 @@ def test_wrong_state_shape_and_bad_net_output_are_clear_errors() -> None:
 
 def test_registry_builds_every_model_and_names_unknown_ones() -> None:
     assert MODELS.names() == [
-        "dissipative_hnn", "hnn", "lnn", "node", "second_order_node", "separable_hnn", "structured_lnn"
+        "chnn", "clnn", "dissipative_hnn", "hnn", "lnn", "node", "phnn", "second_order_node", "separable_hnn",
+        "structured_lnn",
     ]
-    classes = {HNN, SeparableHNN, DissipativeHNN, LNN, NeuralODE, SecondOrderNeuralODE, StructuredLNN}
+    classes = {CHNN, CLNN, HNN, SeparableHNN, DissipativeHNN, LNN, NeuralODE, PortHamiltonianNN, SecondOrderNeuralODE,
+               StructuredLNN}
     assert {type(get_model(n, dof=1, hidden=SMALL)) for n in MODELS.names()} == classes
     with pytest.raises(UnknownNameError, match="unknown model 'hn'. Did you mean 'hnn'?"):
         get_model("hn", dof=1)

@@ -8,6 +8,8 @@ and with :func:`hnnlab.rollout.rollout`, an ``energy(x)`` (``None`` for the base
 from hnnlab.models.base import AbstractModel as AbstractModel
 from hnnlab.models.baselines import NeuralODE as NeuralODE
 from hnnlab.models.baselines import SecondOrderNeuralODE as SecondOrderNeuralODE
+from hnnlab.models.chnn import CHNN as CHNN
+from hnnlab.models.chnn import CLNN as CLNN
 from hnnlab.models.dissipative_hnn import DissipativeHNN as DissipativeHNN
 from hnnlab.models.hnn import HNN as HNN
 from hnnlab.models.lnn import LNN as LNN
@@ -22,6 +24,8 @@ from hnnlab.models.structured_lnn import StructuredLNN as StructuredLNN
 __all__ = [
     "ACTIVATIONS",
     "AbstractModel",
+    "CHNN",
+    "CLNN",
     "DissipativeHNN",
     "HNN",
     "LNN",

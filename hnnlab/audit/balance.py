@@ -62,11 +62,15 @@ def _cumulative_trapezoid(y: Tensor, t: Tensor) -> Tensor:
 
 def energy_balance(
     system: object, states: Tensor, t: Tensor, *, tolerance: float = DEFAULT_BALANCE_TOLERANCE,
+    inputs: Tensor | None = None, interpolation: str = "linear",
 ) -> BalanceAudit:
     """Check ``H(t) - H(0) = int_0^t P`` along ``states`` ``(n_traj, n_times, 2 * dof)`` saved at ``t`` ``(n_times,)``.
 
-    ``system`` provides ``energy(x)``, ``dissipated_power(x)`` and ``injected_power(t, x)``
-    (:class:`~hnnlab.systems.AbstractPortHamiltonianSystem` does). Computed in float64.
+    ``system`` provides ``energy(x)``, ``dissipated_power(x)`` and ``injected_power(t, x, u)``
+    (:class:`~hnnlab.systems.AbstractPortHamiltonianSystem` does). With ``inputs`` ``(n_traj, n_times, n_inputs)``
+    (the per-trajectory inputs the trajectories were driven by, sampled at ``t``) the injected power uses them
+    instead of the system's own ``u(t)``; with a zero-order hold (``interpolation="zoh"``) each interval's
+    trapezoid takes the interval's own input at both of its ends. Computed in float64.
     """
     from hnnlab.systems.port_hamiltonian import AbstractPortHamiltonianSystem
 
@@ -87,13 +91,27 @@ def energy_balance(
         raise InvalidArgumentError(f"tolerance must be a number > 0, got {tolerance!r}")
     x = states.detach().to(torch.float64)
     tt = t.detach().to(torch.float64)
+    times = tt.expand(x.shape[0], -1)  # t per state, (n, T)
+    u = None
+    if inputs is not None:
+        if not isinstance(inputs, Tensor) or inputs.shape != (*x.shape[:2], system.n_inputs):
+            raise InvalidArgumentError(
+                f"inputs must have shape (n_traj, n_times, n_inputs) = {(*x.shape[:2], system.n_inputs)}, got "
+                f"{tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__}"
+            )
+        u = inputs.detach().to(torch.float64)
     with torch.no_grad():
         energy = system.energy(x)  # (n, T)
         dissipated = system.dissipated_power(x)  # (n, T)
-        injected = system.injected_power(tt.expand(x.shape[0], -1), x)  # t per state, (n, T)
-    power = dissipated + injected
+        injected = system.injected_power(times, x, u)  # (n, T)
+        power = dissipated + injected
+        if u is not None and interpolation == "zoh":  # the interval's own (left) input at its right end
+            right = dissipated[:, 1:] + system.injected_power(times[:, 1:], x[:, 1:], u[:, :-1])  # (n, T - 1)
+            areas = 0.5 * (power[:, :-1] + right) * torch.diff(tt)
+            work = torch.cat([torch.zeros_like(power[:, :1]), torch.cumsum(areas, dim=-1)], dim=-1)
+        else:
+            work = _cumulative_trapezoid(power, tt)
     change = energy - energy[:, :1]
-    work = _cumulative_trapezoid(power, tt)
     # Richardson: the rule on every other point; the error of the fine rule is about a third of the difference.
     coarse = _cumulative_trapezoid(power[:, ::2], tt[::2])
     quadrature = (work[:, ::2] - coarse).abs().amax(dim=1) / 3

@@ -69,6 +69,7 @@ def audit_trajectories(
     source: str = "<tensors>",
     kind: str = "trajectories",
     skipped: dict[str, str] | None = None,
+    inputs: Any = None,
 ) -> AuditReport:
     """Audit trajectories ``states`` ``(n_traj, n_times, 2 * dof)`` saved at times ``t`` ``(n_times,)``.
 
@@ -101,7 +102,9 @@ def audit_trajectories(
         plots: a directory to write PNG plots into (paths in ``report.plots``).
 
     For an open system (:class:`~hnnlab.systems.AbstractPortHamiltonianSystem`) the report also has the energy
-    balance (:func:`hnnlab.audit.balance.energy_balance`), the check that replaces conservation.
+    balance (:func:`hnnlab.audit.balance.energy_balance`), the check that replaces conservation; ``inputs`` (an
+    :class:`hnnlab.inputs.InputSignal` over the same trajectories and times) are the per-trajectory inputs they were
+    driven by, used by the balance instead of the system's own ``u(t)``.
     """
     thresholds = thresholds or Thresholds()
     _check_inputs(states, t, reference, energy_model)
@@ -189,7 +192,7 @@ def audit_trajectories(
         else:
             report.accuracy = _accuracy(states, reference, t64, mask, vpt_threshold)
 
-    report.balance = _balance(states, t64, mask, system, skipped)
+    report.balance = _balance(states, t64, mask, system, skipped, inputs)
 
     if lyapunov:
         report.lyapunov = _lyapunov(states, t64, mask, system, model, integrator, dt, save_every, reference,
@@ -263,6 +266,7 @@ def audit_file(
         dt=src.dt,
         save_every=src.save_every,
         energy_model=src.energy_model,
+        inputs=src.inputs,
         # what the file's model description declares (files written before models declared it: True)
         model_conservative=None if description is None else bool(description.get("conservative", True)),
         first_nonfinite_step=src.first_nonfinite_step,
@@ -282,7 +286,9 @@ def audit_file(
 # --------------------------------------------------------------------------------------------------
 
 
-def _balance(states: Tensor, t64: Tensor, mask: Tensor, system: Any, skipped: dict[str, str]) -> Any:
+def _balance(
+    states: Tensor, t64: Tensor, mask: Tensor, system: Any, skipped: dict[str, str], inputs: Any = None,
+) -> Any:
     """The energy balance of an open system over the trajectories finite to the horizon (``None`` with a reason
     when it does not apply)."""
     from hnnlab.systems.port_hamiltonian import AbstractPortHamiltonianSystem
@@ -299,7 +305,10 @@ def _balance(states: Tensor, t64: Tensor, mask: Tensor, system: Any, skipped: di
     else:
         from hnnlab.audit.balance import energy_balance
 
-        return energy_balance(system, states[finite], t64)
+        if inputs is None:
+            return energy_balance(system, states[finite], t64)
+        return energy_balance(system, states[finite], t64, inputs=inputs.values[finite.to(inputs.values.device)],
+                              interpolation=inputs.interpolation)
     skipped.setdefault("balance", reason)
     return None
 

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from hnnlab import rollout_io
@@ -35,6 +36,7 @@ class AuditSource:
     save_every: int | None = None
     model_description: dict[str, Any] | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    inputs: Any = None  # hnnlab.inputs.InputSignal of the trajectories, in files with inputs
 
 
 def file_schema(path: str | os.PathLike[str]) -> str:
@@ -104,6 +106,12 @@ def _dataset_source(path: str | os.PathLike[str], split: str, trajectories: slic
                 f"{str(path)!r}: split {split!r} cannot be read (truncated or corrupted? {exc})"
             ) from None
     states = data.clean
+    inputs = None
+    if data.inputs is not None:
+        from hnnlab.inputs import InputSignal
+
+        values = data.inputs if trajectories is None else data.inputs[trajectories]
+        inputs = InputSignal(data.t, values.to(torch.float64), meta["inputs"]["interpolation"])
     if trajectories is not None:
         states = states[trajectories]
     skipped = {"accuracy": "a dataset file is the ground truth itself: there is no separate reference"}
@@ -128,4 +136,5 @@ def _dataset_source(path: str | os.PathLike[str], split: str, trajectories: slic
         dt=dt,
         save_every=save_every,
         skipped=skipped,
+        inputs=inputs,
     )

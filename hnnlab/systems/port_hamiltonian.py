@@ -104,9 +104,10 @@ class AbstractPortHamiltonianSystem(AbstractSystem):
         grad = self.grad_hamiltonian(x)
         return -(grad * self._damping(x, grad)).sum(-1)
 
-    def injected_power(self, t: Tensor | float, x: Tensor) -> Tensor:
-        """``grad H^T (F + G u)``, ``(...,)``."""
-        return (self.grad_hamiltonian(x) * self.drive(t, x)).sum(-1)
+    def injected_power(self, t: Tensor | float, x: Tensor, u: Tensor | None = None) -> Tensor:
+        """``grad H^T (F + G u)``, ``(...,)``, with the inputs ``u`` ``(..., n_inputs)`` given, or else the system's
+        own :meth:`inputs`."""
+        return (self.grad_hamiltonian(x) * self.drive(t, x, u)).sum(-1)
 
     def energy_rate(self, t: Tensor | float, x: Tensor) -> Tensor:
         """``dH/dt`` along the flow, ``grad H^T (-R grad H + F + G u)`` (``grad H^T J grad H = 0``): the sum of

@@ -26,6 +26,7 @@ SMALL = {
     "lnn-double-pendulum": {"n_traj": 40, "test_set": TestSet(n_traj=4, t_end=5.0, n_times=51,
                                                               system_params={"velocity_range": (0.0, 0.1)})},
     "chnn-chain-pendulum": {"n_traj": 10, "n_times": 11, "t_end": 0.3},  # the recipe's dt = 0.03
+    "chnn-chain-pendulum-cartesian": {"n_traj": 10, "n_times": 11, "t_end": 0.3},
 }
 
 

@@ -260,6 +260,8 @@ PUBLISHED = {
                                 n_traj=None, t_end=None, n_times=1, noise_std=0.0, splits=None),
     "chnn-chain-pendulum": dict(system="chain_pendulum", params={}, n_traj=None, t_end=3.0, n_times=101,
                                 noise_std=0.0, splits=None),
+    "chnn-chain-pendulum-cartesian": dict(system="chain_pendulum_cartesian", params={"n": 3}, n_traj=1000, t_end=3.0,
+                                          n_times=101, noise_std=0.0, splits=(0.8, 0.1, 0.1)),
     "dm-spring": dict(system="mass_spring", params={"k": 2.0, "m": 0.5, "radius": (0.1, 1.0)},
                       n_traj=70_000, t_end=12.75, n_times=256, noise_std=0.0, splits=(5 / 7, 0.0, 2 / 7)),
     "dm-pendulum": dict(system="pendulum", params={"m": 0.5, "l": 1.0, "g": 3.0, "radius": (1.3, 2.3)},

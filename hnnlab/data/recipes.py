@@ -301,6 +301,21 @@ register_recipe(Recipe(
     ),
 ))
 register_recipe(Recipe(
+    name="chnn-chain-pendulum-cartesian",
+    source="Finzi, Wang, Wilson 2020, Simplifying Hamiltonian and Lagrangian Neural Networks via Explicit Constraints",
+    system="chain_pendulum_cartesian",
+    system_params={"n": 3},
+    random_parameters=True,
+    n_traj=1000, t_end=3.0, n_times=101, splits=(0.8, 0.1, 0.1),
+    published_integrator="dopri5", published_integrator_options={"rtol": 1e-7, "atol": 1e-9},
+    differences=(
+        "chnn-chain-pendulum in the paper's Cartesian coordinates: the same chain (same seed, same masses, lengths and "
+        "initial states) as point masses in the plane with rigid links, canonical states (x, p), p = m v "
+        "(system chain_pendulum_cartesian; the CHNN and CLNN models). Truth: dopri8 at 1e-12 on the constrained "
+        "field. " + _SAME_DISTRIBUTION
+    ),
+))
+register_recipe(Recipe(
     name="dm-spring",
     source="Botev et al. 2021, DeepMind Hamiltonian dynamics suite (toy_physics/mass_spring), states only",
     system="mass_spring",

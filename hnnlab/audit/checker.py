@@ -193,6 +193,7 @@ def audit_trajectories(
             report.accuracy = _accuracy(states, reference, t64, mask, vpt_threshold)
 
     report.balance = _balance(states, t64, mask, system, skipped, inputs)
+    report.constraints = _constraints(states, mask, system, model, skipped)
 
     if lyapunov:
         report.lyapunov = _lyapunov(states, t64, mask, system, model, integrator, dt, save_every, reference,
@@ -311,6 +312,29 @@ def _balance(
                               interpolation=inputs.interpolation)
     skipped.setdefault("balance", reason)
     return None
+
+
+def _constraints(
+    states: Tensor, mask: Tensor, system: Any, model: Any, skipped: dict[str, str]
+) -> Any:
+    """The constraint drift ``max |Phi(x)|`` with the system's constraints (else the model's), ``None`` with a reason
+    when neither has any."""
+    from hnnlab.models.chnn import AbstractConstrainedModel
+    from hnnlab.systems.constrained import AbstractConstrainedSystem
+
+    if isinstance(system, AbstractConstrainedSystem):
+        constraints, field, source = system.constraint_set(), system, "system"
+    elif isinstance(model, AbstractConstrainedModel) and model.constraints is not None:
+        constraints, field, source = model.constraints, model, "model"
+    else:
+        who = [type(f).__name__ for f in (system, model) if f is not None]
+        skipped.setdefault("constraints", f"{' and '.join(who) or 'no system or model'}: no holonomic constraints")
+        return None
+    from hnnlab.audit.constraints import constraint_audit
+
+    with torch.no_grad():
+        xv = field.positions_and_velocities(states.to(torch.float64) if source == "system" else states)
+    return constraint_audit(constraints, states, xv[..., states.shape[-1] // 2 :], mask, source)
 
 
 def _lyapunov(

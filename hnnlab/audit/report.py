@@ -17,6 +17,7 @@ from hnnlab.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from hnnlab.audit.balance import BalanceAudit
+    from hnnlab.audit.constraints import ConstraintAudit
     from hnnlab.audit.lyapunov import LyapunovAudit
 
 Verdict = Literal["bounded", "drifting", "undetermined"]
@@ -132,6 +133,7 @@ class Thresholds:
     min_valid_prediction_time: float | None = None
     allow_nonfinite: bool = False
     balanced_energy: bool = False
+    max_constraint_violation: float | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -181,6 +183,7 @@ class AuditReport:
     nonfinite: NonFiniteAudit | None = None
     lyapunov: LyapunovAudit | None = None
     balance: BalanceAudit | None = None
+    constraints: ConstraintAudit | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -222,6 +225,7 @@ class AuditReport:
         upper("max_reversibility_error", s and s.reversibility_error, "reversibility")
         upper("max_mse", a and a.mse, "accuracy")
         upper("max_gmre", a and a.gmre, "accuracy")
+        upper("max_constraint_violation", self.constraints and self.constraints.max_violation, "constraints")
         if th.min_valid_prediction_time is not None:
             limit = th.min_valid_prediction_time
             if a is None:
@@ -320,6 +324,15 @@ class AuditReport:
                 "balanced_energy")
         elif th.balanced_energy:
             row("energy balance verdict", None, "balanced_energy", "balance")
+        c = self.constraints
+        if c is not None:
+            relative = " (from each first state: lengths not given)" if c.relative_to_first_state else ""
+            row(f"constraint drift max |Phi(x)| ({c.n_constraints} constraints, {c.source}'s){relative}",
+                c.max_violation, "max_constraint_violation")
+            row("constraints max |Phi(x)| at the first state", c.initial_violation)
+            row("velocity constraint max |G(x) v|", c.max_velocity_violation)
+        elif th.max_constraint_violation is not None:
+            row("constraint drift max |Phi(x)|", None, "max_constraint_violation", "constraints")
         ly = self.lyapunov
         if ly is not None:
             row("Lyapunov l1 of the reference (median)", ly.reference_l1)

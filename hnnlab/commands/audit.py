@@ -30,6 +30,9 @@ _LIMITS = {
     "--max-mse": ("max_mse", "max mean squared error against the reference"),
     "--max-gmre": ("max_gmre", "max geometric-mean relative error against the reference (Finzi et al. 2020)"),
     "--min-valid-prediction-time": ("min_valid_prediction_time", "min valid prediction time (worst trajectory)"),
+    "--max-constraint-violation": ("max_constraint_violation",
+                                   "max |Phi(x)| of the holonomic constraints along the rollout (constrained systems "
+                                   "and models, Cartesian coordinates)"),
 }
 
 

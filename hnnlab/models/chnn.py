@@ -37,7 +37,7 @@ from hnnlab.systems.constrained import (
 )
 
 
-class _AbstractConstrainedModel(AbstractModel):
+class AbstractConstrainedModel(AbstractModel):
     """What CHNN and CLNN share: the constraints, the mass matrix ``M_b (x) I_d``, the potential network.
 
     Args:
@@ -118,14 +118,16 @@ class _AbstractConstrainedModel(AbstractModel):
         return scalar_output(self.potential_net(x), x, what="potential_net")
 
     # -- constraints ------------------------------------------------------------------------------
-    def _positions_and_velocities(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def positions_and_velocities(self, x: Tensor) -> Tensor:
+        """States as ``(x, v)`` (the paper's Cartesian coordinates), shape of ``x``; ``v = M^-1 p`` with this
+        model's mass for canonical states."""
         raise NotImplementedError
 
     def constraint_violation(self, x: Tensor) -> Tensor:
         """``max(|phi|, |G v|)`` per state ``(...,)`` (``|G v|`` only when the lengths are not known); a diagnostic,
         without a graph."""
         with torch.no_grad():
-            q, v = self._positions_and_velocities(self.check_state(x, differentiate=False))
+            q, v = split_state(self.positions_and_velocities(self.check_state(x, differentiate=False)))
         if self.constraints is None:
             return torch.zeros(q.shape[:-1], dtype=q.dtype, device=q.device)
         velocity = self.constraints.velocity_constraint(q, v).abs().amax(-1)
@@ -133,7 +135,7 @@ class _AbstractConstrainedModel(AbstractModel):
 
     def check_on_manifold(self, x: Tensor, tol: float = 1e-8) -> None:
         """Refuse states off the constraint manifold by more than ``tol``, naming the size of the violation."""
-        q, v = self._positions_and_velocities(self.check_state(x, differentiate=False))
+        q, v = split_state(self.positions_and_velocities(self.check_state(x, differentiate=False)))
         if self.constraints is not None:
             check_on_manifold(self.constraints, q, v, tol, type(self).__name__)
 
@@ -146,7 +148,7 @@ class _AbstractConstrainedModel(AbstractModel):
 
     @classmethod
     def for_system(cls, system: AbstractConstrainedSystem, *, known_lengths: bool = True,
-                   **kwargs: Any) -> _AbstractConstrainedModel:
+                   **kwargs: Any) -> AbstractConstrainedModel:
         """A model with ``system``'s constraint structure (its lengths too unless ``known_lengths=False``)."""
         c = system.constraint_set()
         keep = (lambda entry: list(entry)) if known_lengths else (lambda entry: list(entry[:2]))
@@ -156,7 +158,7 @@ class _AbstractConstrainedModel(AbstractModel):
 
 
 @register_model("chnn")
-class CHNN(_AbstractConstrainedModel):
+class CHNN(AbstractConstrainedModel):
     """Constrained Hamiltonian neural network (Finzi et al. 2020) on canonical states ``(x, p)``, ``(..., 2 N d)``:
 
         ``H(x, p) = p^T M^-1 p / 2 + V_theta(x)``,  ``(x', p') = P(x, p) (M^-1 p, -grad V_theta)``,
@@ -165,7 +167,7 @@ class CHNN(_AbstractConstrainedModel):
     closed form (:mod:`hnnlab.systems.constrained`). ``H`` is conserved by the projected flow; implicit midpoint and
     Gauss-Legendre keep ``phi`` and ``G M^-1 p`` (quadratic invariants of the field) to their solve tolerance. The
     field is not separable (explicit splitting methods are refused). Arguments: see the module and
-    :class:`_AbstractConstrainedModel`.
+    :class:`AbstractConstrainedModel`.
 
     The momentum constraint ``G M^-1 p = 0`` involves the learned mass: a state whose momenta came from the true mass
     is on the learned manifold only once ``M`` is learned. Its positions stay on ``phi = const`` regardless
@@ -175,9 +177,9 @@ class CHNN(_AbstractConstrainedModel):
     name: ClassVar[str] = "chnn"
     coordinates: ClassVar[str] = "canonical"
 
-    def _positions_and_velocities(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def positions_and_velocities(self, x: Tensor) -> Tensor:
         q, p = split_state(x)
-        return q, self.inverse_mass(p)
+        return torch.cat([q, self.inverse_mass(p)], dim=-1)
 
     def momenta(self, xv: Tensor) -> Tensor:
         """States ``(x, v)`` ``(..., 2 * dof)`` to this model's canonical states ``(x, M v)``."""
@@ -198,7 +200,7 @@ class CHNN(_AbstractConstrainedModel):
 
 
 @register_model("clnn")
-class CLNN(_AbstractConstrainedModel):
+class CLNN(AbstractConstrainedModel):
     """Constrained Lagrangian neural network (Finzi et al. 2020) on states ``(x, v)`` (positions and velocities,
     the paper's Cartesian coordinates), ``(..., 2 N d)``:
 
@@ -206,14 +208,14 @@ class CLNN(_AbstractConstrainedModel):
 
     the constrained Euler-Lagrange equations, solved as the projected field of ``H`` at ``p = M v`` (the same
     projection as :class:`CHNN`; ``v' = M^-1 p'``). Energy ``E = v^T M v / 2 + V_theta(x)``. Arguments: see the
-    module and :class:`_AbstractConstrainedModel`.
+    module and :class:`AbstractConstrainedModel`.
     """
 
     name: ClassVar[str] = "clnn"
     coordinates: ClassVar[str] = "lagrangian"
 
-    def _positions_and_velocities(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return split_state(x)
+    def positions_and_velocities(self, x: Tensor) -> Tensor:
+        return x
 
     def lagrangian(self, x: Tensor) -> Tensor:
         """``L = v^T M v / 2 - V`` of states ``(..., 2 * dof)``, shape ``(...,)``."""

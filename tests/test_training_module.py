@@ -11,6 +11,7 @@ import torch
 
 from hnnlab.data.datamodule import HDF5DataModule
 from hnnlab.data.dataset import TrajectoryDataset
+from hnnlab.errors import InvalidArgumentError
 from hnnlab.models import HNN
 from hnnlab.systems import get_system
 from hnnlab.training.module import DynamicsModule, NonFiniteLossError
@@ -90,3 +91,64 @@ def test_a_model_that_needs_inputs_is_refused_before_any_step_on_data_without_th
         "--inputs FAMILY) or set n_inputs = 0"
     )
     assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items())  # no step was taken
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # _step called without a trainer
+def test_rollout_loss_with_a_derivative_term_is_the_rollout_loss_plus_the_weighted_derivative_loss(
+        spring_file: Path) -> None:
+    """``derivative_weight`` adds w * mean((f(x) - dx/dt)^2) over every state of the windows to the rollout loss;
+    the windows' ``dxdt`` are the file's exact derivatives at the same (trajectory, time) entries."""
+    from hnnlab.models import SeparableHNN
+    from hnnlab.training import losses
+
+    plain = TrajectoryDataset(spring_file, "train", mode="windows", window=3)
+    with_dxdt = TrajectoryDataset(spring_file, "train", mode="windows", window=3, with_dxdt=True)
+    pairs = TrajectoryDataset(spring_file, "train", mode="pairs")
+    batch = with_dxdt[list(range(len(with_dxdt)))]
+    assert "dxdt" not in plain[0] and batch["dxdt"].shape == batch["states"].shape
+    assert torch.equal(batch["states"], plain[list(range(len(plain)))]["states"])
+    per_traj = pairs.n_times
+    for i in (0, 5, len(with_dxdt) - 1):  # item i: trajectory i // (n_times - 3), first time i % (n_times - 3)
+        traj, start = divmod(i, with_dxdt.per_traj)
+        expected = pairs[[traj * per_traj + start + k for k in range(4)]]["dxdt"]
+        assert torch.equal(batch["dxdt"][i], expected)
+
+    torch.manual_seed(0)
+    model = SeparableHNN(1, hidden=(16,)).double()
+    module = DynamicsModule(model, loss="rollout", integrator="leapfrog", derivative_weight=0.25)
+    terms = module.loss_terms(batch)
+    dt = float(batch["t"][0, 1] - batch["t"][0, 0])
+    rollout, _ = losses.rollout_loss(model, module.integrator, batch["states"], dt)
+    states, dxdt = batch["states"].reshape(-1, 2), batch["dxdt"].reshape(-1, 2)
+    derivative = ((model(0.0, states) - dxdt) ** 2).mean()
+    assert set(terms) == {"rollout", "derivative"}
+    assert torch.allclose(terms["rollout"], rollout, rtol=1e-14, atol=0)
+    assert torch.allclose(terms["derivative"], derivative, rtol=1e-14, atol=0)
+    total = module._step(batch, 0, "val")
+    assert torch.allclose(total, rollout + 0.25 * derivative, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"loss": "rollout", "derivative_weight": -1.0}, "derivative_weight must be a finite number >= 0, got -1.0"),
+    ({"loss": "rollout", "derivative_weight": float("nan")}, "derivative_weight must be a finite number >= 0, got nan"),
+    ({"loss": "derivative", "derivative_weight": 0.5},
+     "derivative_weight applies to loss='rollout' (with loss='derivative' the derivative loss is the whole loss), got "
+     "derivative_weight=0.5 with loss='derivative'"),
+])
+def test_derivative_weight_refused_with_the_rule(kwargs: dict, message: str) -> None:
+    from hnnlab.models import SeparableHNN
+
+    with pytest.raises(InvalidArgumentError) as info:
+        DynamicsModule(SeparableHNN(1, hidden=(8,)), **kwargs)
+    assert str(info.value) == message
+
+
+def test_derivative_weight_without_dxdt_in_the_windows_names_the_datamodule_option(spring_file: Path) -> None:
+    from hnnlab.models import SeparableHNN
+
+    windows = TrajectoryDataset(spring_file, "train", mode="windows", window=2)
+    module = DynamicsModule(SeparableHNN(1, hidden=(8,)).double(), loss="rollout", derivative_weight=1.0)
+    with pytest.raises(InvalidArgumentError) as info:
+        module.loss_terms(windows[[0, 1]])
+    assert str(info.value) == ("derivative_weight > 0 needs the exact dx/dt in the windows: set the datamodule's "
+                               "with_dxdt to true")

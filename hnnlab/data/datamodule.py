@@ -90,6 +90,8 @@ class HDF5DataModule(L.LightningDataModule):
         recipe: a recipe name; when the file is missing, ``prepare_data`` builds it from the recipe.
         mode: ``"pairs"`` (``{"x", "dxdt"}``) or ``"windows"`` (``{"states", "t"}`` of ``window + 1`` states).
         window: steps per window (windows mode).
+        with_dxdt: windows also carry the exact ``"dxdt"`` at their states (for ``DynamicsModule``'s
+            ``derivative_weight``); pairs always do.
         batch_size: global batch size (divided among ranks); ``None`` is full batch.
         num_workers: DataLoader worker processes.
         seed: seed of the train order (with the epoch).
@@ -114,6 +116,7 @@ class HDF5DataModule(L.LightningDataModule):
         overwrite: bool = False,
         recipe_seed: int = 0,
         recipe_overrides: dict[str, Any] | None = None,
+        with_dxdt: bool = False,
     ) -> None:
         super().__init__()
         if mode not in ("pairs", "windows"):
@@ -128,6 +131,7 @@ class HDF5DataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.in_memory, self.use_noisy, self.overwrite = in_memory, use_noisy, overwrite
         self.recipe_seed, self.recipe_overrides = recipe_seed, dict(recipe_overrides or {})
+        self.with_dxdt = with_dxdt
         self.datasets: dict[str, TrajectoryDataset] = {}
         self._metadata: dict[str, Any] | None = None
         self._samplers: dict[str, EpochBatchSampler] = {}
@@ -157,7 +161,7 @@ class HDF5DataModule(L.LightningDataModule):
             if split not in self.datasets:
                 self.datasets[split] = TrajectoryDataset(
                     self.path, split, mode=self.mode, window=self.window, use_noisy=self.use_noisy,
-                    in_memory=self.in_memory,
+                    in_memory=self.in_memory, with_dxdt=self.with_dxdt,
                 )
 
     def _world(self) -> tuple[int, int]:

@@ -5,7 +5,8 @@ Items are dicts of tensors:
 - ``mode="pairs"``: ``{"x": (2 * dof,), "dxdt": (2 * dof,), "t": ()}``, one per saved state of every trajectory
   (with its time, which a time-dependent model needs);
 - ``mode="windows"``: ``{"states": (window + 1, 2 * dof), "t": (window + 1,)}``, consecutive saved
-  states of one trajectory, one per start time.
+  states of one trajectory, one per start time; with ``with_dxdt=True`` also ``"dxdt"`` ``(window + 1, 2 * dof)``,
+  the exact derivatives at those states (for a rollout loss with a derivative term).
 
 In files with inputs (format version 2) items also have ``"u"``, the inputs at the same saved times
 (``(n_inputs,)`` for pairs, ``(window + 1, n_inputs)`` for windows).
@@ -49,6 +50,7 @@ class TrajectoryDataset(Dataset):
         window: number of steps per window (``window + 1`` states), ``>= 1``; windows mode only.
         use_noisy: serve the observed (noisy) states; ``False`` serves the clean ones. Derivatives are
             always the exact ones at the clean states.
+        with_dxdt: windows also carry ``"dxdt"`` (read only when asked: one more field per window).
         in_memory: read the split fully into memory; ``None`` decides by file size.
 
     Attributes:
@@ -64,6 +66,7 @@ class TrajectoryDataset(Dataset):
         window: int = 1,
         use_noisy: bool = True,
         in_memory: bool | None = None,
+        with_dxdt: bool = False,
     ) -> None:
         if mode not in ("pairs", "windows"):
             raise InvalidArgumentError(f"mode must be 'pairs' or 'windows', got {mode!r}")
@@ -73,6 +76,7 @@ class TrajectoryDataset(Dataset):
         self.split = split
         self.mode = mode
         self.window = window
+        self.with_dxdt = mode == "pairs" or bool(with_dxdt)
         raise_if_invalid(path, check_values=False)
         with open_file(path) as file:
             self.metadata: dict[str, Any] = read_metadata(file)
@@ -126,7 +130,7 @@ class TrajectoryDataset(Dataset):
         return [{k: v[i] for k, v in batch.items()} for i in range(n)]
 
     def _fields(self) -> tuple[str, ...]:
-        fields = (self.state_field, "dxdt") if self.mode == "pairs" else (self.state_field,)
+        fields = (self.state_field, "dxdt") if self.with_dxdt else (self.state_field,)
         return fields + ((INPUTS_FIELD,) if self.has_inputs else ())
 
     def _batch(self, indices: np.ndarray) -> dict[str, Tensor]:
@@ -140,6 +144,8 @@ class TrajectoryDataset(Dataset):
             return out
         steps = offset[:, None] + np.arange(self.window + 1)  # (B, window + 1)
         out = {"states": data[self.state_field][rows[:, None], steps], "t": self.t[steps]}
+        if self.with_dxdt:
+            out["dxdt"] = data["dxdt"][rows[:, None], steps]
         if self.has_inputs:
             out["u"] = data[INPUTS_FIELD][rows[:, None], steps]
         return out

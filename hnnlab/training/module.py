@@ -70,6 +70,9 @@ class DynamicsModule(pl.LightningModule):
         metric: ``"mse"`` or ``"l1"``.
         energy_weight: weight of the energy-conservation penalty (0 disables it). With derivatives:
             ``(grad E . dx/dt_true)^2``; with rollouts: ``(E(x_t) - E(x_0))^2`` along the prediction.
+        derivative_weight: with ``loss="rollout"``, adds this weight times the derivative loss at every state
+            of the windows (the exact ``dx/dt`` there: the datamodule's ``with_dxdt=True``), so that a model
+            trained through an integrator also matches the field's shape (0 disables it).
         allow_nonseparable: let a separable-only integrator run on a non-separable model (warns).
         optimizer: optimizer factory (``params -> Optimizer``); Adam with lr 1e-3 by default.
         scheduler: optional learning-rate scheduler factory (``optimizer -> LRScheduler``).
@@ -83,6 +86,7 @@ class DynamicsModule(pl.LightningModule):
         substeps: int = 1,
         metric: Literal["mse", "l1"] = "mse",
         energy_weight: float = 0.0,
+        derivative_weight: float = 0.0,
         allow_nonseparable: bool = False,
         optimizer: OptimizerCallable = _default_optimizer,
         scheduler: LRSchedulerCallable | None = None,
@@ -96,6 +100,14 @@ class DynamicsModule(pl.LightningModule):
             raise InvalidArgumentError(f"substeps must be an integer >= 1, got {substeps!r}")
         if not math.isfinite(energy_weight) or energy_weight < 0:
             raise InvalidArgumentError(f"energy_weight must be a finite number >= 0, got {energy_weight!r}")
+        if (isinstance(derivative_weight, bool) or not isinstance(derivative_weight, int | float)
+                or not math.isfinite(derivative_weight) or derivative_weight < 0):
+            raise InvalidArgumentError(f"derivative_weight must be a finite number >= 0, got {derivative_weight!r}")
+        if derivative_weight > 0 and loss != "rollout":
+            raise InvalidArgumentError(
+                "derivative_weight applies to loss='rollout' (with loss='derivative' the derivative loss is the whole "
+                f"loss), got derivative_weight={derivative_weight!r} with loss={loss!r}"
+            )
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
         self.model = model
         self.loss_kind = loss
@@ -103,6 +115,7 @@ class DynamicsModule(pl.LightningModule):
         self.substeps = substeps
         self.metric = metric
         self.energy_weight = energy_weight
+        self.derivative_weight = float(derivative_weight)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.last_train_loss: Tensor | None = None  # the latest training step's loss
@@ -162,12 +175,31 @@ class DynamicsModule(pl.LightningModule):
             )
             if self.energy_weight > 0:
                 terms["energy"] = losses.energy_drift_penalty(self.model.energy, pred, states[:, 0])
+            if self.derivative_weight > 0:
+                if "dxdt" not in batch:
+                    raise InvalidArgumentError(
+                        "derivative_weight > 0 needs the exact dx/dt in the windows: set the datamodule's with_dxdt "
+                        "to true"
+                    )
+                dxdt = batch["dxdt"]
+                terms["derivative"] = losses.derivative_loss(
+                    self.model, states.reshape(-1, states.shape[-1]), dxdt.reshape(-1, dxdt.shape[-1]), self.metric
+                )
         return terms
+
+    def _weight(self, term: str) -> float:
+        """The weight of a loss term in the total: the energy penalty's and, beside a rollout loss, the
+        derivative term's; every other term counts once."""
+        if term == "energy":
+            return self.energy_weight
+        if term == "derivative" and self.loss_kind == "rollout":
+            return self.derivative_weight
+        return 1.0
 
     def _step(self, batch: dict[str, Tensor], batch_idx: int, stage: str) -> Tensor:
         terms = self.loss_terms(batch)
         total = sum(
-            (self.energy_weight * v if k == "energy" else v for k, v in terms.items()),
+            (self._weight(k) * v for k, v in terms.items()),
             start=torch.zeros((), dtype=next(iter(terms.values())).dtype, device=self.device),
         )
         if not bool(torch.isfinite(total)):

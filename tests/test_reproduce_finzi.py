@@ -153,8 +153,8 @@ def test_per_step_cosine_schedule():
 def test_bad_task_model_and_setting_are_refused(tmp_path):
     with pytest.raises(InvalidArgumentError, match=r"unknown task '4-link'; available: 1-link, 2-link, 3-link"):
         finzi.run(ReproduceConfig(out=tmp_path, results=tmp_path, tasks=("4-link",), wandb=False))
-    with pytest.raises(InvalidArgumentError, match=r"unknown model 'CHNN'; available: NODE, HNN"):
-        finzi.settings(ReproduceConfig(extra={"models": ("CHNN",)}, wandb=False))
+    with pytest.raises(InvalidArgumentError, match=r"unknown model 'GNN'; available: NODE, HNN"):
+        finzi.settings(ReproduceConfig(extra={"models": ("GNN",)}, wandb=False))
     with pytest.raises(InvalidArgumentError, match=r"unknown setting 'epochs' in extra; settings: n_traj, steps"):
         finzi.settings(ReproduceConfig(extra={"epochs": 3}, wandb=False))
     with pytest.raises(InvalidArgumentError, match=r"steps must be an integer >= 1, got 0"):
@@ -234,3 +234,41 @@ def test_committed_results_page_is_rendered_again_byte_for_byte_from_its_json(tm
     assert page["csv"].read_bytes() == (results / "finzi.csv").read_bytes()
     assert (cfg.results / "finzi.json").read_bytes() == (results / "finzi.json").read_bytes()
     assert page["plot"].stat().st_size > 1000
+
+
+@pytest.mark.usefixtures("wandb_disabled_one_thread")
+def test_cartesian_views_map_the_true_chain_onto_the_angle_and_cartesian_truth(tmp_path):
+    """The constrained models' coordinates: the true Cartesian chain rolled out from the Cartesian test states, mapped
+    to angles (turns matched) and to (x, v), has the GMRE of the true angle chain (both at the integrator's error)."""
+    cfg = ReproduceConfig(out=tmp_path, results=tmp_path, wandb=False,
+                          extra={"n_traj": 20, "n_eval": 2, "models": ("CHNN", "CLNN")})
+    sizes = finzi.settings(cfg)
+    data = finzi.build_task_data(cfg, "1-link", 0, sizes)
+    rk4 = get_integrator("rk4")
+    angle = finzi.evaluate_field(data.system, rk4, data.test_lagrangian[:, 0], data.test_lagrangian, DT)
+    bound = 10 * float(angle["gmre"].max())  # rk4's own error at dt (about 1e-8 here)
+    for coordinates, system in (("cartesian_canonical", finzi._canonical_form(data.cartesian)),
+                                ("cartesian_lagrangian", data.cartesian)):
+        truth, views = finzi._views(coordinates, data)
+        assert truth.shape == (2, 101, 4)
+        result = finzi.evaluate_field(system, rk4, truth[:, 0], truth, DT, **views)
+        assert float(result["gmre"].max()) < bound and float(result["gmre_cartesian"].max()) < bound, bound
+    turned = finzi._same_turn(data.test_lagrangian + torch.tensor([2 * math.pi, 0.0], dtype=torch.float64),
+                              data.test_lagrangian)
+    torch.testing.assert_close(turned, data.test_lagrangian, rtol=0, atol=1e-14)
+
+
+@pytest.mark.usefixtures("wandb_disabled_one_thread")
+def test_tiny_run_with_the_constrained_models_has_cartesian_columns(tmp_path):
+    cfg = ReproduceConfig(
+        out=tmp_path / "work", results=tmp_path / "results", tasks=("1-link",), wandb=False,
+        extra={"n_traj": 20, "steps": 2, "batch_size": 16, "n_eval": 2, "hidden": (8,), "models": ("HNN", "CHNN")},
+    )
+    summary = finzi.run(cfg)
+    md = summary["markdown"].read_text()
+    assert "CHNN, published | CHNN, hnnlab |" in md and "HNN, hnnlab, GMRE on Cartesian (x, v)" in md
+    rows = {r["model"]: r for r in summary["rows"] if r["source"] == "hnnlab"}
+    chnn = rows["CHNN"]
+    assert chnn["published"] == 6.1e-5 and 0 < chnn["gmre_cartesian"].mean <= 1 and 0 < chnn["gmre"].mean <= 1
+    assert 0 < rows["HNN"]["gmre_cartesian"].mean <= 1
+    assert 0 < rows["true system, perturbed x0"]["gmre_cartesian"].mean < 1e-2

@@ -13,6 +13,12 @@ the 100 test initial states for 100 steps. The figure of merit is
 on angle coordinates ``(q, q_dot)`` for every model: a Hamiltonian model's ``(q, p)`` prediction is
 mapped with the true system's inverse Legendre transform ``q_dot = M(q)^-1 p``. The floor is the
 GMRE of the true system started from ``x_0 + eps N(0, I)``.
+
+The paper computes the GMRE in Cartesian coordinates (the bodies' positions and velocities ``(x, v)``); every
+model's rollout is also mapped there (``gmre_cartesian``: an angle model's through the chain's forward kinematics).
+The constrained models CHNN and CLNN are trained on the same chains and states in Cartesian coordinates
+(``chnn-chain-pendulum-cartesian``: ``(x, p)`` for CHNN, ``(x, v)`` for CLNN) and mapped back to angles for the
+``(q, q_dot)`` column.
 """
 
 from __future__ import annotations
@@ -34,12 +40,15 @@ from hnnlab.integrators import AbstractIntegrator, get_integrator
 from hnnlab.reproduce.common import Estimate, ReproduceConfig, build_dataset, fit, merged_settings
 from hnnlab.reproduce.finzi_report import write_page
 from hnnlab.rollout import solve
-from hnnlab.systems import AbstractSystem
+from hnnlab.systems import SYSTEMS, AbstractSystem
 
 TASKS: tuple[str, ...] = ("1-link", "2-link", "3-link")
 LINKS = {"1-link": 1, "2-link": 2, "3-link": 3}
 RECIPE = "chnn-chain-pendulum"
 HAMILTONIAN_SYSTEM = "chain_pendulum_hamiltonian"
+CARTESIAN_RECIPE = "chnn-chain-pendulum-cartesian"
+CARTESIAN_SYSTEM = "chain_pendulum_cartesian"
+CARTESIAN_LAGRANGIAN_SYSTEM = "chain_pendulum_cartesian_lagrangian"
 
 # All sizes of a run; ``cfg.extra`` overrides any of them (tests use tiny ones).
 # "published": REFERENCE.md does not give the number of epochs; the authors' public training script
@@ -73,7 +82,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
 class ModelSpec:
     """A model of the comparison: how to build it, its coordinates, and its integrators.
 
-    ``coordinates`` is ``"lagrangian"`` (trained on ``(q, q_dot)``) or ``"canonical"`` (``(q, p)``);
+    ``coordinates`` is ``"lagrangian"`` (trained on ``(q, q_dot)``), ``"canonical"`` (``(q, p)``),
+    ``"cartesian_canonical"`` (``(x, p)``) or ``"cartesian_lagrangian"`` (``(x, v)``);
     ``train_integrator`` integrates the rollout loss, ``eval_integrator`` the test rollouts (float64).
     """
 
@@ -106,6 +116,24 @@ def _hnn(dof: int, hidden: tuple[int, ...], activation: str) -> nn.Module:
     return HNN(dof, hidden=hidden, activation=activation, orthogonal_init=False)
 
 
+def _chain_links(n: int) -> dict[str, Any]:
+    """The chain's links as constraint structure (without the lengths, which are drawn per seed): body 0 on the
+    pivot at the origin, body ``k`` on body ``k - 1``."""
+    return {"spatial_dim": 2, "pairs": [[k - 1, k] for k in range(1, n)], "fixed": [[0, [0.0, 0.0]]]}
+
+
+def _chnn(dof: int, hidden: tuple[int, ...], activation: str) -> nn.Module:
+    from hnnlab.models import CHNN
+
+    return CHNN(2 * dof, hidden=hidden, activation=activation, orthogonal_init=False, **_chain_links(dof))
+
+
+def _clnn(dof: int, hidden: tuple[int, ...], activation: str) -> nn.Module:
+    from hnnlab.models import CLNN
+
+    return CLNN(2 * dof, hidden=hidden, activation=activation, orthogonal_init=False, **_chain_links(dof))
+
+
 def _lnn(dof: int, hidden: tuple[int, ...], activation: str) -> nn.Module:
     from hnnlab.models import LNN
 
@@ -124,6 +152,10 @@ MODELS: dict[str, ModelSpec] = {
                               "midpoint rule, hnnlab addition"),
     "LNN": ModelSpec("LNN", _lnn, "lagrangian", "rk4", "rk4", None,
                      "Lagrangian neural network on (q, q_dot), hnnlab addition"),
+    "CHNN": ModelSpec("CHNN", _chnn, "cartesian_canonical", "rk4", "rk4", "CHNN",
+                      "constrained HNN on Cartesian (x, p) with the links given, learned mass and potential"),
+    "CLNN": ModelSpec("CLNN", _clnn, "cartesian_lagrangian", "rk4", "rk4", None,
+                      "constrained LNN on Cartesian (x, v) with the links given, hnnlab addition"),
 }
 
 
@@ -195,6 +227,8 @@ def evaluate_field(
     *,
     to_lagrangian: Callable[[Tensor], Tensor] | None = None,
     truth_lagrangian: Tensor | None = None,
+    to_cartesian: Callable[[Tensor], Tensor] | None = None,
+    truth_cartesian: Tensor | None = None,
     vpt_threshold: float = 0.01,
 ) -> dict[str, Any]:
     """Roll ``f`` out from ``x0`` on ``truth``'s grid and measure it.
@@ -204,13 +238,20 @@ def evaluate_field(
     ``(q, q_dot)`` and the own-coordinate GMRE is kept beside it.
 
     Returns the per-trajectory GMRE on ``(q, q_dot)`` (``"gmre"``), in own coordinates (``"gmre_own"``,
-    ``None`` when they are ``(q, q_dot)`` already), the valid prediction times, and the ``rel(t)`` curve.
+    ``None`` when they are ``(q, q_dot)`` already), the valid prediction times, and the ``rel(t)`` curve. With
+    ``to_cartesian`` (own coordinates to ``(x, v)``) and ``truth_cartesian``, also the GMRE on ``(x, v)``
+    (``"gmre_cartesian"``, else ``None``).
     """
     n_steps = truth.shape[1] - 1
     with torch.no_grad():  # a trajectory that blows up is NaN from its first bad step (rel = 1 from there)
         pred = solve(f, integrator, x0, dt, n_steps).ys  # (n_traj, n_times, 2 * dof)
     pred64 = pred.to(torch.float64)
-    gmre_own = None
+    gmre_own, gmre_cartesian = None, None
+    if to_cartesian is not None:
+        if truth_cartesian is None:
+            raise InvalidArgumentError("evaluate_field: to_cartesian needs truth_cartesian")
+        with torch.no_grad():
+            gmre_cartesian = gmre_per_trajectory(to_cartesian(pred64), truth_cartesian)
     if to_lagrangian is not None:
         if truth_lagrangian is None:
             raise InvalidArgumentError("evaluate_field: to_lagrangian needs truth_lagrangian")
@@ -223,6 +264,7 @@ def evaluate_field(
     return {
         "gmre": gmre_per_trajectory(pred64, truth),
         "gmre_own": gmre_own,
+        "gmre_cartesian": gmre_cartesian,
         "vpt": vpt,
         "censored": censored,
         "curve": gmre_rel_curve(pred64, truth),
@@ -242,6 +284,9 @@ class TaskData:
     dt: float
     test_lagrangian: Tensor  # (n_eval, n_times, 2 * dof), (q, q_dot)
     test_canonical: Tensor  # (n_eval, n_times, 2 * dof), (q, p)
+    cartesian: AbstractSystem  # the same chain in Cartesian coordinates, (x, v) form
+    test_cartesian: Tensor  # (n_eval, n_times, 4 * dof), (x, v)
+    cartesian_paths: dict[str, Path]  # "cartesian_canonical" / "cartesian_lagrangian" -> file, when a model needs it
 
 
 def build_task_data(cfg: ReproduceConfig, task: str, seed: int, sizes: dict[str, Any]) -> TaskData:
@@ -266,7 +311,24 @@ def build_task_data(cfg: ReproduceConfig, task: str, seed: int, sizes: dict[str,
             f"finzi {task}, seed {seed}: the canonical test trajectories differ from the Legendre transform of the "
             f"Lagrangian ones by {gap:.3g}; the datasets in {cfg.out} do not describe the same chain"
         )
-    return TaskData(lag, can, system, float(lag_data.metadata["dt"]), test_lag, test_can)
+    cartesian = SYSTEMS.get(CARTESIAN_LAGRANGIAN_SYSTEM)(**system.params())
+    paths: dict[str, Path] = {}
+    for label in sizes["models"]:
+        kind = MODELS[label].coordinates
+        if kind.startswith("cartesian") and kind not in paths:
+            system_override = {"system": CARTESIAN_LAGRANGIAN_SYSTEM} if kind == "cartesian_lagrangian" else {}
+            paths[kind] = build_dataset(cfg.out / f"chain{n}_{kind}_seed{seed}.h5", CARTESIAN_RECIPE, seed=seed,
+                                        overrides={**overrides, **system_override})
+            test = load_dataset(paths[kind]).splits["test"].state[:n_eval].to(torch.float64)
+            xv = test if kind == "cartesian_lagrangian" else _canonical_form(cartesian).positions_and_velocities(test)
+            gap = float((_same_turn(cartesian.to_angles(xv), test_lag) - test_lag).abs().max())
+            if gap > 1e-7:
+                raise FileFormatError(
+                    f"finzi {task}, seed {seed}: the Cartesian test trajectories ({kind}) differ from the angle "
+                    f"ones by {gap:.3g}; the datasets in {cfg.out} do not describe the same chain"
+                )
+    return TaskData(lag, can, system, float(lag_data.metadata["dt"]), test_lag, test_can, cartesian,
+                    cartesian.from_angles(test_lag), paths)
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -275,8 +337,8 @@ def build_task_data(cfg: ReproduceConfig, task: str, seed: int, sizes: dict[str,
 def _train_and_evaluate(cfg: ReproduceConfig, spec: ModelSpec, task: str, seed: int, data: TaskData,
                         sizes: dict[str, Any]) -> dict[str, Any]:
     model = build_model(spec, LINKS[task], sizes, seed)
-    canonical = spec.coordinates == "canonical"
-    path = data.canonical_path if canonical else data.lagrangian_path
+    paths = {"canonical": data.canonical_path, "lagrangian": data.lagrangian_path, **data.cartesian_paths}
+    path = paths[spec.coordinates]
     name = f"finzi-{task}-{spec.label}-seed{seed}"
     try:
         module, seconds = fit(
@@ -289,10 +351,9 @@ def _train_and_evaluate(cfg: ReproduceConfig, spec: ModelSpec, task: str, seed: 
         print(f"  {name} failed: {exc}", flush=True)
         return {"failed": str(exc)}
     trained = module.model.eval()
-    truth = data.test_canonical if canonical else data.test_lagrangian
+    truth, extra = _views(spec.coordinates, data)
     options = {"tol": sizes["midpoint_tol"]} if spec.eval_integrator == "implicit_midpoint" else {}
     integ64 = get_integrator(spec.eval_integrator, **options)
-    extra = {"to_lagrangian": data.system.from_canonical, "truth_lagrangian": data.test_lagrangian} if canonical else {}
     started = time.perf_counter()
     model64 = copy.deepcopy(trained).double()
     result = evaluate_field(model64, integ64, truth[:, 0], truth, data.dt, vpt_threshold=sizes["vpt_threshold"],
@@ -309,6 +370,7 @@ def _train_and_evaluate(cfg: ReproduceConfig, spec: ModelSpec, task: str, seed: 
         "gmre": g,
         "gmre32": Estimate.geometric(result32["gmre"]),
         "gmre_own": None if result["gmre_own"] is None else Estimate.geometric(result["gmre_own"]),
+        "gmre_cartesian": Estimate.geometric(result["gmre_cartesian"]),
         "vpt": Estimate.of(result["vpt"]),
         "censored": float(result["censored"].double().mean()),
         "curve": result["curve"].tolist(),
@@ -317,11 +379,49 @@ def _train_and_evaluate(cfg: ReproduceConfig, spec: ModelSpec, task: str, seed: 
     }
 
 
+def _views(coordinates: str, data: TaskData) -> tuple[Tensor, dict[str, Any]]:
+    """The test truth in a model's own coordinates and the maps of its predictions to the angle coordinates
+    ``(q, q_dot)`` and to the Cartesian ``(x, v)`` (:func:`evaluate_field`'s keyword arguments). Canonical states
+    map to velocities with the true masses (as the HNN's ``(q, p)`` with the true Legendre transform)."""
+    cart = data.cartesian  # (x, v) form
+    cartesian = {"truth_cartesian": data.test_cartesian}
+    if coordinates == "lagrangian":
+        return data.test_lagrangian, {"to_cartesian": cart.from_angles, **cartesian}
+    if coordinates == "canonical":
+        return data.test_canonical, {
+            "to_lagrangian": data.system.from_canonical, "truth_lagrangian": data.test_lagrangian,
+            "to_cartesian": lambda y: cart.from_angles(data.system.from_canonical(y)), **cartesian}
+    to_xv = _identity if coordinates == "cartesian_lagrangian" else _canonical_form(cart).positions_and_velocities
+    truth = data.test_cartesian if coordinates == "cartesian_lagrangian" else torch.cat(
+        cart.positions_and_momenta(data.test_cartesian), dim=-1)
+    return truth, {
+        "to_lagrangian": lambda y: _same_turn(cart.to_angles(to_xv(y)), data.test_lagrangian),
+        "truth_lagrangian": data.test_lagrangian, "to_cartesian": to_xv, **cartesian}
+
+
+def _identity(y: Tensor) -> Tensor:
+    return y
+
+
+def _canonical_form(cart: AbstractSystem) -> AbstractSystem:
+    """The ``(x, p)`` form of the Cartesian chain ``cart``."""
+    return SYSTEMS.get(CARTESIAN_SYSTEM)(**cart.params())
+
+
+def _same_turn(theta_omega: Tensor, truth: Tensor) -> Tensor:
+    """Angles from ``atan2`` (unwrapped in time) moved by whole turns onto the truth's turn at ``t = 0``."""
+    n = truth.shape[-1] // 2
+    turns = torch.round((truth[:, :1, :n] - theta_omega[:, :1, :n]) / (2 * torch.pi))
+    return torch.cat([theta_omega[..., :n] + 2 * torch.pi * turns, theta_omega[..., n:]], dim=-1)
+
+
 def _floor(data: TaskData, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(10_000 + seed)
     pert = perturbed_floor(data.system, data.test_lagrangian, data.dt, sizes["perturbation"], generator)
+    cartesian = gmre_per_trajectory(data.cartesian.from_angles(pert), data.test_cartesian)
     return {
         "gmre": Estimate.geometric(gmre_per_trajectory(pert, data.test_lagrangian)),
+        "gmre_cartesian": Estimate.geometric(cartesian),
         "curve": gmre_rel_curve(pert, data.test_lagrangian).tolist(),
     }
 

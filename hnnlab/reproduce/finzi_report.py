@@ -34,6 +34,7 @@ def write_page(cfg: ReproduceConfig, raw: dict[str, Any], elapsed: float, specs:
     ``specs`` are the models' :class:`~hnnlab.reproduce.finzi.ModelSpec` by label."""
     sizes = raw["settings"]
     rows, summary, curves = tables(raw, specs)
+    cartesian = any(r.get("gmre_cartesian") is not None for r in rows)  # runs before CHNN had none
     plot = plot_curves(curves, cfg.results / "finzi" / "rel_error.png")
     md, csv_path, _ = publish(
         "finzi",
@@ -41,10 +42,11 @@ def write_page(cfg: ReproduceConfig, raw: dict[str, Any], elapsed: float, specs:
         title=TITLE,
         sections=[
             ("Published table beside hnnlab's (GMRE on (q, q_dot), lower is better)",
-             _summary_columns(sizes["models"]), summary),
-            ("Every row", _row_columns(), rows),
+             _summary_columns(sizes["models"], cartesian), summary),
+            ("Every row", _row_columns(cartesian), rows),
         ],
-        notes=findings(summary, rows, sizes["models"]) + notes(sizes, elapsed, raw.get("cpu_seconds"), plot),
+        notes=findings(summary, rows, sizes["models"]) + notes(sizes, elapsed, raw.get("cpu_seconds"), plot)
+        + ([NOTES("cartesian")] if cartesian else []),
         config={"budget": cfg.budget, "seeds": list(cfg.seeds), **sizes},
         raw={**raw, "rows": rows, "summary": summary, "seconds": elapsed},
     )
@@ -71,7 +73,7 @@ def tables(raw: dict[str, Any], specs: Mapping[str, Any]) -> tuple[list, list, d
         published = PUBLISHED[task]
         task_curves: dict[str, list[float]] = {}
         for model in ("NODE", "HNN", "CHNN"):
-            rows.append(_published_row(task, model, published[model]))
+            rows.append(_published_row(task, model, published[model], reproduced="CHNN" in sizes["models"]))
         rows.append(_published_row(task, "floor", published["floor"]))
         floor = _pool(floors, "gmre")
         rows.append({
@@ -79,6 +81,9 @@ def tables(raw: dict[str, Any], specs: Mapping[str, Any]) -> tuple[list, list, d
             "training": "–", "evaluation": f"dopri8 1e-12 from x0 + {sizes['perturbation']:g} N(0, I) on (q, q_dot)",
             "gmre": floor, "published": published["floor"],
         })
+        floor_cartesian = _pool(floors, "gmre_cartesian")
+        if floor_cartesian is not None:
+            rows[-1]["gmre_cartesian"] = floor_cartesian
         task_curves["floor"] = floors[0]["curve"]
         compact: dict[str, Any] = {"task": task, "node_pub": published["NODE"], "hnn_pub": published["HNN"],
                                    "floor_pub": published["floor"], "chnn_pub": published["CHNN"], "floor": floor}
@@ -101,8 +106,14 @@ def tables(raw: dict[str, Any], specs: Mapping[str, Any]) -> tuple[list, list, d
                     "censored": _pool(results, "censored"), "train_s": _pool(results, "seconds"),
                 })
                 task_curves[label] = results[0]["curve"]
+            cartesian = _pool(results, "gmre_cartesian") if results else None
+            if cartesian is not None:  # absent from runs made before the Cartesian coordinates were measured
+                row["gmre_cartesian"] = cartesian
+                compact[f"{label} (x, v)"] = cartesian
             rows.append(row)
             compact[label] = row.get("gmre")
+        if floor_cartesian is not None:
+            compact["floor (x, v)"] = floor_cartesian
         summary.append(compact)
         curves[task] = task_curves
     return rows, summary, curves
@@ -158,31 +169,37 @@ def _ratio_word(ratio: float) -> str:
     return f"{ratio:.2g}x the published, {'lower' if ratio < 1 else 'higher'}"
 
 
-def _published_row(task: str, model: str, value: float) -> dict[str, Any]:
-    what = {"CHNN": "CHNN (constrained, Cartesian; not reproduced)",
+def _published_row(task: str, model: str, value: float, reproduced: bool = False) -> dict[str, Any]:
+    what = {"CHNN": "CHNN (constrained, Cartesian)" if reproduced else "CHNN (constrained, Cartesian; not reproduced)",
             "floor": "true system, perturbed x0 (paper's floor)"}.get(model, model)
     return {"task": task, "model": what, "source": "published", "training": "paper",
             "evaluation": "paper (Cartesian coordinates)", "gmre": value, "published": value}
 
 
-def _summary_columns(models: tuple[str, ...]) -> list[Column]:
+def _summary_columns(models: tuple[str, ...], cartesian: bool = False) -> list[Column]:
     cols = [Column("task", "task"), Column("node_pub", "NODE, published", ".1e")]
     if "NODE" in models:
         cols.append(Column("NODE", "NODE, hnnlab"))
     cols.append(Column("hnn_pub", "HNN, published", ".1e"))
     if "HNN" in models:
         cols.append(Column("HNN", "HNN, hnnlab"))
-    cols += [Column(m, f"{m}, hnnlab (addition)") for m in models if m not in ("NODE", "HNN")]
-    cols += [Column("chnn_pub", "CHNN, published (not reproduced)", ".1e"),
-             Column("floor_pub", "floor, published", ".1e"), Column("floor", "floor, hnnlab")]
+    cols += [Column(m, f"{m}, hnnlab (addition)") for m in models if m not in ("NODE", "HNN", "CHNN")]
+    if "CHNN" in models:
+        cols += [Column("chnn_pub", "CHNN, published", ".1e"), Column("CHNN", "CHNN, hnnlab")]
+    else:
+        cols.append(Column("chnn_pub", "CHNN, published (not reproduced)", ".1e"))
+    cols += [Column("floor_pub", "floor, published", ".1e"), Column("floor", "floor, hnnlab")]
+    if cartesian:  # the paper's coordinates: every model's rollout mapped to the bodies' (x, v)
+        cols += [Column(f"{m} (x, v)", f"{m}, hnnlab, GMRE on Cartesian (x, v)") for m in (*models, "floor")]
     return cols
 
 
-def _row_columns() -> list[Column]:
+def _row_columns(cartesian: bool = False) -> list[Column]:
     return [
         Column("task", "task"), Column("model", "model"), Column("source", "source"),
         Column("training", "training"), Column("evaluation", "evaluation"),
         Column("gmre", "GMRE (q, q_dot)"), Column("published", "published GMRE", ".1e"),
+        *([Column("gmre_cartesian", "GMRE on Cartesian (x, v) (the paper's coordinates)")] if cartesian else []),
         Column("gmre32", "GMRE, float32 evaluation"), Column("gmre_own", "GMRE (q, p), own coordinates"),
         Column("vpt", "VPT (time units)", ".3f"), Column("censored", "VPT censored at T = 3", ".2f"),
         Column("train_s", "train s", ".0f"),
@@ -190,7 +207,8 @@ def _row_columns() -> list[Column]:
 
 
 STYLES = {"floor": ("black", ":"), "NODE": ("tab:orange", "-"), "SecondOrderNODE": ("tab:red", "--"),
-          "HNN": ("tab:green", "-"), "HNN-midpoint": ("tab:purple", "--"), "LNN": ("tab:brown", "-.")}
+          "HNN": ("tab:green", "-"), "HNN-midpoint": ("tab:purple", "--"), "LNN": ("tab:brown", "-."),
+          "CHNN": ("tab:blue", "-"), "CLNN": ("tab:cyan", "--")}
 LABELS = {"floor": "true system, perturbed x0 (floor)"}
 
 

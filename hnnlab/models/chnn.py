@@ -16,6 +16,7 @@ at ``M_b = I``. ``M^-1 u`` is a Cholesky solve with ``L`` (never an inverse).
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -118,10 +119,10 @@ class AbstractConstrainedModel(AbstractModel):
         return scalar_output(self.potential_net(x), x, what="potential_net")
 
     # -- constraints ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def positions_and_velocities(self, x: Tensor) -> Tensor:
         """States as ``(x, v)`` (the paper's Cartesian coordinates), shape of ``x``; ``v = M^-1 p`` with this
         model's mass for canonical states."""
-        raise NotImplementedError
 
     def constraint_violation(self, x: Tensor) -> Tensor:
         """``max(|phi|, |G v|)`` per state ``(...,)`` (``|G v|`` only when the lengths are not known); a diagnostic,

@@ -181,3 +181,18 @@ def test_audit_of_a_trained_rollout_reports_the_energy_balance(trained_duffing):
     free_balance = audit_trajectories(free, rollout.ts, system=system, check_structure=False).balance
     assert free_balance.verdict == "unbalanced"
     assert free_balance.max_relative_residual > 5 * balance.max_relative_residual
+
+
+@pytest.mark.parametrize(("kwargs", "what"), [({"force": "time"}, "a field that depends on time"),
+                                              ({"n_inputs": 1}, "n_inputs = 1")])
+def test_rollout_loss_is_refused_for_time_dependent_or_driven_networks(kwargs, what):
+    from hnnlab.training.module import DynamicsModule
+
+    with pytest.raises(InvalidArgumentError) as info:
+        DynamicsModule(PortHamiltonianNN(1, **kwargs), loss="rollout", integrator="rk4")
+    assert str(info.value) == (
+        f"loss='rollout' does not yet feed inputs or window start times to the model (PortHamiltonianNN has {what}); "
+        "use loss='derivative'"
+    )
+    assert PortHamiltonianNN(1).time_dependent is False
+    DynamicsModule(PortHamiltonianNN(1), loss="rollout", integrator="rk4")  # autonomous: accepted

@@ -39,6 +39,8 @@ class AbstractModel(nn.Module, AbstractVectorField):
             without an energy keep ``True``: nothing in them is dissipative by construction.
         differentiates_state: whether the vector field differentiates a network with respect to the
             state (then it cannot run under ``torch.inference_mode``).
+        time_dependent: whether the field depends on ``t`` (a learned force ``F(t)``); the rollout loss, which
+            starts every window at ``t = 0``, refuses such models.
 
     Subclasses call ``super().__init__(dof)`` and implement :meth:`vector_field`; models with an energy
     override :meth:`energy`. Every constructor argument, defaults included, is recorded when the model is
@@ -53,6 +55,7 @@ class AbstractModel(nn.Module, AbstractVectorField):
     is_separable: ClassVar[bool] = False
     conservative: ClassVar[bool] = True
     differentiates_state: ClassVar[bool] = True
+    time_dependent: ClassVar[bool] = False
 
     def __new__(cls, *args: Any, **kwargs: Any) -> AbstractModel:
         model = super().__new__(cls)

@@ -95,6 +95,7 @@ class PortHamiltonianNN(AbstractModel):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
                 raise InvalidArgumentError(f"{key} must be a finite number >= 0, got {value!r}")
         self.separable, self.force_kind, self.n_inputs = separable, force, n_inputs
+        self.time_dependent = force != "none"
         self.dissipation_l1, self.force_l1 = float(dissipation_l1), float(force_l1)
         if separable:
             self.kinetic_net = self.network(None, d, 1, arch)

@@ -121,10 +121,11 @@ class DynamicsModule(pl.LightningModule):
         self.last_train_loss: Tensor | None = None  # the latest training step's loss
         if loss == "rollout":
             self.integrator.check_compatible(model)
-            if model.n_inputs:
+            if model.n_inputs or model.time_dependent:
+                what = f"n_inputs = {model.n_inputs}" if model.n_inputs else "a field that depends on time"
                 raise InvalidArgumentError(
-                    f"loss='rollout' does not yet feed inputs to a model that takes them ({type(model).__name__} has "
-                    f"n_inputs = {model.n_inputs}); use loss='derivative'"
+                    f"loss='rollout' does not yet feed inputs or window start times to the model "
+                    f"({type(model).__name__} has {what}); use loss='derivative'"
                 )
         if energy_weight > 0 and not model.has_energy:
             raise InvalidArgumentError(

@@ -105,6 +105,7 @@ def main(args: argparse.Namespace) -> int:
 
     from hnnlab._hdf5 import check_target
     from hnnlab.data.io import load_dataset
+    from hnnlab.data.observations import observed_indices
     from hnnlab.identify import make_specs
     from hnnlab.identify.parameters import scalar_parameters
     from hnnlab.integrators.registry import INTEGRATORS
@@ -140,8 +141,6 @@ def main(args: argparse.Namespace) -> int:
     defaults = _class_defaults(system)
     start_values = {p: init.get(p, defaults.get(p, getattr(system, p))) for p in args.params}
     specs = make_specs(system, args.params, init=start_values, bounds=bounds)
-    from hnnlab.data.observations import observed_indices
-
     index = observed_indices(observation["observe"], system.dof)
     obs_t = split.observed_t.to(torch.float64)  # (n_obs,)
     obs = split.observed[:n].to(torch.float64)  # (n, n_obs, n_observed)

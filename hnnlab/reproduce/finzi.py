@@ -71,7 +71,10 @@ _CPU: dict[str, Any] = {
 }
 BUDGETS: dict[str, dict[str, Any]] = {
     "cpu": _CPU,
-    "published": {**_CPU, "steps": 8000, "models": ("NODE", "HNN", "SecondOrderNODE", "HNN-midpoint", "LNN")},
+    # CHNN and CLNN are in the published budget only: at 2000 steps one 1-link CHNN alone trains for about 12 min on
+    # one core (0.35 s a step), which the cpu budget's hour on 2 cores cannot hold for 3 tasks.
+    "published": {**_CPU, "steps": 8000,
+                  "models": ("NODE", "HNN", "SecondOrderNODE", "HNN-midpoint", "LNN", "CHNN", "CLNN")},
 }
 
 

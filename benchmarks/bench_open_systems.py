@@ -24,7 +24,8 @@ inputs): the RMS state error at three times; the energy balance of the rollout j
 recovered damping, ``-d(dp_i/dt)/dp_i`` averaged over test states and momenta (the same estimator for every model;
 for these systems it is exactly the damping coefficient: ``delta``, ``1/Q``, ``c``).
 
-Writes ``benchmarks/results/bench_open_systems.{md,csv}``:
+Writes ``benchmarks/results/bench_open_systems.{md,csv}`` and ``bench_open_systems_force.png`` (the PHNN's learned
+force against the true one, Duffing and pendulum):
 
     .venv/bin/python benchmarks/bench_open_systems.py                 # full: 2000 steps per model
     .venv/bin/python benchmarks/bench_open_systems.py --steps 600 --n-traj 24   # reduced
@@ -53,6 +54,7 @@ from hnnlab.inputs import DrivenField, InputSignal
 from hnnlab.models import DissipativeHNN, PortHamiltonianNN
 from hnnlab.models.base import AbstractModel
 from hnnlab.models.mlp import MLP
+from hnnlab.models.phnn import decomposition
 from hnnlab.rollout import solve
 from hnnlab.systems import get_system
 from hnnlab.training import fit
@@ -176,7 +178,44 @@ def true_damping(system) -> float:  # noqa: ANN001
     return recovered_damping(system, torch.zeros(64, dtype=torch.float64), x, u, system.dof)
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def learned_force(model: PortHamiltonianNN, system, split) -> dict:  # noqa: ANN001
+    """The PHNN's decomposition at the test states and times (:func:`hnnlab.models.phnn.decomposition`), and its
+    force ``f(t)`` against the true one on a fine grid over the test horizon (the learned one shifted by the constant
+    offset a potential can absorb)."""
+    t_states = split.t.repeat(split.n_traj)
+    report = decomposition(model, system, t_states, split.state.reshape(-1, split.state.shape[-1]))
+    grid = torch.linspace(float(split.t[0]), float(split.t[-1]), 400, dtype=torch.float64)
+    zeros = torch.zeros(grid.numel(), 2 * system.dof, dtype=torch.float64)
+    with torch.no_grad():
+        learned = model.force(grid, zeros)[:, system.dof]
+        true = system.force(grid, zeros)[:, system.dof]
+    return {"report": report, "t": grid, "learned": learned - report["force_offset"][0], "true": true}
+
+
+def plot_forces(curves: dict[str, dict], path: Path) -> Path:
+    """The learned against the true force of each system, one panel each (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.4), squeeze=False)
+    for ax, (name, c) in zip(axes[0], curves.items(), strict=True):
+        r = c["report"]
+        ax.plot(c["t"], c["true"], color="black", lw=2, label="true F(t)")
+        ax.plot(c["t"], c["learned"], color="tab:red", ls="--", lw=1.5, label="PHNN f(t) - offset")
+        ax.set_title(f"{name}: damping {r['damping_learned'][0][0]:.4f} (true {r['damping_true'][0][0]:.4f})")
+        ax.set_xlabel("t (time units of the system)")
+        ax.set_ylabel("force on p")
+        ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run(args: argparse.Namespace, curves: dict | None = None) -> list[dict]:
+    """The rows of the table; with ``curves``, the PHNN's learned forces are added to it by system."""
     rows = []
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,6 +240,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 print(f"[{name}] training {model_name} for {args.steps} steps", flush=True)
                 result = fit(module, datamodule, max_steps=args.steps, checkpoint=False, accelerator="cpu",
                              progress=None, enable_model_summary=False)
+                if model_name == "phnn" and system.n_inputs == 0 and curves is not None:
+                    curves[name] = learned_force(model, system, next(iter(tests.values()))[0])
                 for label, (split, interpolation) in tests.items():
                     measured = evaluate(model, system, split, interpolation)
                     rows.append({"system": name, "test_inputs": label, "model": model_name, **measured,
@@ -230,14 +271,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=_common.RESULTS / "bench_open_systems")
     args = parser.parse_args()
     start = time.perf_counter()
-    rows = run(args)
+    curves: dict[str, dict] = {}
+    rows = run(args, curves)
     elapsed = time.perf_counter() - start
     header = (f"# Open systems: PHNN vs NODE(x, t, u) vs DissipativeHNN\n\n"
               f"`{' '.join(['benchmarks/bench_open_systems.py', *sys.argv[1:]])}`: {args.n_traj} training "
               f"trajectories, {args.n_test} test trajectories per input family, {args.steps} steps per model, hidden "
               f"{args.hidden}, seed {args.seed}; {elapsed / 60:.1f} min on {platform.machine()} "
               f"({torch.get_num_threads()} thread).")
-    md, csv_path = _common.write_results(args.out, markdown(rows, header), rows)
+    text = markdown(rows, header)
+    if curves:
+        png = plot_forces(curves, args.out.with_name(args.out.name + "_force.png"))
+        errors = ", ".join(f"{name} {c['report']['force_rms_error'] / c['report']['force_rms_true']:.1%}"
+                           for name, c in curves.items())
+        text += (f"\nPHNN's learned force against the true one over the test horizon, shifted by the constant a "
+                 f"potential can absorb ([plot]({png.name})); RMS error relative to the true force's RMS: {errors}.\n")
+    md, csv_path = _common.write_results(args.out, text, rows)
     print(f"wrote {md} and {csv_path} in {elapsed / 60:.1f} min")
 
 

@@ -132,7 +132,7 @@ class InputSignal:
             k = torch.full_like(tt, piece, dtype=torch.long)
         below, above = k < 0, k >= n_times - 1
         k = k.clamp(0, max(n_times - 2, 0)).expand(n)  # (n,)
-        idx = torch.arange(n)
+        idx = torch.arange(n, device=values.device)
         left = values[idx, k.to(values.device)]  # (n, n_inputs)
         if n_times == 1:
             return left

@@ -287,6 +287,19 @@ def test_identify_bad_input_is_one_line_and_writes_nothing(args, first_line, obs
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_identify_refuses_a_separable_only_integrator_in_the_clis_words(tmp_path, capsys):
+    data, out = tmp_path / "d.h5", tmp_path / "d.json"
+    assert main(["simulate", "--system", "damped_oscillator", "--n-traj", "4", "--dt", "0.1", "--n-steps", "10",
+                 "--observe", "state", "--noise-std", "0.02", "--out", str(data), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["identify", "--data", str(data), "--system", "damped_oscillator", "--params", "gamma", "--method",
+                 "gradient", "--integrator", "leapfrog", "--json", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("hnnlab identify: error: --integrator leapfrog: integrator 'leapfrog' is symplectic only "
+                           "for a separable H") and "allow_nonseparable" not in line
+    assert not out.exists()
+
+
 def test_identify_ctrl_c_exits_130_and_leaves_no_json(observed_pendulum, tmp_path, capsys, monkeypatch):
     import hnnlab.identify as identify
 

@@ -149,14 +149,20 @@ def main(args: argparse.Namespace) -> int:
                                    "needs at least 3 (a smaller --observe-every when simulating)")
     truth = {p: float(getattr(system, p)) for p in args.params}
 
+    from hnnlab.errors import IncompatibleIntegratorError
+
     started = time.perf_counter()
-    if args.method == "enkf":
-        result = _run_enkf(args, system, specs, obs_t, obs, index, observation)
-        extra = {"n_ensemble": args.n_ensemble, "dropped_members": result.dropped, "seed": args.seed}
-    else:
-        result = _run_gradient(args, system, specs, obs_t, obs, index)
-        extra = {"window": result.windows.length, "n_windows": result.windows.n_windows,
-                 "iterations": result.iterations, "converged": result.converged, "max_gap": result.max_gap}
+    try:
+        if args.method == "enkf":
+            result = _run_enkf(args, system, specs, obs_t, obs, index, observation)
+            extra = {"n_ensemble": args.n_ensemble, "dropped_members": result.dropped, "seed": args.seed}
+        else:
+            result = _run_gradient(args, system, specs, obs_t, obs, index)
+            extra = {"window": result.windows.length, "n_windows": result.windows.n_windows,
+                     "iterations": result.iterations, "converged": result.converged, "max_gap": result.max_gap}
+    except IncompatibleIntegratorError as exc:  # the Python keyword in the message is not an option here
+        text = str(exc).replace(", or pass allow_nonseparable=True to accept a non-symplectic result", "")
+        raise IncompatibleIntegratorError(f"--integrator {args.integrator}: {text}") from None
     seconds = time.perf_counter() - started
     report = {
         "parameters": {p: {"estimate": result.estimates[p], "std": result.std[p], "init": start_values[p],

@@ -91,6 +91,29 @@ def _check_inputs(obs_t: Tensor, obs: Tensor, observe_index: Sequence[int], x0_m
             raise InvalidArgumentError("observation times must be increasing and evenly spaced")
 
 
+def _start(system: AbstractSystem, obs_t: Tensor, obs: Tensor, observe_index: Sequence[int], noise_std: float,
+           specs: Sequence[ParameterSpec], x0_mean: Tensor, x0_std: float | Tensor, u_std: float | Sequence[float],
+           integrator: str | AbstractIntegrator, substeps: int, n_ensemble: int,
+           generator: torch.Generator | None) -> tuple[torch.Generator, _Propagator, Tensor, Tensor, Tensor, Tensor]:
+    """The set-up both methods share, once the arguments are checked: the generator, the propagator, the
+    observations in float64, the observed indices and the initial ensemble, states ``(N, n_traj, 2 dof)`` drawn from
+    ``N(x0_mean, x0_std^2)`` and unconstrained parameters ``(N, P)`` from ``N(u(init), u_std^2)``."""
+    dof = system.dof
+    _check_inputs(obs_t, obs, observe_index, x0_mean, dof, n_ensemble, noise_std)
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    integ = get_integrator(integrator) if isinstance(integrator, str) else integrator
+    n_traj, n_obs, _ = obs.shape
+    dtype = torch.float64
+    n_p = len(specs)
+    dt_obs = float(obs_t[1] - obs_t[0]) if n_obs > 1 else 1.0
+    step = _Propagator(system, integ, specs, n_traj, dt_obs / substeps, substeps)
+    x0_std_t = torch.as_tensor(x0_std, dtype=dtype).expand(2 * dof)
+    x = x0_mean.to(dtype)[None] + x0_std_t * normal((n_ensemble, n_traj, 2 * dof), generator)  # (N, M, 2 dof)
+    u0 = torch.stack([s.to_unconstrained(torch.tensor(float(s.init), dtype=dtype)) for s in specs])
+    u = u0 + torch.as_tensor(u_std, dtype=dtype).expand(n_p) * normal((n_ensemble, n_p), generator)  # (N, P)
+    return generator, step, obs.to(dtype), torch.as_tensor(list(observe_index)), x, u
+
+
 def _physical(specs: Sequence[ParameterSpec], u: Tensor) -> Tensor:
     """``(n, n_params)`` unconstrained -> physical."""
     return torch.stack([s.to_physical(u[:, i]) for i, s in enumerate(specs)], dim=1)
@@ -194,24 +217,12 @@ def ensemble_kalman_filter(
         on_step: called as ``on_step(done, total)`` after each analysis (progress bars).
     """
     start = time.perf_counter()
-    dof = system.dof
-    _check_inputs(obs_t, obs, observe_index, x0_mean, dof, n_ensemble, noise_std)
     if inflation < 1:
         raise InvalidArgumentError(f"inflation must be >= 1, got {inflation!r}")
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    integ = get_integrator(integrator) if isinstance(integrator, str) else integrator
+    generator, step, obs, index, x, u = _start(system, obs_t, obs, observe_index, noise_std, specs, x0_mean, x0_std,
+                                               u_std, integrator, substeps, n_ensemble, generator)
     n_traj, n_obs, _ = obs.shape
-    dtype = torch.float64
-    obs = obs.to(dtype)
-    index = torch.as_tensor(list(observe_index))
-    n_p = len(specs)
-    dt_obs = float(obs_t[1] - obs_t[0]) if n_obs > 1 else 1.0
-    step = _Propagator(system, integ, specs, n_traj, dt_obs / substeps, substeps)
-
-    x0_std_t = torch.as_tensor(x0_std, dtype=dtype).expand(2 * dof)
-    x = x0_mean.to(dtype)[None] + x0_std_t * normal((n_ensemble, n_traj, 2 * dof), generator)  # (N, M, 2 dof)
-    u0 = torch.stack([s.to_unconstrained(torch.tensor(float(s.init), dtype=dtype)) for s in specs])
-    u = u0 + torch.as_tensor(u_std, dtype=dtype).expand(n_p) * normal((n_ensemble, n_p), generator)  # (N, P)
+    dof, n_p = system.dof, len(specs)
     alive = torch.arange(n_ensemble)
     means, stds = [], []
     history = []
@@ -264,24 +275,12 @@ def ensemble_smoother(
     ``sqrt(n_iterations)``. Arguments as :func:`ensemble_kalman_filter`.
     """
     start = time.perf_counter()
-    dof = system.dof
-    _check_inputs(obs_t, obs, observe_index, x0_mean, dof, n_ensemble, noise_std)
     if isinstance(n_iterations, bool) or not isinstance(n_iterations, int) or n_iterations < 1:
         raise InvalidArgumentError(f"n_iterations must be an integer >= 1, got {n_iterations!r}")
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    integ = get_integrator(integrator) if isinstance(integrator, str) else integrator
+    generator, step, obs, index, x0, u = _start(system, obs_t, obs, observe_index, noise_std, specs, x0_mean, x0_std,
+                                                u_std, integrator, substeps, n_ensemble, generator)
     n_traj, n_obs, _ = obs.shape
-    dtype = torch.float64
-    obs = obs.to(dtype)
-    index = torch.as_tensor(list(observe_index))
-    n_p = len(specs)
-    dt_obs = float(obs_t[1] - obs_t[0]) if n_obs > 1 else 1.0
-    step = _Propagator(system, integ, specs, n_traj, dt_obs / substeps, substeps)
-
-    x0_std_t = torch.as_tensor(x0_std, dtype=dtype).expand(2 * dof)
-    x0 = x0_mean.to(dtype)[None] + x0_std_t * normal((n_ensemble, n_traj, 2 * dof), generator)
-    u0 = torch.stack([s.to_unconstrained(torch.tensor(float(s.init), dtype=dtype)) for s in specs])
-    u = u0 + torch.as_tensor(u_std, dtype=dtype).expand(n_p) * normal((n_ensemble, n_p), generator)
+    dof, n_p = system.dof, len(specs)
     alive = torch.arange(n_ensemble)
     history = []
     y = obs.reshape(-1)

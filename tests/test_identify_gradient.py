@@ -133,6 +133,7 @@ def test_prior_infers_momenta_from_positions_with_second_order_error() -> None:
                         r"\(44\), got 0"),
         ({"observe_index": [2]}, r"observe_index must list distinct state components in 0..1, got \[2\]"),
         ({"substeps": 0}, "substeps must be an integer >= 1, got 0"),
+        ({"window": 1}, "the window must span >= 2 intervals, got 1"),
         ({"continuity_weight": -1.0}, "continuity_weight must be a finite number >= 0, got -1.0"),
     ],
 )

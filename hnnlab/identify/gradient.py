@@ -243,6 +243,9 @@ def fit_parameters(
         raise InvalidArgumentError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     n_traj, n_obs, _ = obs.shape
     windows = Windows.make(n_obs, min(window, n_obs - 1) if isinstance(window, int) else window)
+    if windows.length < 2 and index != list(range(2 * dof)):
+        raise InvalidArgumentError(f"with a partial observation each window's unobserved components are inferred from "
+                                   f"at least 3 observations: the window must span >= 2 intervals, got {window}")
     integ = get_integrator(integrator) if isinstance(integrator, str) else integrator
     integ.check_compatible(system)
     obs = obs.to(dtype)

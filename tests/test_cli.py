@@ -300,6 +300,22 @@ def test_identify_refuses_a_separable_only_integrator_in_the_clis_words(tmp_path
     assert not out.exists()
 
 
+def test_identify_enkf_without_a_noise_level_asks_for_one(tmp_path, capsys):
+    data, out = tmp_path / "exact.h5", tmp_path / "g.json"
+    assert main(["simulate", "--recipe", "greydanus-pendulum", "--n-traj", "2", "--observe", "q", "--noise-std", "0",
+                 "--out", str(data), "--no-progress"]) == 0
+    capsys.readouterr()
+    argv = ["identify", "--data", str(data), "--system", "pendulum", "--params", "g", "--method", "enkf", "--json",
+            str(out), "--no-progress", "--n-ensemble", "20"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"hnnlab identify: error: {data} records observation noise_std 0; the EnKF needs the noise level: pass "
+        "--noise-std X"
+    ]
+    assert not out.exists()
+    assert main([*argv, "--noise-std", "0.01"]) == 0 and json.loads(out.read_text())["method"] == "enkf"
+
+
 def test_identify_ctrl_c_exits_130_and_leaves_no_json(observed_pendulum, tmp_path, capsys, monkeypatch):
     import hnnlab.identify as identify
 

@@ -170,3 +170,13 @@ def test_shooting_loss_of_a_network_is_differentiable_in_its_weights_and_latent_
             down = float(loss())
             tensor[index] += h
         assert tensor.grad[index].item() == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-9)
+
+
+def test_shooting_refuses_a_time_dependent_model() -> None:
+    from hnnlab.models import PortHamiltonianNN
+
+    _, _, _, obs = _observations("pendulum", 2, 12, 0.1)
+    with pytest.raises(InvalidArgumentError, match="multiple shooting starts every window at t = 0 and feeds no "
+                                                   "inputs; PortHamiltonianNN has a field that depends on time"):
+        shooting_loss(PortHamiltonianNN(1, force="time"), "rk4", torch.zeros(2, 3, 2), obs.float(), 0.1,
+                      Windows.make(13, 4), [0])

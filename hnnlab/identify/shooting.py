@@ -15,7 +15,8 @@ cannot push a short rollout far from its data); the continuity term makes the wi
 ``lambda`` grows (``lambda = 0``: independent windows, still a consistent estimate, less efficient).
 
 All windows of all trajectories are one batch of one solve, so the field must be autonomous (``f(t, x)`` must not
-depend on ``t``: every window is started at ``t = 0``). The field's own parameters are whatever the caller makes
+depend on ``t``: every window is started at ``t = 0``); a field that declares inputs or, for a model,
+``time_dependent`` is refused. The field's own parameters are whatever the caller makes
 learnable: a grey-box system's physical parameters (:mod:`hnnlab.identify.gradient`) or a network's weights.
 """
 
@@ -29,6 +30,7 @@ import torch
 from torch import Tensor
 
 from hnnlab.errors import InvalidArgumentError
+from hnnlab.fields import AbstractVectorField
 from hnnlab.integrators import AbstractIntegrator
 from hnnlab.rollout import solve
 
@@ -108,10 +110,22 @@ def rollout_windows(field, integrator: AbstractIntegrator | str, x0: Tensor, dt_
     """Roll each window's initial state ``x0 (n_traj, n_windows, 2 dof)`` over its ``length`` intervals with
     ``substeps`` integrator steps each: the saved states ``(n_traj, n_windows, length + 1, 2 dof)``, differentiable
     in ``x0`` and in the field's parameters. ``field`` is any vector field (one batch row per window)."""
+    _check_autonomous(field)
     n_traj, n_windows, d = x0.shape
     sol = solve(field, integrator, x0.reshape(n_traj * n_windows, d), dt_obs / substeps, windows.length * substeps,
                 substeps, on_nonfinite="mask", progress=False)
     return sol.ys.reshape(n_traj, n_windows, windows.length + 1, d)
+
+
+def _check_autonomous(field) -> None:  # noqa: ANN001 - any vector field
+    """Refuse a field that declares inputs or a dependence on time: every window starts at ``t = 0``."""
+    from hnnlab.models.base import AbstractModel
+
+    inputs = field.n_inputs if isinstance(field, AbstractVectorField) else 0
+    if inputs or (isinstance(field, AbstractModel) and field.time_dependent):
+        what = f"n_inputs = {inputs}" if inputs else "a field that depends on time"
+        raise InvalidArgumentError(f"multiple shooting starts every window at t = 0 and feeds no inputs; "
+                                   f"{type(field).__name__} has {what}")
 
 
 def shooting_residuals(ys: Tensor, x0: Tensor, y: Tensor, windows: Windows, observe_index: Sequence[int],

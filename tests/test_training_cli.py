@@ -426,7 +426,11 @@ def test_a_trainer_setting_lightning_refuses_and_an_unknown_model_class_are_one_
     )
     assert main(["fit", "--config", config, "--model.model.class_path", "nosuch.Model"]) == 2
     err = capsys.readouterr().err
-    assert "(the models: hnnlab.models.DissipativeHNN, hnnlab.models.HNN," in err and "PYTHONPATH" in err
+    from hnnlab.models import MODELS
+
+    listed = err.split("(the models: ")[1].split("; your own as package.module.ClassName")[0].split(", ")
+    assert sorted(listed) == sorted(f"hnnlab.models.{MODELS.get(name).__name__}" for name in MODELS.names())
+    assert "hnnlab.models.HNN" in listed and "PYTHONPATH" in err
 
 
 def test_port_hamiltonian_network_trains_on_simulated_inputs_and_data_with_inputs_refuse_other_models(

@@ -18,7 +18,6 @@ from hnnlab.systems.constrained import (
     SingularConstraintError,
 )
 
-
 pytestmark = pytest.mark.usefixtures("wandb_disabled_one_thread")  # one thread: small batched solves
 
 

@@ -76,7 +76,7 @@ def test_demo_progress_names_the_total_and_a_fresh_loss_each_line(tiny_demo: tup
     _, printed, _ = tiny_demo
     for label in ("spring/HNN", "spring/SepHNN-leapfrog", "spring/baseline", "pendulum/HNN",
                   "pendulum/SepHNN-leapfrog", "pendulum/baseline"):
-        lines = re.findall(rf"^  {re.escape(label)}: epoch (\d+)/(\S+) step (\d+) .*?(?:train/loss=(\S+))?$",
+        lines = re.findall(rf"^  {re.escape(label)}: epoch (\d+)/(\S+) step (\d+) .*?(?:train/loss=(\S+).*)?$",
                            printed, flags=re.M)
         assert [(int(e), total, int(s)) for e, total, s, _ in lines] == [
             (1, "8", 1), (2, "8", 2), (4, "8", 4), (6, "8", 6), (8, "8", 8)], label
@@ -87,12 +87,16 @@ def test_demo_progress_names_the_total_and_a_fresh_loss_each_line(tiny_demo: tup
 
 
 def test_demo_runs_the_three_models_on_each_system_with_their_integrators(tiny_demo: tuple[dict, str, Path]) -> None:
+    from hnnlab.demo import DemoConfig
+
     summary, _, out = tiny_demo
-    got = [(m["system"], m["model"], m["integrator"], m["loss"], m["train_steps"]) for m in summary["models"]]
+    got = [(m["system"], m["model"], m["integrator"], m["loss"], m["train_steps"], m["derivative_weight"])
+           for m in summary["models"]]
+    w = DemoConfig().derivative_weight  # the tiny demo keeps the default weight of the best model's dx/dt term
     expected = [row for s in ("spring", "pendulum") for row in (
-        (s, "HNN", "implicit_midpoint", "derivative", 8),
-        (s, "SepHNN-leapfrog", "leapfrog", "rollout", 8),
-        (s, "baseline", "rk4", "derivative", 8))]
+        (s, "HNN", "implicit_midpoint", "derivative", 8, 0.0),
+        (s, "SepHNN-leapfrog", "leapfrog", "rollout", 8, w),
+        (s, "baseline", "rk4", "derivative", 8, 0.0))]
     assert got == expected
     for m in summary["models"]:
         assert m["horizon"] == pytest.approx(20 * (0.1034 if m["system"] == "spring" else 0.06818), rel=1e-3)
@@ -177,13 +181,15 @@ def test_claim_needs_the_best_model_ahead_on_both_measures_on_every_system() -> 
 
 def test_demo_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
     from hnnlab.cli import main
+    from hnnlab.demo import DemoConfig
 
     with pytest.raises(SystemExit) as info:
         main(["demo", "--help"])
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for option, default in (("--out", "runs/demo"), ("--train-steps", "2000"), ("--leapfrog-steps", "2000"),
-                            ("--window", "4"), ("--leapfrog-lr", "0.001"), ("--rollout-steps", "10000"),
+                            ("--window", "4"), ("--leapfrog-lr", "0.001"),
+                            ("--derivative-weight", str(DemoConfig().derivative_weight)), ("--rollout-steps", "10000"),
                             ("--n-rollouts", "16"), ("--integrator-steps", "20000"), ("--jobs", "2"),
                             ("--seed", "0"), ("--models", "['HNN', 'SepHNN-leapfrog', 'baseline']")):
         assert option in text
@@ -202,6 +208,8 @@ def test_demo_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> No
     (["--jobs", "0"], "argument --jobs: expected an integer >= 1, got 0"),
     (["--leapfrog-lr", "-0.001"], "argument --leapfrog-lr: expected a finite number > 0, got -0.001"),
     (["--leapfrog-lr", "inf"], "argument --leapfrog-lr: expected a finite number > 0, got inf"),
+    (["--derivative-weight", "-1"], "argument --derivative-weight: expected a finite number >= 0, got -1"),
+    (["--derivative-weight", "w"], "argument --derivative-weight: expected a number >= 0, got 'w'"),
     (["--models", "HNN", "LNN"], "argument --models: invalid choice: 'LNN'"),
     (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
 ])
@@ -220,6 +228,7 @@ def test_demo_bad_arguments_exit_2_with_the_message(argv: list[str], message: st
     ({"train_steps": 0}, "train_steps must be an integer >= 1, got 0"),
     ({"window": 1.5}, "window must be an integer >= 1, got 1.5"),
     ({"leapfrog_lr": float("nan")}, "leapfrog_lr must be a finite number > 0, got nan"),
+    ({"derivative_weight": -0.5}, "derivative_weight must be a finite number >= 0, got -0.5"),
     ({"models": ("HNN", "HNN")}, "models must be distinct names among HNN, SepHNN-leapfrog, baseline, got HNN, HNN"),
     ({"models": ()}, "models must be distinct names among HNN, SepHNN-leapfrog, baseline, got none"),
 ])

@@ -2,10 +2,10 @@
 
 Stages: integrators on the analytic pendulum; the Greydanus et al. (2019) mass-spring and pendulum datasets;
 on each, the published HNN (derivative matching, implicit midpoint rollouts), hnnlab's separable HNN trained
-through leapfrog rollouts (leapfrog rollouts) and the baseline neural ODE (RK4 rollouts), each trained with
-Lightning (tracked in W&B, offline unless a key is set), rolled out for 10,000 steps in float64 against the
-true system and audited; one comparison table (energy error, valid prediction time) and one figure.
-A few minutes on 2 CPU cores.
+through leapfrog rollouts with a derivative term (leapfrog rollouts) and the baseline neural ODE (RK4
+rollouts), each trained with Lightning (tracked in W&B, offline unless a key is set), rolled out for 10,000
+steps in float64 against the true system and audited; one comparison table (energy error, valid prediction
+time) and one figure. A few minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -38,6 +38,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = _DEFAULTS
     parser.add_argument("--out", default=str(d.out), help="output directory (default: %(default)s)")
@@ -51,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--leapfrog-lr", type=_positive_float, default=d.leapfrog_lr,
                         help="Adam learning rate of that model; the others use the published 1e-3 "
                              "(default: %(default)s)")
+    parser.add_argument("--derivative-weight", type=_nonnegative_float, default=d.derivative_weight,
+                        help="weight of that model's dx/dt term beside its rollout loss; 0 trains it on rollouts "
+                             "only (default: %(default)s)")
     parser.add_argument("--rollout-steps", type=_positive_int, default=d.rollout_steps,
                         help="rollout length in steps, every model (default: %(default)s)")
     parser.add_argument("--n-rollouts", type=_positive_int, default=d.n_rollouts,
@@ -71,7 +84,8 @@ def main(args: argparse.Namespace) -> int:
 
     run_demo(DemoConfig(
         out=Path(args.out), train_steps=args.train_steps, leapfrog_steps=args.leapfrog_steps, window=args.window,
-        leapfrog_lr=args.leapfrog_lr, rollout_steps=args.rollout_steps, n_rollouts=args.n_rollouts,
+        leapfrog_lr=args.leapfrog_lr, derivative_weight=args.derivative_weight, rollout_steps=args.rollout_steps,
+        n_rollouts=args.n_rollouts,
         integrator_steps=args.integrator_steps, models=tuple(args.models), jobs=args.jobs, seed=args.seed,
     ))
     return 0

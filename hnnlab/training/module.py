@@ -70,9 +70,10 @@ class DynamicsModule(pl.LightningModule):
         metric: ``"mse"`` or ``"l1"``.
         energy_weight: weight of the energy-conservation penalty (0 disables it). With derivatives:
             ``(grad E . dx/dt_true)^2``; with rollouts: ``(E(x_t) - E(x_0))^2`` along the prediction.
-        derivative_weight: with ``loss="rollout"``, adds this weight times the derivative loss at every state
-            of the windows (the exact ``dx/dt`` there: the datamodule's ``with_dxdt=True``), so that a model
-            trained through an integrator also matches the field's shape (0 disables it).
+        derivative_weight: with ``loss="rollout"``, adds this weight times the derivative loss at the first
+            state of every window (the exact ``dx/dt`` there: the datamodule's ``with_dxdt=True``), so that a
+            model trained through an integrator also matches the field's shape (0 disables it). Each saved
+            state but a trajectory's last ``window`` starts one window, so each is counted once.
         allow_nonseparable: let a separable-only integrator run on a non-separable model (warns).
         optimizer: optimizer factory (``params -> Optimizer``); Adam with lr 1e-3 by default.
         scheduler: optional learning-rate scheduler factory (``optimizer -> LRScheduler``).
@@ -182,10 +183,8 @@ class DynamicsModule(pl.LightningModule):
                         "derivative_weight > 0 needs the exact dx/dt in the windows: set the datamodule's with_dxdt "
                         "to true"
                     )
-                dxdt = batch["dxdt"]
-                terms["derivative"] = losses.derivative_loss(
-                    self.model, states.reshape(-1, states.shape[-1]), dxdt.reshape(-1, dxdt.shape[-1]), self.metric
-                )
+                # at the windows' first states: each saved state of a trajectory (but its last few) counted once
+                terms["derivative"] = losses.derivative_loss(self.model, states[:, 0], batch["dxdt"][:, 0], self.metric)
         return terms
 
     def _weight(self, term: str) -> float:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.fields import AbstractSeparableField, AbstractVectorField
+from hnnlab.inputs import DrivenField, InputSignal
 from hnnlab.integrators import AbstractIntegrator, get_integrator
 from hnnlab.rollout import PROGRESS_MIN_STEPS, check_count, iter_solve, steps_to_save
 from hnnlab.rollout_io import RolloutMetadata, RolloutWriter
@@ -124,6 +125,7 @@ def predict_to_file(
     overwrite: bool = False,
     progress: bool | None = None,
     description: str = "rollout",
+    inputs: InputSignal | None = None,
 ) -> dict[str, Any]:
     """Roll ``model`` out from ``x0`` ``(n, 2 * dof)`` and stream it (and the reference) to ``out``.
 
@@ -133,6 +135,8 @@ def predict_to_file(
     :class:`~hnnlab.rollout.SaveEveryWarning` (the summary's ``n_steps`` is the number run).
     ``progress``: ``True`` shows progress (a bar on a terminal, a line every few seconds otherwise),
     ``None`` does so for long rollouts only, ``False`` never; ``description`` labels it.
+    ``inputs`` (one row per initial state) drive a model with ``n_inputs > 0`` and the reference system
+    (both as :class:`~hnnlab.inputs.DrivenField`); they are stored in the rollout file.
     Returns a summary (integrators, shapes, steps run, first non-finite step or None).
     """
     check_count("n_steps", n_steps, minimum=1)
@@ -140,15 +144,17 @@ def predict_to_file(
     n_steps = steps_to_save(n_steps, save_every)  # warns once, here, not once per solve
     if n_steps == 0:
         raise InvalidArgumentError(f"n_steps is less than save_every = {save_every}: no state after x0 would be saved")
-    integ = get_integrator(integrator or default_integrator(model))
-    integ.check_compatible(model)
+    field = model if inputs is None else DrivenField(model, inputs)
+    truth = system if inputs is None or system is None else DrivenField(system, inputs)
+    integ = get_integrator(integrator or default_integrator(field))
+    integ.check_compatible(field)
     n, width = x0.shape
     show = progress if progress is not None else n_steps >= PROGRESS_MIN_STEPS
     bar = bool(show) and sys.stderr.isatty()
     lines = _ProgressLines(n_steps, description) if show and not bar else None
     n_saved = n_steps // save_every + 1
     chunk_size = 256 if lines is None else max(1, min(256, -(-n_saved // 20)))
-    ref_integ, ref_sub = reference_integrator(system) if system is not None else (None, 1)
+    ref_integ, ref_sub = reference_integrator(truth) if truth is not None else (None, 1)
     meta = RolloutMetadata(
         integrator=integ.describe(),
         dt=float(dt),
@@ -161,14 +167,14 @@ def predict_to_file(
     has_energy = isinstance(model, AbstractVectorField) and model.has_energy
     energy_fn = model.energy if has_energy else None
     with RolloutWriter(out, n, width // 2, x0.dtype, meta, with_reference=system is not None, overwrite=overwrite,
-                       with_energy_model=has_energy) as writer:
+                       with_energy_model=has_energy, inputs=inputs) as writer:
         # One masked solve for the model (a trajectory that blows up is NaN from its first bad step while the
         # others go on to the horizon) and one for the reference, streamed chunk by chunk on the same grid.
-        pred = iter_solve(model, integ, x0, dt, n_steps, save_every, progress=bar, description=description,
+        pred = iter_solve(field, integ, x0, dt, n_steps, save_every, progress=bar, description=description,
                           chunk_size=chunk_size)
         ref = None
         if system is not None:
-            ref = iter_solve(system, ref_integ, x0, dt / ref_sub, n_steps * ref_sub, save_every * ref_sub,
+            ref = iter_solve(truth, ref_integ, x0, dt / ref_sub, n_steps * ref_sub, save_every * ref_sub,
                              on_nonfinite="raise", chunk_size=chunk_size, progress=False)
         ref_chunks = _Aligned(ref) if ref is not None else None
         saved = 0

@@ -4,14 +4,17 @@ A rollout file holds long-horizon predictions of a model (or of any vector field
 grid, the reference trajectories of the true system where it is known, and the metadata needed to
 reproduce and audit them::
 
-    /                      attrs: schema = "hnnlab.rollout", schema_version = 1, system, model,
+    /                      attrs: schema = "hnnlab.rollout", schema_version = 2, system, model,
                                   checkpoint, integrator, reference_integrator (JSON), dt, save_every,
-                                  t0, n_traj, n_times, dof, dtype, created, hnnlab_version, command, extra
+                                  t0, n_traj, n_times, dof, dtype, created, hnnlab_version, command, extra,
+                                  inputs (JSON {"interpolation", "n_inputs"}, only with /inputs)
     /t                     (n_times,)                 float64
     /state                 (n_traj, n_times, 2 * dof) float32 | float64, chunked along time
     /reference             (n_traj, n_times, 2 * dof) optional, same dtype and chunks
     /energy_model          (n_traj, n_times)          optional
     /first_nonfinite_step  (n_traj,)                  int64, -1 when the trajectory stayed finite
+    /inputs                (n_traj, n_input_times, n_inputs) float64, optional (version 2): the inputs used
+    /inputs_t              (n_input_times,)           float64, their sample times, with /inputs
 
 :class:`RolloutWriter` streams chunks from :func:`hnnlab.rollout.iter_rollout` to disk, so memory does not
 grow with the number of steps, and writes atomically. :func:`read_rollout` validates a file and loads it.
@@ -45,12 +48,14 @@ from hnnlab._hdf5 import (
     write_attrs,
 )
 from hnnlab.errors import FileFormatError, HnnlabError, InvalidArgumentError
+from hnnlab.inputs import INTERPOLATIONS, InputSignal
 from hnnlab.integrators import INTEGRATORS, get_integrator
 from hnnlab.systems.registry import rebuild_system
 
 SCHEMA = "hnnlab.rollout"
-SCHEMA_VERSION = 1
-JSON_ATTRS = frozenset({"integrator", "system", "model", "reference_integrator", "extra"})
+SCHEMA_VERSION = 2
+READ_VERSIONS = (1, 2)  # versions this hnnlab reads; version 1 files have no inputs
+JSON_ATTRS = frozenset({"integrator", "system", "model", "reference_integrator", "extra", "inputs"})
 DEFAULT_TIME_CHUNK = 256
 _CHUNK_CACHE_BYTES = 64 * 2**20
 
@@ -123,6 +128,7 @@ class Rollout(TrajectoryArrays):
     energy_model: Tensor | None  # (n_traj, n_times)
     first_nonfinite_step: Tensor  # (n_traj,) int64, -1 = finite
     metadata: RolloutMetadata
+    inputs: InputSignal | None = None  # the inputs that drove the rollout (version 2 files that store them)
     schema_version: int = SCHEMA_VERSION
     created: str = ""
     hnnlab_version: str = ""
@@ -175,7 +181,13 @@ class RolloutWriter:
         *,
         with_energy_model: bool = False,
         time_chunk: int = DEFAULT_TIME_CHUNK,
+        inputs: InputSignal | None = None,
     ) -> None:
+        if inputs is not None and (not isinstance(inputs, InputSignal) or inputs.n_traj != n_traj):
+            got = f"{inputs.n_traj} trajectories" if isinstance(inputs, InputSignal) else type(inputs).__name__
+            raise InvalidArgumentError(f"inputs must be an InputSignal of the n_traj = {n_traj} trajectories, "
+                                       f"got {got}")
+        self.inputs = inputs
         for name, value in (("n_traj", n_traj), ("dof", dof), ("time_chunk", time_chunk)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
@@ -319,6 +331,9 @@ class RolloutWriter:
             f = self._file
             f.create_dataset("t", data=self.metadata.time_grid(n_times).numpy())
             f.create_dataset("first_nonfinite_step", data=self._first_bad)
+            if self.inputs is not None:
+                f.create_dataset("inputs", data=self.inputs.values.detach().to("cpu", torch.float64).numpy())
+                f.create_dataset("inputs_t", data=self.inputs.t.numpy())
             meta = self.metadata
             attrs = {
                 "schema": SCHEMA,
@@ -335,6 +350,8 @@ class RolloutWriter:
                 "hnnlab_version": __version__,
                 "extra": meta.extra,
             }
+            if self.inputs is not None:
+                attrs["inputs"] = {"interpolation": self.inputs.interpolation, "n_inputs": self.inputs.n_inputs}
             for name in ("system", "model", "reference_integrator"):
                 if getattr(meta, name) is not None:
                     attrs[name] = getattr(meta, name)
@@ -416,7 +433,12 @@ def read_rollout(
     path = str(path)
     where = repr(path)
     with open_hdf5(path, what="rollout file") as f:
-        check_schema(f, schema=SCHEMA, version=SCHEMA_VERSION, kind="hnnlab rollout file", where=where,
+        schema_version = read_attr(f, "schema_version")
+        if read_attr(f, "schema") == SCHEMA and (isinstance(schema_version, bool)
+                                                 or schema_version not in READ_VERSIONS):
+            raise RolloutFileError(f"{where}: root attribute 'schema_version' is {schema_version!r}; this hnnlab "
+                                   f"reads versions {', '.join(map(str, READ_VERSIONS))}")
+        check_schema(f, schema=SCHEMA, version=schema_version, kind="hnnlab rollout file", where=where,
                      error=RolloutFileError)
         rows = _rows(trajectories, path)
         state = read_dataset(f, "state", path=path, rows=rows)
@@ -424,6 +446,7 @@ def read_rollout(
         first_bad = read_dataset(f, "first_nonfinite_step", path=path, rows=rows)
         reference = read_dataset(f, "reference", path=path, rows=rows) if "reference" in f else None
         energy_model = read_dataset(f, "energy_model", path=path, rows=rows) if "energy_model" in f else None
+        inputs = _read_inputs(f, path, rows, schema_version)
         integrator = read_json_attr(f, "integrator", where=where, error=RolloutFileError, required=True)
         try:
             metadata = RolloutMetadata(
@@ -457,6 +480,11 @@ def read_rollout(
         raise RolloutFileError(
             f"{path!r}: dataset 'reference' must have the shape of 'state' {state.shape}, got {reference.shape}"
         )
+    if inputs is not None and inputs.n_traj != n_traj:
+        raise RolloutFileError(
+            f"{path!r}: dataset 'inputs' must have one row per trajectory (n_traj = {n_traj}), got "
+            f"{tuple(inputs.values.shape)}"
+        )
     if energy_model is not None and energy_model.shape != (n_traj, n_times):
         raise RolloutFileError(
             f"{path!r}: dataset 'energy_model' must have shape (n_traj, n_times) = {(n_traj, n_times)}, got "
@@ -470,9 +498,52 @@ def read_rollout(
         energy_model=None if energy_model is None else torch.from_numpy(energy_model),
         first_nonfinite_step=torch.from_numpy(first_bad.astype(np.int64)),
         metadata=metadata,
+        inputs=inputs,
+        schema_version=int(schema_version),
         created=created,
         hnnlab_version=version,
     )
+
+
+def _read_inputs(f, path: str, rows: Any, version: int) -> InputSignal | None:
+    """The stored inputs (``/inputs``, ``/inputs_t`` and the root attribute ``inputs``), validated; ``None`` when
+    the file has none. They are a version 2 feature: all three or none."""
+    present = [name for name in ("inputs", "inputs_t") if name in f] + (["attribute inputs"] if "inputs" in f.attrs
+                                                                         else [])
+    if not present:
+        return None
+    if version < 2:
+        raise RolloutFileError(f"{path!r}: 'inputs' needs schema_version 2, the file has version {version}")
+    if len(present) < 3:
+        missing = {"inputs", "inputs_t", "attribute inputs"} - set(present)
+        raise RolloutFileError(
+            f"{path!r}: stored inputs need the datasets 'inputs', 'inputs_t' and the root attribute 'inputs' "
+            f"together; missing {', '.join(sorted(missing))}"
+        )
+    info = read_json_attr(f, "inputs", where=repr(path), error=RolloutFileError)
+    if not isinstance(info, Mapping) or set(info) != {"interpolation", "n_inputs"}:
+        raise RolloutFileError(
+            f"{path!r}: root attribute 'inputs' must be a JSON object with keys 'interpolation' and 'n_inputs', got "
+            f"{info!r}"
+        )
+    if info["interpolation"] not in INTERPOLATIONS:
+        raise RolloutFileError(
+            f"{path!r}: root attribute 'inputs': interpolation {info['interpolation']!r} is not one of "
+            f"{', '.join(map(repr, INTERPOLATIONS))}"
+        )
+    values = read_dataset(f, "inputs", path=path, rows=rows)
+    t = read_dataset(f, "inputs_t", path=path)
+    n_inputs = info["n_inputs"]
+    if (values.ndim != 3 or t.ndim != 1 or values.shape[1] != t.shape[0] or values.shape[2] != n_inputs
+            or values.dtype != np.float64 or t.dtype != np.float64):
+        raise RolloutFileError(
+            f"{path!r}: dataset 'inputs' must be float64 (n_traj, n_input_times, n_inputs = {n_inputs!r}) on the "
+            f"float64 times 'inputs_t' (n_input_times,); got {values.shape} {values.dtype} and {t.shape} {t.dtype}"
+        )
+    try:
+        return InputSignal(torch.from_numpy(t), torch.from_numpy(values), info["interpolation"])
+    except InvalidArgumentError as exc:
+        raise RolloutFileError(f"{path!r}: dataset 'inputs' or 'inputs_t': {exc}") from None
 
 
 def rebuild_integrator(description: Mapping[str, Any], *, source: str = "metadata"):

@@ -33,7 +33,7 @@ def test_rollout_file_round_trip_in_batches(tmp_path, dtype):
     assert r.metadata.save_every == 3 and r.metadata.dt == 0.05 and r.metadata.command == "pytest"
     assert r.system() == system and r.integrator().name == "leapfrog"
     with h5py.File(path) as f:
-        assert f.attrs["schema"] == "hnnlab.rollout" and f.attrs["schema_version"] == 1
+        assert f.attrs["schema"] == "hnnlab.rollout" and f.attrs["schema_version"] == 2
         assert f["state"].chunks == (1, 256, 2)  # chunked along time
     part = read_rollout(path, trajectories=slice(1, 3))
     assert torch.equal(part.state, expected[1:3])

@@ -3,11 +3,15 @@
 Example:
   hnnlab rollout --ckpt runs/.../last.ckpt --data data/spring.h5 --split test --steps 10000 --out rollout.h5
 Then audit it: hnnlab audit rollout.h5 --json report.json --plots plots/
+
+A model that takes inputs (a PortHamiltonianNN with n_inputs > 0) is driven by each trajectory's inputs stored
+in the dataset (simulated with --inputs), for at most the time they cover; the rollout file stores them.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import warnings
@@ -21,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint written by hnnlab fit")
     parser.add_argument("--data", required=True, help="dataset file whose initial states and system are used")
     parser.add_argument("--split", default="test", help="split to take initial states from (default: test)")
-    parser.add_argument("--steps", type=int, required=True, help="number of integrator steps")
+    parser.add_argument("--steps", type=int, required=True,
+                        help="number of integrator steps (a model that takes inputs: at most the horizon of the "
+                             "dataset's inputs)")
     parser.add_argument("--out", required=True, help="output rollout file (.h5)")
     parser.add_argument("--dt", type=float, default=None, help="step size (default: the dataset's dt)")
     parser.add_argument("--integrator", default=None,
@@ -96,6 +102,7 @@ def main(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype)
     x0 = split.clean[:n, 0].to(dtype=dtype, device=device)  # (n, 2 * dof)
     dt = args.dt if args.dt is not None else split.dt
+    inputs = _stored_inputs(loaded.model, data, split, n, steps, dt, args, device)
     model = loaded.model.to(dtype=dtype, device=device)
     try:
         with warnings.catch_warnings():
@@ -108,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
                 model, x0, dt=dt, n_steps=steps, out=args.out, integrator=integrator,
                 save_every=args.save_every, system=data.system, overwrite=args.overwrite,
                 metadata={"checkpoint": args.ckpt, "command": shlex.join(["hnnlab", *sys.argv[1:]])},
-                progress=not args.no_progress, description=f"rollout of {n} trajectories",
+                progress=not args.no_progress, description=f"rollout of {n} trajectories", inputs=inputs,
             )
     except IncompatibleIntegratorError as exc:
         # the Python keyword in the message is a flag here
@@ -120,5 +127,49 @@ def main(args: argparse.Namespace) -> int:
         f"wrote {summary['path']}: {n} trajectories x {summary['n_steps']} steps of dt={dt:g} with "
         f"{summary['integrator']} (reference: {summary['reference_integrator']})"
         + (f"; the rollout turned non-finite at step {bad}" if bad is not None else "")
+        + (f"; driven by the dataset's inputs ({inputs.interpolation}), stored in the file" if inputs is not None
+           else "")
     )
     return 0
+
+
+def _stored_inputs(model, data, split, n: int, steps: int, dt: float, args: argparse.Namespace, device):
+    """The inputs of the first ``n`` trajectories of the split, as an InputSignal over the samples that cover
+    ``[0, steps * dt]``, for a model that takes inputs; ``None`` for one that takes none. Refuses a model and data
+    that disagree on inputs, and a horizon past the inputs' last sample."""
+    from hnnlab.inputs import InputSignal
+
+    n_inputs = getattr(model, "n_inputs", 0)
+    where = f"--data {args.data!r} split {args.split!r}"
+    name = type(model).__name__
+    if split.inputs is None:
+        if n_inputs:
+            raise InvalidArgumentError(
+                f"checkpoint {args.ckpt!r} holds a {name} that takes n_inputs = {n_inputs} inputs, but {where} "
+                "has no field 'inputs'; roll it out on data simulated with inputs (hnnlab simulate --inputs ...)"
+            )
+        return None
+    stored = split.inputs.shape[-1]
+    if not n_inputs:
+        raise InvalidArgumentError(
+            f"{where} has the field 'inputs' ({stored} inputs), but checkpoint {args.ckpt!r} holds a {name} that "
+            f"takes none; roll out a model that takes n_inputs = {stored} inputs (a PortHamiltonianNN)"
+        )
+    if stored != n_inputs:
+        raise InvalidArgumentError(
+            f"{where} has the field 'inputs' with {stored} inputs, but checkpoint {args.ckpt!r} holds a {name} that "
+            f"takes n_inputs = {n_inputs}; use data with {n_inputs} inputs"
+        )
+    t = split.t.to(torch.float64)
+    end = float(t[-1])
+    horizon = steps * dt
+    if horizon > end * (1 + 1e-12) + 1e-12:
+        limit = math.floor(end / dt * (1 + 1e-12))
+        raise InvalidArgumentError(
+            f"--steps {args.steps} with dt = {dt:g} runs to t = {horizon:g}, past the field 'inputs' of {where}, "
+            f"which covers t <= {end:g}; allowed: --steps <= {limit}"
+        )
+    last = int(torch.searchsorted(t, torch.tensor(horizon * (1 - 1e-12), dtype=torch.float64)))  # first t_k >= end
+    interpolation = data.metadata["inputs"]["interpolation"]
+    return InputSignal(t[: last + 1], split.inputs[:n, : last + 1].to(dtype=torch.float64, device=device),
+                       interpolation)

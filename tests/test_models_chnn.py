@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from hnnlab.errors import IncompatibleIntegratorError, InvalidArgumentError
 from hnnlab.integrators import get_integrator
@@ -21,22 +21,12 @@ from hnnlab.systems.constrained import (
     ConstraintViolationError,
     SingularConstraintError,
 )
+from tests.test_models import Scalar  # a known scalar function (a system's potential) wrapped as a network
 from tests.test_training_checkpoint import save_and_load
 
 pytestmark = pytest.mark.usefixtures("wandb_disabled_one_thread")
 
 CONSTRAINED = [n for n in SYSTEMS.names() if issubclass(SYSTEMS.get(n), AbstractConstrainedSystem)]
-
-
-class Scalar(nn.Module):
-    """A known scalar function (a system's potential) wrapped as a network; picklable."""
-
-    def __init__(self, fn) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fn(x)
 
 
 def system_of(name: str, n: int) -> AbstractConstrainedSystem:

@@ -117,6 +117,15 @@ class InputSignal:
             return False
         return bool(((self.t[1:] - t).abs() <= _JUMP_TOL * dt).any())
 
+    def resample(self, t: Tensor) -> InputSignal:
+        """The same inputs sampled at the times ``t`` ``(n_new,)`` (right-continuous values, the same interpolation):
+        ``values[:, j] = u(t_j)``. Exact when ``t`` refines the sample grid (every sample time inside ``[t_0, t_N]``
+        is one of ``t``), as a rollout saved every integrator step on a dataset's input grid is; between coarser
+        times a zero-order hold's jumps are lost."""
+        tt = torch.as_tensor(t, dtype=torch.float64).cpu().reshape(-1)  # (n_new,)
+        values = torch.stack([self.evaluate(float(s)) for s in tt], dim=1)  # (batch, n_new, n_inputs)
+        return InputSignal(tt, values, self.interpolation)
+
     def evaluate(self, t: Tensor | float, rows: Tensor | None = None, piece: int | None = None) -> Tensor:
         """``u(t)`` of the trajectories ``rows`` (``None``: all), ``(n_rows, n_inputs)``.
 

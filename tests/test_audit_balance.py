@@ -130,3 +130,40 @@ def test_a_dataset_driven_by_stored_inputs_balances_with_them_and_not_without(fa
     test = load_dataset(path).splits["test"]
     ignored = energy_balance(chain, test.state, test.t)  # the system's own u(t) = 0 instead of the stored inputs
     assert ignored.verdict == "unbalanced" and ignored.max_relative_residual > 0.05
+
+
+@pytest.mark.parametrize("family", ["steps", "sinusoids"])
+def test_a_rollout_file_driven_by_stored_inputs_is_audited_with_them(family, tmp_path):
+    # The true spring_damper_chain PHNN rolled out on driven test data (rk4, two steps per saved interval, every
+    # step saved): the rollout file stores the inputs, and the audit of the file judges both the prediction and the
+    # reference (the true system driven by the same inputs) with them.
+    from hnnlab.audit import Thresholds, audit_file, audit_trajectories
+    from hnnlab.data import load_dataset, simulate, write_dataset
+    from hnnlab.data.input_families import get_input_family
+    from hnnlab.evaluate import predict_to_file
+    from hnnlab.inputs import InputSignal
+    from hnnlab.rollout_io import read_rollout
+    from tests.test_models_phnn import true_model
+
+    chain = get_system("spring_damper_chain")
+    result = simulate(chain, 4, dt=0.1, n_steps=60, inputs=get_input_family(family), seed=6, splits=(0.5, 0, 0.5))
+    data = load_dataset(write_dataset(tmp_path / "chain.h5", result))
+    test = data.splits["test"]
+    signal = InputSignal(test.t, test.inputs, data.metadata["inputs"]["interpolation"])
+    out = tmp_path / "rollout.h5"
+    predict_to_file(true_model(chain), test.clean[:, 0], dt=0.05, n_steps=120, out=out, integrator="rk4",
+                    system=chain, inputs=signal, progress=False)
+    report = audit_file(out, check_structure=False, thresholds=Thresholds(balanced_energy=True))
+    assert report.passed and report.balance.verdict == "balanced", report.balance
+    assert report.reference_balance.verdict == "balanced", report.reference_balance
+    assert report.balance.max_relative_residual < 1e-3  # measured 3.8e-4 (steps), 3.0e-4 (sinusoids)
+    assert "reference energy balance verdict" in [row[0] for row in report.rows()]
+    # the stored inputs, at the rollout's saved times (every step: a refinement of the input grid)
+    stored = read_rollout(out)
+    assert stored.t.numel() == 121 and torch.equal(stored.inputs.resample(stored.t).values[:, ::2], test.inputs)
+    # The same trajectories with the inputs dropped from the check (the system's own u(t) = 0): not balanced.
+    dropped = audit_trajectories(stored.state, stored.t, system=chain, reference=stored.reference,
+                                 check_structure=False, thresholds=Thresholds(balanced_energy=True))
+    assert dropped.balance.verdict == "unbalanced" and dropped.reference_balance.verdict == "unbalanced"
+    assert dropped.balance.max_relative_residual > 0.05  # measured 1.70 (steps), 1.41 (sinusoids)
+    assert [f.name for f in dropped.failures()] == ["balanced_energy"]

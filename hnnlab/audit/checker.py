@@ -193,6 +193,9 @@ def audit_trajectories(
             report.accuracy = _accuracy(states, reference, t64, mask, vpt_threshold)
 
     report.balance = _balance(states, t64, mask, system, skipped, inputs)
+    if reference is not None and report.balance is not None:  # the reference, driven by the same inputs
+        report.reference_balance = _balance(reference, t64, torch.isfinite(reference).all(-1), system, skipped,
+                                            inputs)
     report.constraints = _constraints(states, mask, system, model, skipped)
 
     if lyapunov:

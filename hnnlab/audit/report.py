@@ -183,6 +183,7 @@ class AuditReport:
     nonfinite: NonFiniteAudit | None = None
     lyapunov: LyapunovAudit | None = None
     balance: BalanceAudit | None = None
+    reference_balance: BalanceAudit | None = None  # the same check on the reference trajectories
     constraints: ConstraintAudit | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
@@ -324,6 +325,10 @@ class AuditReport:
                 "balanced_energy")
         elif th.balanced_energy:
             row("energy balance verdict", None, "balanced_energy", "balance")
+        r = self.reference_balance
+        if r is not None:
+            row("reference energy balance (relative residual)", r.max_relative_residual)
+            row("reference energy balance verdict", r.verdict)
         c = self.constraints
         if c is not None:
             relative = " (from each first state: lengths not given)" if c.relative_to_first_state else ""

@@ -82,6 +82,8 @@ def _rollout_source(path: str | os.PathLike[str], trajectories: slice | None) ->
         save_every=meta.save_every,
         model_description=None if meta.model is None else dict(meta.model),
         skipped=skipped,
+        # the inputs that drove the model and the reference (format version 2), at the saved times
+        inputs=None if r.inputs is None else r.inputs.resample(r.t),
     )
 
 

@@ -202,6 +202,75 @@ def predict_to_file(
     }
 
 
+def forecast_to_file(
+    model: Any,
+    warmup: Tensor,
+    *,
+    dt: float,
+    n_steps: int,
+    out: str | os.PathLike,
+    save_every: int = 1,
+    t0: float = 0.0,
+    system: AbstractSystem | None = None,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    description: str = "forecast",
+) -> dict[str, Any]:
+    """Forecast with a discrete-time model (an :class:`~hnnlab.models.esn.EchoStateNetwork`) and stream it, with
+    the true reference, to a rollout file: the counterpart of :func:`predict_to_file` for a model that is a map on
+    its own step ``dt`` rather than a vector field.
+
+    The model is warmed up on ``warmup`` ``(n, n_warmup, 2 * dof)`` (true states on the step ``dt``, teacher
+    forcing), then runs ``n_steps`` steps autonomously. The file's first saved state is the last warm-up state,
+    at time ``t0`` (its time in the data); the reference is the true ``system`` integrated from it (as
+    :func:`predict_to_file` does). The metadata record integrator :data:`hnnlab.rollout_io.DISCRETE_MAP` (no
+    vector field was integrated) and ``extra["warmup"] = n_warmup``; ``metadata`` adds ``checkpoint`` and
+    ``command``. A trajectory whose forecast turns
+    non-finite is recorded in ``first_nonfinite_step`` (at the saved index, exact with ``save_every = 1``).
+    """
+    from hnnlab.rollout_io import DISCRETE_MAP
+
+    check_count("n_steps", n_steps, minimum=1)
+    check_count("save_every", save_every, minimum=1)
+    n_steps = steps_to_save(n_steps, save_every)
+    if n_steps == 0:
+        raise InvalidArgumentError(f"n_steps is less than save_every = {save_every}: no state after x0 would be saved")
+    n, n_warmup, width = warmup.shape
+    chunks = model.iter_forecast(warmup, n_steps, chunk_size=256 * save_every)  # checks the model and warm-up
+    lines = _ProgressLines(n_steps, description) if (progress if progress is not None
+                                                     else n_steps >= PROGRESS_MIN_STEPS) else None
+    ref_integ, ref_sub = reference_integrator(system) if system is not None else (None, 1)
+    meta = RolloutMetadata(
+        integrator={"name": DISCRETE_MAP, "model": type(model).__name__},
+        dt=float(dt),
+        save_every=save_every,
+        t0=float(t0),
+        system=system.describe() if system is not None else None,
+        model=model.describe(),
+        reference_integrator={**ref_integ.describe(), "substeps": ref_sub} if ref_integ is not None else None,
+        extra={"warmup": n_warmup},
+        **(metadata or {}),  # checkpoint, command
+    )
+    with RolloutWriter(out, n, width // 2, warmup.dtype, meta, with_reference=system is not None,
+                       overwrite=overwrite) as writer:
+        ref = None
+        if system is not None:
+            x0 = warmup[:, -1]  # (n, 2 * dof): the last warm-up state, where the forecast starts
+            ref = _Aligned(iter_solve(system, ref_integ, x0, dt / ref_sub, n_steps * ref_sub, save_every * ref_sub,
+                                      on_nonfinite="raise", chunk_size=256, progress=False))
+        index = 0  # steps from the warm-up's end to the chunk's first state
+        for chunk in chunks:  # (n, chunk_len, 2 * dof), every step; the first chunk starts at the warm-up's end
+            saved = chunk[:, (-index) % save_every::save_every]  # the states at multiples of save_every steps
+            index += chunk.shape[1]
+            if saved.shape[1]:
+                writer.append(saved, reference=ref.take(saved.shape[1]) if ref is not None else None)
+            if lines is not None:
+                lines.update(index - 1)
+    return {"n_traj": n, "n_steps": n_steps, "save_every": save_every, "warmup": n_warmup,
+            "reference_integrator": ref_integ.name if ref_integ is not None else None, "path": os.fspath(out)}
+
+
 class _ProgressLines:
     """Progress as plain lines on stderr (for a log or a pipe, where a bar cannot redraw): one line at most
     every ``every`` seconds, ``DESCRIPTION: K/N UNIT (P %), T s elapsed, about R s left``."""

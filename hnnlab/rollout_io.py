@@ -57,6 +57,9 @@ SCHEMA_VERSION = 2
 READ_VERSIONS = (1, 2)  # versions this hnnlab reads; version 1 files have no inputs
 JSON_ATTRS = frozenset({"integrator", "system", "model", "reference_integrator", "extra", "inputs"})
 DEFAULT_TIME_CHUNK = 256
+# The integrator name of a rollout made by a discrete-time forecaster (an echo state network) on the data's own step:
+# no vector field was integrated, so there is no integrator to rebuild (Rollout.integrator() is None).
+DISCRETE_MAP = "discrete_map"
 _CHUNK_CACHE_BYTES = 64 * 2**20
 
 
@@ -142,7 +145,8 @@ class Rollout(TrajectoryArrays):
         return rebuild_system(self.metadata.system, source=repr(self.path), error=RolloutFileError)
 
     def integrator(self):
-        """The integrator rebuilt from the metadata (``allow_nonseparable=True``: it already ran)."""
+        """The integrator rebuilt from the metadata (``allow_nonseparable=True``: it already ran); ``None`` for a
+        discrete-time forecaster's rollout (integrator name :data:`DISCRETE_MAP`)."""
         return rebuild_integrator(self.metadata.integrator, source=self.path)
 
 
@@ -548,9 +552,12 @@ def _read_inputs(f, path: str, rows: Any, version: int) -> InputSignal | None:
 
 def rebuild_integrator(description: Mapping[str, Any], *, source: str = "metadata"):
     """The integrator named by ``integrator.describe()``, with its constructor options (other keys of
-    the description are ignored) and ``allow_nonseparable=True`` (the method already ran)."""
+    the description are ignored) and ``allow_nonseparable=True`` (the method already ran); ``None`` for
+    :data:`DISCRETE_MAP` (a discrete-time forecaster's rollout: no integrator ran)."""
     if not isinstance(description, Mapping) or "name" not in description:
         raise RolloutFileError(f"{source!r}: integrator metadata {description!r} has no 'name'")
+    if description["name"] == DISCRETE_MAP:
+        return None
     try:
         cls = INTEGRATORS.get(description["name"])
         allowed = set(inspect.signature(cls).parameters) - {"self"}

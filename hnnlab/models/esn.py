@@ -24,6 +24,8 @@ every other model, and saves through ``state_dict``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -95,6 +97,22 @@ class EchoStateNetwork(nn.Module):
         self.register_buffer("scale", torch.ones(self.dim, dtype=dtype))
         self.register_buffer("fitted", torch.tensor(False))
 
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this reservoir (with the fitted buffers, the whole model)."""
+        return {"dim": self.dim, "n_reservoir": self.n_reservoir, "spectral_radius": self.spectral_radius,
+                "leak": self.leak, "input_scale": self.input_scale, "density": self.density, "ridge": self.ridge,
+                "seed": self.seed}
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable self-description for rollout metadata.
+
+        ``discrete_time: True`` says what the audit needs to know: the model is a map on the step it was fitted
+        on, with no vector field (so no symplecticity or reversibility of a one-step map to check) and no energy.
+        """
+        cls = type(self)
+        return {"name": "esn", "class_path": f"{cls.__module__}:{cls.__qualname__}",
+                "init_args": self.hyperparameters(), "discrete_time": True, "has_energy": False}
+
     # -- the reservoir ---------------------------------------------------------------------------------------
 
     def _check(self, states: Tensor, name: str, min_times: int) -> None:
@@ -151,7 +169,6 @@ class EchoStateNetwork(nn.Module):
         mse = float(((f @ self.w_out - y) ** 2).mean())
         return {"train_mse": mse, "n_samples": float(f.shape[0])}
 
-    @torch.no_grad()
     def forecast(self, warmup: Tensor, n_steps: int) -> Tensor:
         """Teacher-force the reservoir on ``warmup`` ``(n_traj, n_warmup, dim)`` (the true first states), then
         predict ``n_steps`` steps autonomously from the last warm-up state.
@@ -159,19 +176,33 @@ class EchoStateNetwork(nn.Module):
         Returns ``(n_traj, n_steps + 1, dim)``: the last warm-up state followed by the forecast, in the dtype
         of ``warmup``.
         """
+        return torch.cat(list(self.iter_forecast(warmup, n_steps)), dim=1)
+
+    def iter_forecast(self, warmup: Tensor, n_steps: int, *, chunk_size: int = 256) -> Iterator[Tensor]:
+        """:meth:`forecast` in chunks of at most ``chunk_size`` saved states ``(n_traj, chunk_len, dim)``, in
+        time order (the first chunk starts with the last warm-up state): memory does not grow with ``n_steps``.
+        The arguments are checked and the reservoir warmed up when this is called, before the first chunk."""
         if not bool(self.fitted):
             raise InvalidArgumentError("EchoStateNetwork.forecast: the readout is not fitted; call fit() first")
         check_positive_int("n_steps", n_steps)
+        check_positive_int("chunk_size", chunk_size)
         self._check(warmup, "warmup", 1)
-        z = (warmup.to(self.w.dtype) - self.mean) / self.scale
-        r = torch.zeros(z.shape[0], self.n_reservoir, dtype=z.dtype, device=z.device)
-        for k in range(z.shape[1] - 1):  # teacher forcing: the true states drive the reservoir
-            r = self._drive(r, z[:, k])
-        u = z[:, -1]
+        with torch.no_grad():
+            z = (warmup.to(self.w.dtype) - self.mean) / self.scale
+            r = torch.zeros(z.shape[0], self.n_reservoir, dtype=z.dtype, device=z.device)
+            for k in range(z.shape[1] - 1):  # teacher forcing: the true states drive the reservoir
+                r = self._drive(r, z[:, k])
+        return self._autonomous(r, z[:, -1], n_steps, chunk_size, warmup.dtype)
+
+    @torch.no_grad()
+    def _autonomous(self, r: Tensor, u: Tensor, n_steps: int, chunk_size: int, dtype: torch.dtype) -> Iterator[Tensor]:
+        """The autonomous forecast from reservoir ``r`` ``(n, N)`` and standardised state ``u`` ``(n, dim)``: the
+        prediction is fed back as the next input."""
         out = [u]
-        for _ in range(n_steps):
+        for k in range(n_steps):
             r = self._drive(r, u)
             u = u + self._features(r, u) @ self.w_out
             out.append(u)
-        states = torch.stack(out, dim=1) * self.scale + self.mean
-        return states.to(warmup.dtype)
+            if len(out) == chunk_size or k == n_steps - 1:
+                yield (torch.stack(out, dim=1) * self.scale + self.mean).to(dtype)  # (n, chunk_len, dim)
+                out = []

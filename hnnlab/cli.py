@@ -28,9 +28,10 @@ COMMANDS = {
     "audit": "audit",
     "reproduce": "reproduce",
     "identify": "identify",
+    "esn": "esn",
 }
 # commands run under hnnlab._hdf5.stop_on_signals (the others train with Lightning, which handles signals itself)
-STOPPABLE = ("simulate", "data", "rollout", "audit", "identify")
+STOPPABLE = ("simulate", "data", "rollout", "audit", "identify", "esn")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

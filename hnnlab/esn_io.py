@@ -114,6 +114,9 @@ def fit_esn(
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= part.n_traj:
         raise InvalidArgumentError(f"trajectories must be an integer in 1..{part.n_traj} (split {split!r} of "
                                    f"{name!r}), got {trajectories!r}")
+    if part.inputs is not None:
+        raise InvalidArgumentError(f"split {split!r} of {name!r} holds inputs u(t): an echo state network forecasts "
+                                   "autonomous dynamics only; fit it on data simulated without --inputs")
     n_times = part.state.shape[1]
     if n_times < washout + 2:
         raise InvalidArgumentError(
@@ -206,14 +209,15 @@ def load_esn(path: str | os.PathLike[str]) -> FittedESN:
 
 def check_forecast_data(
     fitted: FittedESN, system: dict[str, Any], dt: float, n_times: int, warmup: int, *, where: str,
-    esn_name: str = "the echo state network",
+    esn_name: str = "the echo state network", warmup_flag: str = "warmup",
 ) -> None:
     """Refuse data that ``fitted`` cannot forecast: another system or state size, another step ``dt`` (it is a
     map on the step it was fitted on), or fewer than ``warmup`` states per trajectory (the true states that
-    warm the reservoir up). ``where`` names the data in the messages."""
+    warm the reservoir up). ``where``, ``esn_name`` and ``warmup_flag`` name the data, the network and the
+    warm-up argument in the messages."""
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
-        raise InvalidArgumentError(f"warmup must be an integer >= 1 (true states that drive the reservoir before the "
-                                   f"forecast), got {warmup!r}")
+        raise InvalidArgumentError(f"{warmup_flag} must be an integer >= 1 (true states that drive the reservoir "
+                                   f"before the forecast), got {warmup!r}")
     ours, theirs = fitted.system.get("class", fitted.system.get("name")), system.get("class", system.get("name"))
     if ours != theirs:
         raise InvalidArgumentError(
@@ -234,5 +238,5 @@ def check_forecast_data(
     if n_times < warmup:
         raise InvalidArgumentError(
             f"{where} has {n_times} states per trajectory, fewer than the warm-up of {warmup} true states that drive "
-            f"the reservoir before the forecast; use a warm-up of at most {n_times}"
+            f"the reservoir before the forecast; use {warmup_flag} <= {n_times}"
         )

@@ -257,6 +257,13 @@ def audit_file(
             f"({shown}); "
             "pass model= to audit_file (--ckpt CKPT on the command line) to check its one-step map"
         )
+        if description.get("discrete_time"):  # an echo state network: a map on the data's step, no vector field
+            reason = (f"a discrete-time forecaster ({description.get('name') or shown}) has no vector field: no "
+                      "integrator step to check")
+            skipped.setdefault("model_energy", f"{description.get('name') or shown} has no energy function")
+            if options.get("lyapunov"):
+                skipped.setdefault("lyapunov_model", f"{shown} is a discrete-time forecaster: its own l1 is not "
+                                                     "measured (no vector field to propagate tangent vectors with)")
         skipped.setdefault("symplecticity", reason)
         skipped.setdefault("reversibility", reason)
         options.setdefault("check_structure", False)

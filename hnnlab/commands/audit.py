@@ -128,6 +128,13 @@ def main(args: argparse.Namespace) -> int:
             )
     model = None
     if args.ckpt is not None:
+        from hnnlab.esn_io import is_esn_file
+
+        if is_esn_file(args.ckpt):
+            raise InvalidArgumentError(
+                f"--ckpt {args.ckpt!r} is an echo state network file: a discrete-time forecaster has no vector field "
+                "whose one-step map or energy could be checked; audit its rollout file without --ckpt"
+            )
         from hnnlab.evaluate import check_model_fits
         from hnnlab.training.checkpoint import load_checkpoint
 

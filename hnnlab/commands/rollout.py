@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--allow-nonseparable", action="store_true",
                         help="accept a separable-only method (leapfrog, ...) on a general H: not symplectic there")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="echo state network files (hnnlab esn fit) only: the true states of each trajectory that "
+                             "warm the reservoir up before the forecast (default: its washout + 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress (a bar on a terminal, a line every 10 s otherwise)")
@@ -75,6 +78,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"hnnlab rollout: warning: --steps {args.steps} is not a multiple of --save-every {args.save_every}: "
               f"running {steps} steps (the last saved state); use --steps {steps} or {steps + args.save_every} to "
               "silence this", file=sys.stderr)
+    from hnnlab.esn_io import is_esn_file
+
+    if is_esn_file(args.ckpt):
+        return _forecast(args, steps, device)
+    if args.warmup is not None:
+        raise InvalidArgumentError(f"--warmup applies to echo state network files (hnnlab esn fit); {args.ckpt!r} is a "
+                                   "checkpoint of a vector field, which starts from one state")
     integrator = args.integrator
     if args.allow_nonseparable:
         from hnnlab.integrators import get_integrator
@@ -130,6 +140,49 @@ def main(args: argparse.Namespace) -> int:
         + (f"; driven by the dataset's inputs ({inputs.interpolation}), stored in the file" if inputs is not None
            else "")
     )
+    return 0
+
+
+def _forecast(args: argparse.Namespace, steps: int, device) -> int:  # noqa: ANN001 - a torch.device
+    """``hnnlab rollout`` of an echo state network file: warm up on the first ``--warmup`` clean states of each
+    trajectory of the split, then forecast ``steps`` steps on the dataset's own step (the one it was fitted on)."""
+    from hnnlab.data.io import load_dataset
+    from hnnlab.esn_io import DT_RTOL, check_forecast_data, load_esn
+    from hnnlab.evaluate import forecast_to_file
+
+    name = f"echo state network {args.ckpt!r}"
+    for flag, given in (("--integrator", args.integrator is not None),
+                        ("--allow-nonseparable", args.allow_nonseparable)):
+        if given:
+            raise InvalidArgumentError(f"{flag} applies to vector-field models; {name} is a discrete-time map, "
+                                       "which no integrator steps")
+    fitted = load_esn(args.ckpt)
+    if args.dt is not None and not math.isclose(args.dt, fitted.dt, rel_tol=DT_RTOL):
+        raise InvalidArgumentError(f"--dt {args.dt:g}: {name} was fitted on dt = {fitted.dt:g} and forecasts only on "
+                                   "that step (the dataset's); leave --dt out")
+    data = load_dataset(args.data)
+    if args.split not in data.splits or data.splits[args.split].n_traj == 0:
+        valid = [k for k, v in data.splits.items() if v.n_traj > 0]
+        raise InvalidArgumentError(f"--split {args.split!r} is not a non-empty split of {args.data}; valid: {valid}")
+    split = data.splits[args.split]
+    n = split.n_traj if args.n_init is None else args.n_init
+    if n < 1 or n > split.n_traj:
+        raise InvalidArgumentError(f"--n-init must be between 1 and {split.n_traj} for split {args.split!r}, got {n}")
+    warmup = fitted.default_warmup if args.warmup is None else args.warmup
+    check_forecast_data(fitted, data.metadata["system"], split.dt, split.clean.shape[1], warmup,
+                        where=f"--data {args.data!r} split {args.split!r}", esn_name=name, warmup_flag="--warmup")
+    dtype = getattr(torch, args.dtype)
+    warm = split.clean[:n, :warmup].to(dtype=dtype, device=device)  # (n, warmup, 2 * dof), the true first states
+    t0 = float(split.t[warmup - 1])  # the time of the last warm-up state, where the forecast starts
+    summary = forecast_to_file(
+        fitted.model.to(dtype=dtype, device=device), warm, dt=split.dt, n_steps=steps, out=args.out,
+        save_every=args.save_every, t0=t0, system=data.system, overwrite=args.overwrite,
+        metadata={"checkpoint": args.ckpt, "command": shlex.join(["hnnlab", *sys.argv[1:]])},
+        progress=not args.no_progress, description=f"forecast of {n} trajectories",
+    )
+    print(f"wrote {summary['path']}: {n} trajectories x {summary['n_steps']} steps of dt={split.dt:g} forecast by the "
+          f"echo state network from t = {t0:g}, after a warm-up on {warmup} true states (reference: "
+          f"{summary['reference_integrator']})")
     return 0
 
 

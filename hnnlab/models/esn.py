@@ -192,17 +192,19 @@ class EchoStateNetwork(nn.Module):
             r = torch.zeros(z.shape[0], self.n_reservoir, dtype=z.dtype, device=z.device)
             for k in range(z.shape[1] - 1):  # teacher forcing: the true states drive the reservoir
                 r = self._drive(r, z[:, k])
-        return self._autonomous(r, z[:, -1], n_steps, chunk_size, warmup.dtype)
+        return self._autonomous(r, warmup[:, -1], n_steps, chunk_size)
 
     @torch.no_grad()
-    def _autonomous(self, r: Tensor, u: Tensor, n_steps: int, chunk_size: int, dtype: torch.dtype) -> Iterator[Tensor]:
-        """The autonomous forecast from reservoir ``r`` ``(n, N)`` and standardised state ``u`` ``(n, dim)``: the
-        prediction is fed back as the next input."""
-        out = [u]
-        for k in range(n_steps):
+    def _autonomous(self, r: Tensor, x_last: Tensor, n_steps: int, chunk_size: int) -> Iterator[Tensor]:
+        """The autonomous forecast from reservoir ``r`` ``(n, N)`` and the last warm-up state ``x_last``
+        ``(n, dim)`` (returned first, exactly): each prediction is fed back as the next input."""
+        u = (x_last.to(self.w.dtype) - self.mean) / self.scale
+        pending = [x_last]  # states in the caller's dtype, (n, dim) each
+        for _ in range(n_steps):
+            if len(pending) >= chunk_size:
+                yield torch.stack(pending, dim=1)  # (n, chunk_len, dim)
+                pending = []
             r = self._drive(r, u)
             u = u + self._features(r, u) @ self.w_out
-            out.append(u)
-            if len(out) == chunk_size or k == n_steps - 1:
-                yield (torch.stack(out, dim=1) * self.scale + self.mean).to(dtype)  # (n, chunk_len, dim)
-                out = []
+            pending.append((u * self.scale + self.mean).to(x_last.dtype))
+        yield torch.stack(pending, dim=1)

@@ -89,9 +89,9 @@ def main(args: argparse.Namespace) -> int:
                      washout=config["fit"]["washout"], **config["model"])
     save_esn(fitted, args.out, overwrite=args.overwrite, command=shlex.join(["hnnlab", *sys.argv[1:]]))
     d, f = fitted.data, fitted.fit
-    print(f"wrote {args.out}: echo state network ({fitted.model.n_reservoir} units, seed {fitted.model.seed}) fitted on "
-          f"{d['n_traj']} trajectories x {d['n_times']} states of {fitted.system.get('name')} (dt = {fitted.dt:g}, "
-          f"washout {fitted.washout}): one-step MSE {f['train_mse']:.3g} (standardised states, {f['n_samples']} "
-          f"samples), {f['seconds']:.1f} s. Forecast with: hnnlab rollout --ckpt {args.out} --data DATA.h5 "
-          "--steps N --out ROLLOUT.h5")
+    print(f"wrote {args.out}: echo state network ({fitted.model.n_reservoir} units, seed {fitted.model.seed}) "
+          f"fitted on {d['n_traj']} trajectories x {d['n_times']} states of {fitted.system.get('name')} "
+          f"(dt = {fitted.dt:g}, washout {fitted.washout}): one-step MSE {f['train_mse']:.3g} (standardised states, "
+          f"{f['n_samples']} samples), {f['seconds']:.1f} s. Forecast with: hnnlab rollout --ckpt {args.out} "
+          "--data DATA.h5 --steps N --out ROLLOUT.h5")
     return 0

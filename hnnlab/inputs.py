@@ -156,12 +156,18 @@ class InputSignal:
 
 
 class DrivenField(AbstractRowField):
-    """The vector field ``x -> f(t, x, u_b(t))`` of a batch of trajectories ``b`` driven by their own inputs.
+    """The vector field ``x -> f(t_b + t, x, u_b(t))`` of a batch of trajectories ``b`` driven by their own inputs.
 
     ``field`` declares ``n_inputs > 0`` and provides ``field_with_inputs(t, x, u)`` (a port-Hamiltonian system or
     network, :class:`~hnnlab.systems.AbstractPortHamiltonianSystem`, :class:`~hnnlab.models.PortHamiltonianNN`);
     ``inputs`` holds one row of samples per trajectory, in the order of the states it will be given. Use it wherever
     a field goes: ``solve(DrivenField(system, inputs), "rk4", x0, dt, n_steps, save_every)``.
+
+    ``t_start`` ``(n_traj,)`` (optional) gives every trajectory its own time origin: the loop's time ``t`` is then
+    local (``inputs`` are sampled on local times, from 0) and ``field`` sees the absolute time ``t_b + t``. This is
+    how windows cut from different times of a trajectory are integrated in one batch from ``t = 0`` (the rollout
+    loss). With ``t_start`` the inputs may be ``None``, for a time-dependent field that takes none
+    (``field(t_b + t, x)``, a learned force ``F(t)``).
 
     Declares the field's ``dof`` and coordinates; not separable (what a driven damped field rarely is), not
     conservative.
@@ -171,52 +177,81 @@ class DrivenField(AbstractRowField):
     conservative: ClassVar[bool] = False
     has_energy: ClassVar[bool] = False
 
-    def __init__(self, field: Any, inputs: InputSignal, *, rows: Tensor | None = None,
-                 piece: int | None = None) -> None:
+    def __init__(self, field: Any, inputs: InputSignal | None, *, t_start: Tensor | None = None,
+                 rows: Tensor | None = None, piece: int | None = None) -> None:
         n_inputs = field.n_inputs if isinstance(field, AbstractVectorField) else 0
-        if n_inputs < 1:
+        if t_start is not None and (not isinstance(t_start, Tensor) or t_start.ndim != 1
+                                    or not bool(torch.isfinite(t_start).all())):
+            raise InvalidArgumentError(
+                f"t_start must be a finite 1-D tensor, one time origin per trajectory, got {_shape(t_start)}"
+            )
+        if inputs is None and t_start is None:
+            raise InvalidArgumentError("a DrivenField needs inputs (an InputSignal), or t_start for a field without")
+        if inputs is None and n_inputs:
+            raise InvalidArgumentError(
+                f"{describe_field(field)} takes n_inputs = {n_inputs} inputs, but a DrivenField without inputs was "
+                "asked for (inputs=None)"
+            )
+        if inputs is not None and n_inputs < 1:
             raise InvalidArgumentError(
                 f"{describe_field(field)} takes no inputs (n_inputs = 0): a DrivenField needs a field with "
                 "n_inputs > 0 and field_with_inputs(t, x, u)"
             )
-        if not isinstance(inputs, InputSignal):
+        if inputs is not None and not isinstance(inputs, InputSignal):
             raise InvalidArgumentError(f"inputs must be an InputSignal, got {type(inputs).__name__}")
-        if inputs.n_inputs != n_inputs:
+        if inputs is not None and inputs.n_inputs != n_inputs:
             raise InvalidArgumentError(
                 f"{describe_field(field)} takes n_inputs = {n_inputs} inputs, but the input signal has "
                 f"{inputs.n_inputs} (values of shape {tuple(inputs.values.shape)})"
             )
+        if inputs is not None and t_start is not None and t_start.numel() != inputs.n_traj:
+            raise InvalidArgumentError(
+                f"t_start must have one time per trajectory of the inputs ({inputs.n_traj}), got {t_start.numel()}"
+            )
         self.field = field
         self.inputs = inputs
+        self.t_start = t_start
         self.rows = rows
         self.piece = piece
         self.dof = field.dof
         self.coordinates = field.coordinates
 
+    @property
+    def n_traj(self) -> int:
+        return self.inputs.n_traj if self.inputs is not None else self.t_start.numel()
+
     def __call__(self, t: Tensor | float, x: Tensor) -> Tensor:
         """``dx/dt`` at states ``(n_rows, 2 * dof)`` (row ``i`` is trajectory ``rows[i]``) and time ``t`` (one, or
         one per row)."""
-        n = self.inputs.n_traj if self.rows is None else self.rows.numel()
+        n = self.n_traj if self.rows is None else self.rows.numel()
         if x.ndim != 2 or x.shape[0] != n:
             raise InvalidArgumentError(
                 f"a DrivenField over {n} trajectories needs states of shape ({n}, 2 * dof), one row per trajectory "
                 f"in the order of its inputs; got {tuple(x.shape)}"
             )
+        time = t
+        if self.t_start is not None:  # absolute time per row, (n,)
+            origin = self.t_start if self.rows is None else self.t_start[self.rows.to(self.t_start.device)]
+            time = origin + torch.as_tensor(t, dtype=origin.dtype, device=origin.device)
+        if self.inputs is None:
+            return self.field(time, x)
         u = self.inputs.evaluate(t, self.rows, self.piece).to(dtype=x.dtype, device=x.device)  # (n, n_inputs)
-        return self.field.field_with_inputs(t, x, u)
+        return self.field.field_with_inputs(time, x, u)
 
     def energy(self, x: Tensor) -> Tensor | None:
         return None
 
     def bind(self, rows: Tensor | None, t: float, dt: float) -> DrivenField:
-        return DrivenField(self.field, self.inputs, rows=rows, piece=self.inputs.piece_of(t, dt))
+        piece = None if self.inputs is None else self.inputs.piece_of(t, dt)
+        return DrivenField(self.field, self.inputs, t_start=self.t_start, rows=rows, piece=piece)
 
     def restrict(self, rows: Tensor) -> DrivenField:
-        current = self.rows if self.rows is not None else torch.arange(self.inputs.n_traj)
-        return DrivenField(self.field, self.inputs, rows=current[rows.to(current.device)], piece=self.piece)
+        current = self.rows if self.rows is not None else torch.arange(self.n_traj)
+        return DrivenField(self.field, self.inputs, t_start=self.t_start, rows=current[rows.to(current.device)],
+                           piece=self.piece)
 
     def jumps_at(self, t: float, dt: float) -> bool:
-        return self.inputs.jumps_at(t, dt)
+        return self.inputs is not None and self.inputs.jumps_at(t, dt)
 
 
 def _shape(value: object) -> str:

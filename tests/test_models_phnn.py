@@ -183,16 +183,13 @@ def test_audit_of_a_trained_rollout_reports_the_energy_balance(trained_duffing):
     assert free_balance.max_relative_residual > 5 * balance.max_relative_residual
 
 
-@pytest.mark.parametrize(("kwargs", "what"), [({"force": "time"}, "a field that depends on time"),
-                                              ({"n_inputs": 1}, "n_inputs = 1")])
-def test_rollout_loss_is_refused_for_time_dependent_or_driven_networks(kwargs, what):
+@pytest.mark.parametrize("kwargs", [{"force": "time"}, {"n_inputs": 1}, {}], ids=["force", "inputs", "autonomous"])
+def test_rollout_loss_takes_time_dependent_and_driven_networks_with_a_non_separable_method(kwargs):
+    # Windows are integrated as DrivenFields (their own start times and inputs: tests/test_training_losses.py);
+    # a PHNN is never separable, so leapfrog is refused before any step.
+    from hnnlab.errors import IncompatibleIntegratorError
     from hnnlab.training.module import DynamicsModule
 
-    with pytest.raises(InvalidArgumentError) as info:
-        DynamicsModule(PortHamiltonianNN(1, **kwargs), loss="rollout", integrator="rk4")
-    assert str(info.value) == (
-        f"loss='rollout' does not yet feed inputs or window start times to the model (PortHamiltonianNN has {what}); "
-        "use loss='derivative'"
-    )
-    assert PortHamiltonianNN(1).time_dependent is False
-    DynamicsModule(PortHamiltonianNN(1), loss="rollout", integrator="rk4")  # autonomous: accepted
+    DynamicsModule(PortHamiltonianNN(1, **kwargs), loss="rollout", integrator="rk4")
+    with pytest.raises(IncompatibleIntegratorError, match="integrator 'leapfrog' is symplectic only for a separable"):
+        DynamicsModule(PortHamiltonianNN(1, **kwargs), loss="rollout", integrator="leapfrog")

@@ -151,3 +151,84 @@ def test_derivative_weight_without_dxdt_in_the_windows_names_the_datamodule_opti
         module.loss_terms(windows[[0, 1]])
     assert str(info.value) == ("derivative_weight > 0 needs the exact dx/dt in the windows: set the datamodule's "
                                "with_dxdt to true")
+
+
+# -- the rollout loss with inputs ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def driven_chain(tmp_path_factory) -> Path:
+    """The spring-damper chain (3 masses) driven by sums of sinusoids (linear interpolation): 8 trajectories of 41
+    saved times, dopri8, noise-free."""
+    from hnnlab.data import simulate, write_dataset
+    from hnnlab.data.input_families import Sinusoids
+
+    result = simulate(get_system("spring_damper_chain"), 8, dt=0.1, n_steps=40, integrator="dopri8",
+                      inputs=Sinusoids(), seed=3, splits=(0.75, 0.0, 0.25))
+    return write_dataset(tmp_path_factory.mktemp("driven") / "chain.h5", result)
+
+
+def test_a_port_hamiltonian_network_trained_through_driven_rollouts_lowers_its_loss(driven_chain: Path) -> None:
+    """100 full-batch Adam steps through 3-step rk4 windows, each driven by its own inputs: the test windows' loss
+    falls by more than 10x (measured 1.29e-2 -> 3.95e-4; 300 steps of a 32-wide network on 5-step windows: 2.8e-2 ->
+    1.6e-4)."""
+    from hnnlab.models import PortHamiltonianNN
+
+    pl.seed_everything(0)
+    model = PortHamiltonianNN(3, hidden=(16, 16), separable=True, n_inputs=1).double()
+    module = DynamicsModule(model, loss="rollout", integrator="rk4",
+                            optimizer=lambda p: torch.optim.Adam(p, lr=1e-2)).double()
+    datamodule = HDF5DataModule(str(driven_chain), mode="windows", window=3, batch_size=None)
+    before = make_trainer().test(module, datamodule, verbose=False)[0]["test/loss"]
+    assert module.input_interpolation == "linear"  # read from the file
+    make_trainer(max_steps=100, limit_val_batches=0).fit(module, datamodule)
+    after = make_trainer().test(module, datamodule, verbose=False)[0]["test/loss"]
+    assert after < before / 10, (before, after)
+
+
+@pytest.mark.parametrize("driven_model", [True, False], ids=["model-with-inputs", "model-without"])
+def test_the_rollout_loss_refuses_inputs_that_do_not_match_the_model(driven_model, spring_file, driven_chain):
+    from hnnlab.models import PortHamiltonianNN
+
+    if driven_model:  # a model that needs inputs, on data without them
+        model, path = PortHamiltonianNN(1, hidden=(8,), n_inputs=1), spring_file
+        expected = (
+            f"{spring_file}: the dataset has no inputs (no root attribute 'inputs', no per-split 'inputs' dataset), "
+            "but PortHamiltonianNN takes n_inputs = 1 inputs; train it on a file simulated with inputs (hnnlab "
+            "simulate --inputs FAMILY) or set n_inputs = 0"
+        )
+    else:  # the reverse
+        model, path = PortHamiltonianNN(3, hidden=(8,)), driven_chain
+        expected = (
+            f"{driven_chain}: the dataset has 1 input(s) (u1; root attribute 'inputs', per-split dataset 'inputs'), "
+            "but PortHamiltonianNN takes n_inputs = 0; use a model that takes 1 input(s) (phnn), or use data without "
+            "inputs"
+        )
+    module = DynamicsModule(model.double(), loss="rollout", integrator="rk4").double()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.raises(InvalidArgumentError) as info:
+        make_trainer(max_steps=1).fit(module, HDF5DataModule(str(path), mode="windows", window=2))
+    assert str(info.value) == expected
+    assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items())  # no step was taken
+
+
+def test_the_rollout_loss_refuses_an_interpolation_that_is_not_the_datasets(driven_chain: Path) -> None:
+    from hnnlab.models import PortHamiltonianNN
+
+    with pytest.raises(InvalidArgumentError) as info:
+        DynamicsModule(PortHamiltonianNN(3, n_inputs=1), loss="rollout", integrator="rk4", input_interpolation="cubic")
+    assert str(info.value) == "input_interpolation must be one of 'zoh', 'linear' or None (the dataset's), got 'cubic'"
+    module = DynamicsModule(PortHamiltonianNN(3, hidden=(8,), n_inputs=1).double(), loss="rollout", integrator="rk4",
+                            input_interpolation="zoh").double()
+    with pytest.raises(InvalidArgumentError) as info:
+        make_trainer(max_steps=1).fit(module, HDF5DataModule(str(driven_chain), mode="windows", window=2))
+    assert str(info.value) == (
+        f"{driven_chain}: the dataset's inputs are interpolated by 'linear' (root attribute 'inputs'), but "
+        "input_interpolation = 'zoh'; leave it unset (None) to use the dataset's"
+    )
+    # windows without inputs given directly to a model that takes them
+    batch = {"states": torch.zeros(2, 3, 6, dtype=torch.float64), "t": torch.zeros(2, 3, dtype=torch.float64)}
+    with pytest.raises(InvalidArgumentError) as info:
+        module.loss_terms(batch)
+    assert str(info.value) == ("PortHamiltonianNN takes n_inputs = 1 inputs, but the windows carry none (no 'u'): "
+                               "train it on a dataset file with inputs (hnnlab simulate --inputs FAMILY)")

@@ -1,7 +1,7 @@
 """Training losses as pure functions of a model and a batch.
 
 Batches come from :mod:`hnnlab.data`: pairs ``{"x": (B, 2 * dof), "dxdt": (B, 2 * dof)}`` or windows
-``{"states": (B, k + 1, 2 * dof), "t": (B, k + 1)}``.
+``{"states": (B, k + 1, 2 * dof), "t": (B, k + 1)}`` (with ``"u"``, ``(B, k + 1, n_inputs)``, in files with inputs).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from hnnlab.dynamics import input_gradient
+from hnnlab.inputs import DrivenField, InputSignal
 from hnnlab.integrators.base import AbstractIntegrator
 from hnnlab.rollout import solve
 
@@ -38,14 +39,22 @@ def derivative_loss(
 
 
 def rollout_states(
-    model: Callable, integrator: AbstractIntegrator, x0: Tensor, dt: float, n_steps: int, substeps: int = 1
+    model: Callable, integrator: AbstractIntegrator, x0: Tensor, dt: float, n_steps: int, substeps: int = 1,
+    *, t0: Tensor | None = None, inputs: InputSignal | None = None,
 ) -> Tensor:
     """Predicted states after ``1..n_steps`` steps of ``dt`` (each split in ``substeps``), ``(B, n_steps, 2 * dof)``.
 
     One :func:`~hnnlab.rollout.solve` (a window that turns non-finite is NaN from its first bad step, so the
     loss says so). Differentiable: gradients flow through every integrator step into the model's parameters.
+
+    A model that takes inputs or depends on time is integrated as a :class:`~hnnlab.inputs.DrivenField`: every row
+    from local time 0, with its own start time ``t0`` ``(B,)`` (the field sees ``t0_b + t``) and its own ``inputs``
+    (an :class:`~hnnlab.inputs.InputSignal` of ``B`` rows sampled on the local times ``0, dt, ..., n_steps dt``).
     """
-    return solve(model, integrator, x0, dt / substeps, n_steps * substeps, save_every=substeps).ys[:, 1:]
+    field = model
+    if inputs is not None or t0 is not None:
+        field = DrivenField(model, inputs, t_start=None if t0 is None else t0.detach().to(torch.float64))
+    return solve(field, integrator, x0, dt / substeps, n_steps * substeps, save_every=substeps).ys[:, 1:]
 
 
 def rollout_loss(
@@ -55,12 +64,28 @@ def rollout_loss(
     dt: float,
     metric: Metric = "mse",
     substeps: int = 1,
+    *,
+    t: Tensor | None = None,
+    u: Tensor | None = None,
+    interpolation: str = "zoh",
 ) -> tuple[Tensor, Tensor]:
     """Multi-step loss over windows ``(B, k + 1, 2 * dof)``: roll out ``k`` steps from the first state.
 
+    For a model that depends on time or takes inputs, ``t`` ``(B, k + 1)`` are the windows' saved times and ``u``
+    ``(B, k + 1, n_inputs)`` their inputs, interpolated by ``interpolation`` (``"zoh"`` or ``"linear"``, the
+    dataset's): each window is integrated from its own start time, driven by its own inputs
+    (:func:`rollout_states`).
+
     Returns the loss and the predicted states ``(B, k, 2 * dof)``.
     """
-    pred = rollout_states(model, integrator, states[:, 0], dt, states.shape[1] - 1, substeps)
+    k = states.shape[1] - 1
+    t0 = inputs = None
+    if u is not None:
+        local = torch.arange(k + 1, dtype=torch.float64) * dt  # (k + 1,): every window from 0
+        inputs = InputSignal(local, u, interpolation)
+    if t is not None:
+        t0 = t[:, 0]
+    pred = rollout_states(model, integrator, states[:, 0], dt, k, substeps, t0=t0, inputs=inputs)
     return distance(pred, states[:, 1:], metric), pred
 
 

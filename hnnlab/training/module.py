@@ -17,6 +17,7 @@ from torch import Tensor
 from hnnlab.data.io import read_metadata
 from hnnlab.data.schema import INPUTS_ATTR
 from hnnlab.errors import HnnlabError, InvalidArgumentError
+from hnnlab.inputs import INTERPOLATIONS
 from hnnlab.integrators import get_integrator
 from hnnlab.models.base import AbstractModel
 from hnnlab.training import losses
@@ -75,6 +76,9 @@ class DynamicsModule(pl.LightningModule):
             model trained through an integrator also matches the field's shape (0 disables it). Each saved
             state but a trajectory's last ``window`` starts one window, so each is counted once.
         allow_nonseparable: let a separable-only integrator run on a non-separable model (warns).
+        input_interpolation: how the windows' inputs are interpolated between saved times in the rollout loss
+            (``"zoh"`` or ``"linear"``); ``None`` takes the dataset file's (read when the trainer's datamodule is an
+            :class:`~hnnlab.data.datamodule.HDF5DataModule`).
         optimizer: optimizer factory (``params -> Optimizer``); Adam with lr 1e-3 by default.
         scheduler: optional learning-rate scheduler factory (``optimizer -> LRScheduler``).
     """
@@ -89,6 +93,7 @@ class DynamicsModule(pl.LightningModule):
         energy_weight: float = 0.0,
         derivative_weight: float = 0.0,
         allow_nonseparable: bool = False,
+        input_interpolation: str | None = None,
         optimizer: OptimizerCallable = _default_optimizer,
         scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -120,14 +125,14 @@ class DynamicsModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.last_train_loss: Tensor | None = None  # the latest training step's loss
+        if input_interpolation is not None and input_interpolation not in INTERPOLATIONS:
+            raise InvalidArgumentError(
+                f"input_interpolation must be one of {', '.join(map(repr, INTERPOLATIONS))} or None (the dataset's), "
+                f"got {input_interpolation!r}"
+            )
+        self.input_interpolation = input_interpolation
         if loss == "rollout":
             self.integrator.check_compatible(model)
-            if model.n_inputs or model.time_dependent:
-                what = f"n_inputs = {model.n_inputs}" if model.n_inputs else "a field that depends on time"
-                raise InvalidArgumentError(
-                    f"loss='rollout' does not yet feed inputs or window start times to the model "
-                    f"({type(model).__name__} has {what}); use loss='derivative'"
-                )
         if energy_weight > 0 and not model.has_energy:
             raise InvalidArgumentError(
                 f"energy_weight > 0 needs a model with an energy, but {type(model).__name__}.energy returns None"
@@ -141,7 +146,18 @@ class DynamicsModule(pl.LightningModule):
         datamodule = self._trainer.datamodule if self._trainer is not None else None
         if isinstance(datamodule, HDF5DataModule):
             model = self.model
-            check_model_inputs(type(model).__name__, model.n_inputs, read_metadata(datamodule.path), datamodule.path)
+            metadata = read_metadata(datamodule.path)
+            check_model_inputs(type(model).__name__, model.n_inputs, metadata, datamodule.path)
+            info = metadata.get(INPUTS_ATTR)
+            stored = info.get("interpolation") if isinstance(info, dict) else None
+            if model.n_inputs and self.input_interpolation is None:
+                self.input_interpolation = stored
+            elif model.n_inputs and stored is not None and self.input_interpolation != stored:
+                raise InvalidArgumentError(
+                    f"{datamodule.path}: the dataset's inputs are interpolated by {stored!r} (root attribute "
+                    f"'inputs'), but input_interpolation = {self.input_interpolation!r}; leave it unset (None) to use "
+                    "the dataset's"
+                )
 
     # ----------------------------------------------------------------------------------------------
 
@@ -172,8 +188,11 @@ class DynamicsModule(pl.LightningModule):
                 )
             states, t = batch["states"], batch["t"]
             dt = float(t[0, 1] - t[0, 0])
+            u = self._window_inputs(batch)
             terms["rollout"], pred = losses.rollout_loss(
-                self.model, self.integrator, states, dt, self.metric, self.substeps
+                self.model, self.integrator, states, dt, self.metric, self.substeps,
+                t=t if self.model.time_dependent or u is not None else None, u=u,
+                interpolation=self.input_interpolation or "zoh",
             )
             if self.energy_weight > 0:
                 terms["energy"] = losses.energy_drift_penalty(self.model.energy, pred, states[:, 0])
@@ -184,8 +203,26 @@ class DynamicsModule(pl.LightningModule):
                         "to true"
                     )
                 # at the windows' first states: each saved state of a trajectory (but its last few) counted once
-                terms["derivative"] = losses.derivative_loss(self.model, states[:, 0], batch["dxdt"][:, 0], self.metric)
+                terms["derivative"] = losses.derivative_loss(self.model, states[:, 0], batch["dxdt"][:, 0], self.metric,
+                                                             t[:, 0], None if u is None else u[:, 0])
         return terms
+
+    def _window_inputs(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """The windows' inputs ``(B, k + 1, n_inputs)`` for a model that takes them (``None`` for one that takes
+        none); refuses windows without them, or without a known interpolation."""
+        if not self.model.n_inputs:
+            return None
+        if "u" not in batch:
+            raise InvalidArgumentError(
+                f"{type(self.model).__name__} takes n_inputs = {self.model.n_inputs} inputs, but the windows carry "
+                "none (no 'u'): train it on a dataset file with inputs (hnnlab simulate --inputs FAMILY)"
+            )
+        if self.input_interpolation is None:
+            raise InvalidArgumentError(
+                "loss='rollout' with inputs needs their interpolation between saved times: train through "
+                "HDF5DataModule (it reads the dataset's) or set input_interpolation to 'zoh' or 'linear'"
+            )
+        return batch["u"]
 
     def _weight(self, term: str) -> float:
         """The weight of a loss term in the total: the energy penalty's and, beside a rollout loss, the

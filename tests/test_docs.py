@@ -120,6 +120,8 @@ RULES: list[tuple[str, Run | Skip]] = [
      Run(subs=(("<ckpt>", CKPT), (r"--steps 10000", "--steps 200")), creates=("rollout.h5",),
          override="200 steps (10,000 as written)")),
     (r"^hnnlab audit rollout\.h5 --json report\.json --plots plots/ ", AUDIT_OF_A_SHORT_FIT),
+    (r"^hnnlab esn fit ", Run(creates=("esn.h5",))),
+    (r"^hnnlab rollout --ckpt esn\.h5 ", Run(creates=("esn_rollout.h5",))),
     (r"^hnnlab (simulate|data check|audit) ", Run()),
     (r"^hnnlab identify ", Run(creates=("*.json",))),
 ]

@@ -51,9 +51,11 @@ def read_config(path: str | None) -> dict[str, dict[str, Any]]:
     """The config's three sections with defaults filled in; unknown sections or keys are refused."""
     loaded: dict[str, Any] = {}
     if path is not None:
-        from hnnlab.training.cli import load_config_with_bases
+        loaded = _read_yaml(path)
+        if "base" in loaded:  # inheritance as in `hnnlab fit` (whose loader imports Lightning: only when needed)
+            from hnnlab.training.cli import load_config_with_bases
 
-        loaded = load_config_with_bases(path)
+            loaded = load_config_with_bases(path)
     out = {section: dict(keys) for section, keys in CONFIG_KEYS.items()}
     for section, values in loaded.items():
         if section not in CONFIG_KEYS:
@@ -67,6 +69,22 @@ def read_config(path: str | None) -> dict[str, dict[str, Any]]:
                                            f"{', '.join(f'{section}.{k}' for k in CONFIG_KEYS[section])}")
             out[section][key] = value
     return out
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    import yaml
+
+    if not Path(path).is_file():
+        raise InvalidArgumentError(f"config file {path!r} does not exist")
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidArgumentError(f"config file {path!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(f"config file {path!r} must hold a mapping at the top level")
+    return data
 
 
 def main(args: argparse.Namespace) -> int:

@@ -201,6 +201,19 @@ def test_cli_fit_rollout_audit_end_to_end(henon_heiles, tmp_path, capsys):
     assert f"max_symplecticity_error: not measured ({DISCRETE_REASON})" in capsys.readouterr().err
 
 
+def test_config_inherits_with_base_and_seed_overrides(henon_heiles, tmp_path):
+    child = _write(tmp_path / "child.yaml", f"base: {CONFIG}\nmodel: {{n_reservoir: 60}}\nfit: {{washout: 5}}\n")
+    assert main(["esn", "fit", "--config", str(child), "--data", str(henon_heiles), "--out", str(tmp_path / "a.h5"),
+                 "--seed", "3"]) == 0
+    a = load_esn(tmp_path / "a.h5")
+    # the child's keys win, the base's others stay, --seed wins over the config's model.seed
+    assert a.model.hyperparameters() == {"dim": 4, "n_reservoir": 60, "spectral_radius": 0.9, "leak": 1.0,
+                                         "input_scale": 0.5, "density": 0.05, "ridge": 1e-6, "seed": 3}
+    assert a.washout == 5 and a.default_warmup == 6
+    direct = fit_esn(henon_heiles, washout=5, n_reservoir=60, seed=3, ridge=1e-6)
+    assert torch.equal(a.model.w_out, direct.model.w_out)
+
+
 def test_cli_refusals_are_one_line_and_write_nothing(henon_heiles, hnn_checkpoint, tmp_path, capsys):
     esn = tmp_path / "esn.h5"
     assert main(["esn", "fit", "--data", str(henon_heiles), "--out", str(esn)]) == 0

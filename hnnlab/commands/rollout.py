@@ -6,6 +6,9 @@ Then audit it: hnnlab audit rollout.h5 --json report.json --plots plots/
 
 A model that takes inputs (a PortHamiltonianNN with n_inputs > 0) is driven by each trajectory's inputs stored
 in the dataset (simulated with --inputs), for at most the time they cover; the rollout file stores them.
+
+An echo state network file (hnnlab esn fit) is a discrete-time map: it forecasts on the dataset's own step only,
+after a warm-up on the first --warmup clean states of each trajectory; the rollout starts at the last of them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from hnnlab.errors import InvalidArgumentError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by hnnlab fit")
+    parser.add_argument("--ckpt", required=True,
+                        help="checkpoint written by hnnlab fit, or an echo state network file (hnnlab esn fit)")
     parser.add_argument("--data", required=True, help="dataset file whose initial states and system are used")
     parser.add_argument("--split", default="test", help="split to take initial states from (default: test)")
     parser.add_argument("--steps", type=int, required=True,

@@ -18,7 +18,9 @@ It is a discrete-time forecaster (Jaeger 2001; Pathak et al. 2018 for chaotic sy
 benchmark of 135 chaotic systems, where such models are strong when data are scarce), not a vector field:
 it predicts on the step it was fitted on (the dataset's own step) and has no energy. hnnlab implements it in
 torch rather than using reservoirpy so that it batches over trajectories, runs on the GPU and in float64 like
-every other model, and saves through ``state_dict``.
+every other model, and saves through ``state_dict`` (a fitted network with what it was fitted on:
+:mod:`hnnlab.esn_io`). With the same reservoir matrices, reservoirpy 0.4.2 gives the same forecast to round-off
+(docs/training.md, "Echo state network").
 """
 
 from __future__ import annotations

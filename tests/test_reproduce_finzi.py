@@ -151,7 +151,7 @@ def test_per_step_cosine_schedule():
 
 
 def test_bad_task_model_and_setting_are_refused(tmp_path):
-    with pytest.raises(InvalidArgumentError, match=r"unknown task '4-link'; available: 1-link, 2-link, 3-link"):
+    with pytest.raises(InvalidArgumentError, match=r"unknown task '4-link'; available: 1-link, 2-link, 3-link, 5-link"):
         finzi.run(ReproduceConfig(out=tmp_path, results=tmp_path, tasks=("4-link",), wandb=False))
     with pytest.raises(InvalidArgumentError, match=r"unknown model 'GNN'; available: NODE, HNN"):
         finzi.settings(ReproduceConfig(extra={"models": ("GNN",)}, wandb=False))
@@ -159,6 +159,21 @@ def test_bad_task_model_and_setting_are_refused(tmp_path):
         finzi.settings(ReproduceConfig(extra={"epochs": 3}, wandb=False))
     with pytest.raises(InvalidArgumentError, match=r"steps must be an integer >= 1, got 0"):
         finzi.settings(ReproduceConfig(extra={"steps": 0}, wandb=False))
+    with pytest.raises(InvalidArgumentError, match=r"model_steps names an unknown model 'GNN'; available: NODE"):
+        finzi.settings(ReproduceConfig(extra={"model_steps": {"GNN": 3}}, wandb=False))
+    with pytest.raises(InvalidArgumentError, match=r"model_steps\['CHNN'\] must be an integer >= 1, got 0.5"):
+        finzi.settings(ReproduceConfig(extra={"model_steps": {"CHNN": 0.5}}, wandb=False))
+
+
+def test_model_steps_override_the_steps_of_the_models_they_name():
+    cpu = finzi.settings(ReproduceConfig(wandb=False))
+    assert cpu["model_steps"] == {"CHNN": 600, "CLNN": 600} and cpu["steps"] == 2000
+    assert finzi.model_steps(cpu, "CHNN") == 600 and finzi.model_steps(cpu, "NODE") == 2000
+    # steps given without model_steps apply to every model; a model outside the run is dropped from the mapping
+    assert finzi.settings(ReproduceConfig(extra={"steps": 7}, wandb=False))["model_steps"] == {}
+    only = finzi.settings(ReproduceConfig(extra={"models": ("NODE", "CHNN"), "model_steps": {"CHNN": 3, "CLNN": 4}},
+                                          wandb=False))
+    assert only["model_steps"] == {"CHNN": 3} and finzi.model_steps(only, "NODE") == 2000
 
 
 def test_tiny_end_to_end_run_writes_the_tables(tmp_path, monkeypatch):
@@ -266,9 +281,16 @@ def test_tiny_run_with_the_constrained_models_has_cartesian_columns(tmp_path):
     )
     summary = finzi.run(cfg)
     md = summary["markdown"].read_text()
-    assert "CHNN, published | CHNN, hnnlab |" in md and "HNN, hnnlab, GMRE on Cartesian (x, v)" in md
+    assert ("## Published table beside hnnlab's (GMRE on Cartesian (x, v), the paper's coordinates; lower is better)\n"
+            "\n| task | NODE, published | HNN, published | HNN, hnnlab | CHNN, published | CHNN, hnnlab | floor, "
+            "published | floor, hnnlab |") in md
+    assert "GMRE on Cartesian (x, v) (the paper's coordinates)" in md  # the column of every row
     rows = {r["model"]: r for r in summary["rows"] if r["source"] == "hnnlab"}
     chnn = rows["CHNN"]
     assert chnn["published"] == 6.1e-5 and 0 < chnn["gmre_cartesian"].mean <= 1 and 0 < chnn["gmre"].mean <= 1
     assert 0 < rows["HNN"]["gmre_cartesian"].mean <= 1
     assert 0 < rows["true system, perturbed x0"]["gmre_cartesian"].mean < 1e-2
+    # the headline (Cartesian) values are the ones in the summary table
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("| 1-link | 3.8e-04 |")]
+    assert f"{chnn['gmre_cartesian'].mean:.3e}" in line and f"{rows['HNN']['gmre_cartesian'].mean:.3e}" in line
+    assert "- Finding, the constrained HNN (goal: within 2x of the published CHNN" in md

@@ -22,6 +22,7 @@ PUBLISHED: dict[str, dict[str, float]] = {
     "1-link": {"NODE": 3.8e-4, "HNN": 1.2e-4, "CHNN": 6.1e-5, "floor": 3.6e-5},
     "2-link": {"NODE": 6.5e-2, "HNN": 1.9e-3, "CHNN": 1.2e-4, "floor": 5.9e-5},
     "3-link": {"NODE": 2.7e-1, "HNN": 4.7e-2, "CHNN": 3.4e-4, "floor": 1.1e-4},
+    "5-link": {"NODE": 4.4e-1, "HNN": 3.4e-1, "CHNN": 1.1e-3, "floor": 1.5e-4},
 }
 
 NOTES = Notes("finzi")
@@ -41,11 +42,13 @@ def write_page(cfg: ReproduceConfig, raw: dict[str, Any], elapsed: float, specs:
         cfg,
         title=TITLE,
         sections=[
-            ("Published table beside hnnlab's (GMRE on (q, q_dot), lower is better)",
+            ("Published table beside hnnlab's (GMRE on Cartesian (x, v), the paper's coordinates; lower is better)"
+             if cartesian else "Published table beside hnnlab's (GMRE on (q, q_dot), lower is better)",
              _summary_columns(sizes["models"], cartesian), summary),
             ("Every row", _row_columns(cartesian), rows),
         ],
-        notes=findings(summary, rows, sizes["models"]) + notes(sizes, elapsed, raw.get("cpu_seconds"), plot)
+        notes=findings(summary, rows, sizes["models"], cartesian)
+        + notes(sizes, elapsed, raw.get("cpu_seconds"), plot, cartesian)
         + ([NOTES("cartesian")] if cartesian else []),
         config={"budget": cfg.budget, "seeds": list(cfg.seeds), **sizes},
         raw={**raw, "rows": rows, "summary": summary, "seconds": elapsed},
@@ -92,7 +95,8 @@ def tables(raw: dict[str, Any], specs: Mapping[str, Any]) -> tuple[list, list, d
             results = [r for r in per_model[label] if "failed" not in r]
             row = {
                 "task": task, "model": label, "source": "hnnlab",
-                "training": f"{spec.train_integrator} rollouts, {sizes['steps']} steps, float32",
+                "training": f"{spec.train_integrator} rollouts, "
+                            f"{sizes.get('model_steps', {}).get(label, sizes['steps'])} steps, float32",
                 "evaluation": f"{spec.eval_integrator} at dt, float64",
                 "published": published.get(spec.published_as) if spec.published_as else None,
             }
@@ -119,40 +123,56 @@ def tables(raw: dict[str, Any], specs: Mapping[str, Any]) -> tuple[list, list, d
     return rows, summary, curves
 
 
-def findings(summary: list[dict[str, Any]], rows: list[dict[str, Any]], models: tuple[str, ...]) -> list[str]:
-    """What the numbers show, written from the numbers (so that the text cannot contradict the table)."""
+def findings(summary: list[dict[str, Any]], rows: list[dict[str, Any]], models: tuple[str, ...],
+             cartesian: bool = False) -> list[str]:
+    """What the numbers show, written from the numbers (so that the text cannot contradict the table). With
+    ``cartesian`` every comparison uses the GMRE on Cartesian ``(x, v)``, the paper's coordinates."""
     lines = []
-    for label, key in (("NODE", "node_pub"), ("HNN", "hnn_pub")):
+
+    def head(s: dict[str, Any], label: str) -> float:
+        return _value(s.get(f"{label} (x, v)") if cartesian else s.get(label))
+
+    for label, key in (("NODE", "node_pub"), ("HNN", "hnn_pub"), ("CHNN", "chnn_pub")):
         if label not in models:
             continue
-        parts = [f"{s['task']} {_value(s[label]):.2g} vs {s[key]:.2g} ({_ratio_word(_value(s[label]) / s[key])})"
+        parts = [f"{s['task']} {head(s, label):.2g} vs {s[key]:.2g} ({_ratio_word(head(s, label) / s[key])})"
                  for s in summary]
-        lower = any(_value(s[label]) < s[key] for s in summary)
+        lower = any(head(s, label) < s[key] for s in summary)
+        caveat = NOTES("caveat_lower_cartesian" if cartesian else "caveat_lower")
         lines.append(NOTES("finding_published", model=label, per_task="; ".join(parts),
-                           caveat=" " + NOTES("caveat_lower") if lower else ""))
+                           caveat=" " + caveat if lower else ""))
+    if "CHNN" in models:
+        parts = []
+        for s in summary:
+            others = ", ".join(f"{m} / CHNN {head(s, m) / head(s, 'CHNN'):.3g}x" for m in ("HNN", "NODE", "CLNN")
+                               if m in models)
+            floor = head(s, "floor")
+            parts.append(f"{s['task']}: CHNN / published CHNN {head(s, 'CHNN') / s['chnn_pub']:.2f}x, {others}, "
+                         f"CHNN / floor {head(s, 'CHNN') / floor:.2f}x")
+        lines.append(NOTES("finding_chnn", per_task="; ".join(parts)))
     if "NODE" in models and "HNN" in models:
-        wins = [s["task"] for s in summary if _value(s["HNN"]) < _value(s["NODE"])]
-        losses = [s["task"] for s in summary if not _value(s["HNN"]) < _value(s["NODE"])]
+        wins = [s["task"] for s in summary if head(s, "HNN") < head(s, "NODE")]
+        losses = [s["task"] for s in summary if not head(s, "HNN") < head(s, "NODE")]
         lines.append(NOTES("finding_hnn_vs_node", wins=", ".join(wins) or "no task",
                            losses=", ".join(losses) or "no task"))
     for label, base in (("SecondOrderNODE", "NODE"), ("HNN-midpoint", "HNN")):
         if label in models and base in models:
-            parts = [f"{s['task']} x{_value(s[label]) / _value(s[base]):.2f}" for s in summary]
+            parts = [f"{s['task']} x{head(s, label) / head(s, base):.2f}" for s in summary]
             lines.append(NOTES("finding_addition", model=label, base=base, per_task="; ".join(parts)))
     best = []
     for s in summary:
-        scored = [(m, _value(s.get(m))) for m in models if not math.isnan(_value(s.get(m)))]
+        scored = [(m, head(s, m)) for m in models if not math.isnan(head(s, m))]
         if scored:
             m, v = min(scored, key=lambda mv: mv[1])
-            published = min(s["node_pub"], s["hnn_pub"])
-            best.append(f"{s['task']} {m} ({v:.2g}; the paper's best unconstrained model: {published:.2g})")
+            published = min(s["node_pub"], s["hnn_pub"], s["chnn_pub"])
+            best.append(f"{s['task']} {m} ({v:.2g}; the paper's best model: {published:.2g})")
     if best:
         lines.append(NOTES("finding_best", per_task="; ".join(best)))
     gaps = [abs(_value(r["gmre32"]) / _value(r["gmre"]) - 1) for r in rows
             if r["source"] == "hnnlab" and r.get("gmre32") is not None and r.get("gmre") is not None]
     if gaps:
         lines.append(NOTES("finding_float32", percent=100 * max(gaps)))
-    floors = [f"{s['task']} {_value(s['floor']):.2g} vs {s['floor_pub']:.2g}" for s in summary]
+    floors = [f"{s['task']} {head(s, 'floor'):.2g} vs {s['floor_pub']:.2g}" for s in summary]
     lines.append(NOTES("finding_floor", per_task="; ".join(floors)))
     return lines
 
@@ -177,20 +197,23 @@ def _published_row(task: str, model: str, value: float, reproduced: bool = False
 
 
 def _summary_columns(models: tuple[str, ...], cartesian: bool = False) -> list[Column]:
+    # With ``cartesian`` the hnnlab columns are the GMRE on the bodies' (x, v), the paper's coordinates (every
+    # model's rollout mapped there); the (q, q_dot) values are in the table of every row.
+    def key(label: str) -> str:
+        return f"{label} (x, v)" if cartesian else label
+
     cols = [Column("task", "task"), Column("node_pub", "NODE, published", ".1e")]
     if "NODE" in models:
-        cols.append(Column("NODE", "NODE, hnnlab"))
+        cols.append(Column(key("NODE"), "NODE, hnnlab"))
     cols.append(Column("hnn_pub", "HNN, published", ".1e"))
     if "HNN" in models:
-        cols.append(Column("HNN", "HNN, hnnlab"))
-    cols += [Column(m, f"{m}, hnnlab (addition)") for m in models if m not in ("NODE", "HNN", "CHNN")]
+        cols.append(Column(key("HNN"), "HNN, hnnlab"))
     if "CHNN" in models:
-        cols += [Column("chnn_pub", "CHNN, published", ".1e"), Column("CHNN", "CHNN, hnnlab")]
+        cols += [Column("chnn_pub", "CHNN, published", ".1e"), Column(key("CHNN"), "CHNN, hnnlab")]
     else:
         cols.append(Column("chnn_pub", "CHNN, published (not reproduced)", ".1e"))
-    cols += [Column("floor_pub", "floor, published", ".1e"), Column("floor", "floor, hnnlab")]
-    if cartesian:  # the paper's coordinates: every model's rollout mapped to the bodies' (x, v)
-        cols += [Column(f"{m} (x, v)", f"{m}, hnnlab, GMRE on Cartesian (x, v)") for m in (*models, "floor")]
+    cols += [Column(key(m), f"{m}, hnnlab (addition)") for m in models if m not in ("NODE", "HNN", "CHNN")]
+    cols += [Column("floor_pub", "floor, published", ".1e"), Column(key("floor"), "floor, hnnlab")]
     return cols
 
 
@@ -233,17 +256,19 @@ def plot_curves(curves: dict[str, dict[str, list[float]]], path: Path, dt: float
     return path
 
 
-def notes(sizes: dict[str, Any], elapsed: float, cpu_seconds: float | None, plot: Path | None) -> list[str]:
+def notes(sizes: dict[str, Any], elapsed: float, cpu_seconds: float | None, plot: Path | None,
+          cartesian: bool = False) -> list[str]:
     """The page's notes (``templates/finzi.md``) for these settings and run time."""
     hidden = sizes["hidden"]
     return [
-        NOTES("source", source=SOURCE),
+        NOTES("source", source=SOURCE) + ("" if "CHNN" in sizes["models"] else " " + NOTES("chnn_not_reproduced")),
         NOTES("metric"),
-        NOTES("coordinates"),
+        NOTES("coordinates_cartesian" if cartesian else "coordinates"),
         NOTES("training", window=sizes["window"], lr=sizes["lr"], weight_decay=sizes["weight_decay"],
               steps=sizes["steps"], batch_size=sizes["batch_size"], depth=len(hidden), width=hidden[0],
               activation=sizes["activation"]),
-        NOTES("budget", steps=sizes["steps"]),
+        NOTES("budget", steps=sizes["steps"], exceptions="".join(
+            f", {label} {n}" for label, n in sizes.get("model_steps", {}).items())),
         NOTES("evaluation", midpoint_tol=sizes["midpoint_tol"]),
         NOTES("truth"),
         NOTES("floor", perturbation=sizes["perturbation"]),

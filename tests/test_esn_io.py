@@ -257,3 +257,22 @@ def test_cli_refusals_are_one_line_and_write_nothing(henon_heiles, hnn_checkpoin
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_a_forecast_that_overflows_is_recorded_at_its_first_nonfinite_step(fitted, henon_heiles, tmp_path):
+    data = load_dataset(henon_heiles)
+    warm = data.splits["test"].clean[:, :WARMUP]
+    model = load_esn_copy(fitted)
+    model.w_out[1:5] = torch.eye(4, dtype=model.w_out.dtype)  # the increment's u-term: u_{k+1} ~ 2 u_k, overflows
+    pred = model.forecast(warm, 1100)  # (4, 1101, 4)
+    bad = ~torch.isfinite(pred).all(dim=-1)
+    first = [int(row.nonzero()[0]) for row in bad]  # every row overflows after about 1000 doublings
+    out = tmp_path / "overflow.h5"
+    forecast_to_file(model, warm, dt=0.1, n_steps=1100, out=out, t0=2.0, system=data.system, progress=False)
+    r = read_rollout(out)
+    assert r.first_nonfinite_step.tolist() == first and min(first) > 900
+    report = audit_file(out, check_structure=False)
+    assert report.nonfinite.n_nonfinite == 4 and report.nonfinite.first_step == min(first)
+    assert report.nonfinite.per_trajectory_step == first and report.nonfinite.first_time == pytest.approx(
+        2.0 + 0.1 * min(first))
+    assert [f.name for f in report.failures()] == ["allow_nonfinite"]

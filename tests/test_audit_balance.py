@@ -167,3 +167,26 @@ def test_a_rollout_file_driven_by_stored_inputs_is_audited_with_them(family, tmp
     assert dropped.balance.verdict == "unbalanced" and dropped.reference_balance.verdict == "unbalanced"
     assert dropped.balance.max_relative_residual > 0.05  # measured 1.70 (steps), 1.41 (sinusoids)
     assert [f.name for f in dropped.failures()] == ["balanced_energy"]
+
+
+def test_duffing_with_beta_zero_is_the_forced_linear_oscillator():
+    # q'' + c q' + q = g cos(w t) started on its periodic solution q = A cos(w t) + B sin(w t),
+    # A = g (1 - w^2) / D, B = g c w / D, D = (1 - w^2)^2 + (c w)^2, stays on it (dopri8 at 1e-12).
+    import math
+
+    from hnnlab.integrators import get_integrator
+
+    c, g, w = 0.3, 0.5, math.pi / 2
+    system = get_system("duffing", alpha=1.0, beta=0.0, delta=c, gamma=g, omega=w)
+    d = (1 - w**2) ** 2 + (c * w) ** 2
+    a, b = g * (1 - w**2) / d, g * c * w / d
+    x0 = torch.tensor([[a, b * w]], dtype=torch.float64)
+    states = rollout(system, get_integrator("dopri8", rtol=1e-12, atol=1e-12), x0, 0.1, 100)[0]  # (101, 2)
+    t = torch.arange(101, dtype=torch.float64) * 0.1
+    cos, sin = torch.cos(w * t), torch.sin(w * t)
+    exact = torch.stack([a * cos + b * sin, w * (b * cos - a * sin)], dim=-1)
+    torch.testing.assert_close(states, exact, rtol=0, atol=1e-9)
+    with pytest.raises(InvalidArgumentError) as info:
+        get_system("duffing", beta=0.0)  # alpha = -1: unbounded below
+    assert str(info.value) == ("ForcedDuffing: beta = 0 (the linear oscillator) needs alpha > 0 (H bounded below), got "
+                               "alpha = -1.0")

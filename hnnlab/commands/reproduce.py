@@ -8,8 +8,10 @@ training budget (meant for a GPU: add --accelerator gpu).
 Reproductions:
   greydanus  Greydanus et al. 2019, HNN table: mass-spring, pendulum, 2-body, 3-body
   cranmer    Cranmer et al. 2020, LNN: double-pendulum energy error at t = 100 against the MLP baseline
-  finzi      Finzi et al. 2020: chain pendulum (1, 2, 3 links), geometric-mean relative error, NODE and HNN
+  finzi      Finzi et al. 2020: chain pendulum (1, 2, 3, 5 links), GMRE of NODE, HNN, CHNN, CLNN rollouts
   chaos      chaos benchmark: prediction time in Lyapunov times on Henon-Heiles, double pendulum, 3-body
+  open-systems  port-Hamiltonian network vs NODE vs DissipativeHNN on driven, damped systems (run with
+             --seeds 0 1 2: median and min-max over seeds); phlearn's damped mass-spring setup beside it
 
 Examples:
   hnnlab reproduce greydanus
@@ -26,7 +28,8 @@ from pathlib import Path
 from hnnlab.errors import InvalidArgumentError
 
 # name -> module in hnnlab.reproduce
-REPRODUCTIONS = {"greydanus": "greydanus", "cranmer": "cranmer", "finzi": "finzi", "chaos": "chaos"}
+REPRODUCTIONS = {"greydanus": "greydanus", "cranmer": "cranmer", "finzi": "finzi", "chaos": "chaos",
+                 "open-systems": "open_systems"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -148,7 +148,8 @@ class ForcedDuffing(AbstractPortHamiltonianSystem):
 
     ``H = p^2 / 2 + alpha q^2 / 2 + beta q^4 / 4``, ``R = diag(0, delta)``, ``F = (0, gamma cos(omega t))``.
     The defaults ``alpha = -1, beta = 1, delta = 0.3, gamma = 0.5, omega = 1.2`` (a double well driven across its
-    barrier) give the chaotic attractor of Guckenheimer and Holmes (1983, section 2.2). Initial states uniform in
+    barrier) give the chaotic attractor of Guckenheimer and Holmes (1983, section 2.2). ``beta = 0`` with
+    ``alpha > 0`` is the damped, forced linear oscillator (mass-spring-damper). Initial states uniform in
     ``q, p in [-1.5, 1.5]``.
     """
 
@@ -162,8 +163,13 @@ class ForcedDuffing(AbstractPortHamiltonianSystem):
     box: tuple[float, float] = (-1.5, 1.5)
 
     def __post_init__(self) -> None:
-        require_positive(self, beta=self.beta, omega=self.omega)
-        _require_nonnegative(self, delta=self.delta, gamma=self.gamma)
+        require_positive(self, omega=self.omega)
+        _require_nonnegative(self, beta=self.beta, delta=self.delta, gamma=self.gamma)
+        if self.beta == 0 and not self.alpha > 0:  # H = p^2/2 + alpha q^2/2 must then be bounded below
+            raise InvalidArgumentError(
+                f"ForcedDuffing: beta = 0 (the linear oscillator) needs alpha > 0 (H bounded below), got alpha = "
+                f"{self.alpha!r}"
+            )
         self.box = interval(self, "box", self.box)
 
     def hamiltonian(self, x: Tensor) -> Tensor:

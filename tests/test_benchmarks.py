@@ -259,27 +259,3 @@ def test_identify_benchmark_rows_and_table_on_a_small_grid(wandb_disabled_one_th
     table = [line for line in text.splitlines() if line.startswith("| mass_spring (k) |")]
     assert len(table) == 2 and all(line.count(" | ") == 4 for line in table)
     assert "| gradient | 2/2 |" in text
-
-
-def test_open_systems_benchmark_measures_damping_exactly_on_the_truth_and_tables_every_row(
-        wandb_disabled_one_thread, tmp_path):
-    """The damping estimator -d(dp/dt)/dp gives each system's own coefficient; a tiny chain run (seen and unseen
-    input families) has one row per model and family plus the true system's floor, whose balance residual is small."""
-    import argparse
-
-    from benchmarks import _common
-    from hnnlab.systems import get_system
-
-    bench = _common.load_script("bench_open_systems")
-    for name, coefficient in (("duffing", 0.3), ("forced_pendulum", 0.5), ("spring_damper_chain", 0.1)):
-        assert bench.true_damping(get_system(name)) == pytest.approx(coefficient, rel=1e-12)
-    args = argparse.Namespace(systems=["spring_damper_chain"], n_traj=4, n_test=2, steps=3, lr=1e-2, hidden=[8],
-                              seed=0)
-    rows = bench.run(args)
-    assert [(r["model"], r["test_inputs"]) for r in rows] == [
-        (m, f) for m in ("true system", "phnn", "node", "dhnn") for f in ("sinusoids (seen)", "steps (unseen)")]
-    for r in rows[:2]:
-        assert r["balance_residual"] < 1e-2 and r["damping"] == pytest.approx(0.1, rel=1e-12)
-    assert all(math.isfinite(r["rmse_t1"]) for r in rows)
-    text = bench.markdown(rows, "header")
-    assert len([line for line in text.splitlines() if line.startswith("| spring_damper_chain |")]) == 8

@@ -276,3 +276,14 @@ def test_a_forecast_that_overflows_is_recorded_at_its_first_nonfinite_step(fitte
     assert report.nonfinite.per_trajectory_step == first and report.nonfinite.first_time == pytest.approx(
         2.0 + 0.1 * min(first))
     assert [f.name for f in report.failures()] == ["allow_nonfinite"]
+
+
+def test_hnnlab_fit_on_the_esn_config_names_the_command_that_fits_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--config", str(CONFIG)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "hnnlab fit: error: Subcommand 'fit' does not accept option 'model.n_reservoir'",
+        "(an echo state network config: its readout is fitted in closed form by hnnlab esn fit --config FILE)",
+        "(hnnlab fit --help lists the options)",
+    ]
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -479,7 +479,10 @@ def run_lightning_cli(argv: list[str]) -> int:
 
 
 def _model_hint(message: str) -> str:
-    """For a model ``class_path`` that cannot be imported, the built-in models to choose from."""
+    """For a model ``class_path`` that cannot be imported, the built-in models to choose from; for an echo state
+    network config, the command that fits it."""
+    if "'model.n_reservoir'" in message:  # an echo state network config (configs/*_esn.yaml): no Lightning loop
+        return "\n(an echo state network config: its readout is fitted in closed form by hnnlab esn fit --config FILE)"
     if "class_path" not in message or "model" not in message:
         return ""
     from hnnlab.models import MODELS

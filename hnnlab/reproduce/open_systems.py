@@ -286,7 +286,7 @@ def run_task(cfg: ReproduceConfig, task: str, seed: int, sizes: dict[str, Any]) 
             optimizer=lambda p: torch.optim.Adam(p, lr=lr),
             scheduler=lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, steps, lr / 100),
         )
-        model = module.model
+        model = module.model.cpu()  # trained on cfg.accelerator; measured on the CPU, where the test data are
         for label, (split, interpolation) in tests.items():
             measured = evaluate(model, system, split, interpolation, sizes)
             rows.append({"task": task, "seed": seed, "test_inputs": label, "model": name, **measured,

@@ -93,3 +93,14 @@ def test_bad_data_and_unfitted_forecast_are_refused(spring_trajectories):
         esn.fit(nan)
     with pytest.raises(InvalidArgumentError, match="washout must be an integer >= 0, got -1"):
         esn.fit(spring_trajectories, washout=-1)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 41, 500])
+def test_iter_forecast_chunks_are_the_forecast_and_start_with_the_warmup_state(spring_trajectories, chunk_size):
+    esn = EchoStateNetwork(2, 40, seed=1)
+    esn.fit(spring_trajectories[:8], washout=10)
+    warm = spring_trajectories[8:, :15]
+    chunks = list(esn.iter_forecast(warm, 40, chunk_size=chunk_size))
+    assert all(c.shape[1] <= chunk_size for c in chunks) and sum(c.shape[1] for c in chunks) == 41
+    assert torch.equal(torch.cat(chunks, dim=1), esn.forecast(warm, 40))
+    assert torch.equal(chunks[0][:, 0], warm[:, -1])  # the last warm-up state itself, not a round trip through scaling

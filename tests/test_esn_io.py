@@ -76,6 +76,16 @@ def load_esn_copy(fitted):
     return model
 
 
+def test_fit_on_a_file_is_the_fit_on_its_first_trajectories(henon_heiles):
+    from hnnlab.models.esn import EchoStateNetwork
+
+    fitted = fit_esn(henon_heiles, trajectories=5, washout=WASHOUT, n_reservoir=30, seed=2)
+    direct = EchoStateNetwork(4, 30, seed=2)
+    info = direct.fit(load_dataset(henon_heiles).splits["train"].state[:5], washout=WASHOUT)
+    assert torch.equal(fitted.model.w_out, direct.w_out) and fitted.fit["train_mse"] == info["train_mse"]
+    assert fitted.data["n_traj"] == 5 and fitted.fit["n_samples"] == 5 * (200 - WASHOUT)
+
+
 def test_file_round_trip_forecasts_bit_for_bit(fitted, henon_heiles, tmp_path):
     path = save_esn(fitted, tmp_path / "esn.h5", command="hnnlab esn fit ...")
     assert is_esn_file(path) and not is_esn_file(henon_heiles) and not is_esn_file(tmp_path / "missing.h5")
@@ -139,6 +149,13 @@ def test_bad_data_is_refused_with_exact_messages(fitted, henon_heiles, tmp_path)
         f"split 'train' of {str(henon_heiles)!r} has 201 states per trajectory, too few for washout 200: the fit "
         "needs at least washout + 2 = 202 (a driven state and its successor after the washout); lower the washout "
         "to at most 199")
+    with pytest.raises(InvalidArgumentError) as excinfo:
+        fit_esn(henon_heiles, trajectories=13, n_reservoir=20)
+    assert str(excinfo.value) == (f"trajectories must be an integer in 1..12 (split 'train' of {str(henon_heiles)!r}), "
+                                  "got 13")
+    with pytest.raises(InvalidArgumentError) as excinfo:
+        fit_esn(henon_heiles, split="val", n_reservoir=20)
+    assert str(excinfo.value) == f"split 'val' is not a non-empty split of {str(henon_heiles)!r}; valid: train, test"
     nan = tmp_path / "nan.h5"
     nan.write_bytes(henon_heiles.read_bytes())
     with h5py.File(nan, "r+") as f:

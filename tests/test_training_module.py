@@ -224,7 +224,7 @@ def test_the_rollout_loss_refuses_an_interpolation_that_is_not_the_datasets(driv
         make_trainer(max_steps=1).fit(module, HDF5DataModule(str(driven_chain), mode="windows", window=2))
     assert str(info.value) == (
         f"{driven_chain}: the dataset's inputs are interpolated by 'linear' (root attribute 'inputs'), but "
-        "input_interpolation = 'zoh'; leave it unset (None) to use the dataset's"
+        "input_interpolation (--model.input_interpolation) = 'zoh'; leave it unset (None) to use the dataset's"
     )
     # windows without inputs given directly to a model that takes them
     batch = {"states": torch.zeros(2, 3, 6, dtype=torch.float64), "t": torch.zeros(2, 3, dtype=torch.float64)}

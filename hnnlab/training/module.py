@@ -155,8 +155,8 @@ class DynamicsModule(pl.LightningModule):
             elif model.n_inputs and stored is not None and self.input_interpolation != stored:
                 raise InvalidArgumentError(
                     f"{datamodule.path}: the dataset's inputs are interpolated by {stored!r} (root attribute "
-                    f"'inputs'), but input_interpolation = {self.input_interpolation!r}; leave it unset (None) to use "
-                    "the dataset's"
+                    f"'inputs'), but input_interpolation (--model.input_interpolation) = {self.input_interpolation!r}; "
+                    "leave it unset (None) to use the dataset's"
                 )
 
     # ----------------------------------------------------------------------------------------------

@@ -85,6 +85,14 @@ class AbstractSplittingIntegrator(AbstractIntegrator):
     def _step(self, f: VectorField, t: Tensor | float, x: Tensor, dt: float) -> Tensor:
         return kick_drift(f, t, x, dt, self.kicks, self.drifts)[0]
 
+    def init(self, f: VectorField, t0: float, x0: Tensor, dt: float) -> SolverState:
+        """The first step's opening force ``dp/dt(t0, x0)`` ``(batch, dof)`` where :meth:`advance` reuses forces
+        (the force that step would evaluate itself, so the states are the same), else ``None``. With it, the solver
+        state has one form at every step (a compiled chunk of steps is traced once)."""
+        if not (self.kicks[0] and self.kicks[-1]) or declared_separable(f) is not True:
+            return None
+        return split_field(f)[1](t0, x0)
+
     def advance(
         self, f: VectorField, t: float, x: Tensor, dt: float, state: SolverState
     ) -> tuple[Tensor, SolverState, None]:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hnnlab.data import DatasetError, load_dataset, simulate, write_dataset
-from hnnlab.data.datamodule import EpochBatchSampler, HDF5DataModule
+from hnnlab.data.datamodule import EpochBatchSampler, FullBatchLoader, HDF5DataModule
 from hnnlab.data.dataset import TrajectoryDataset
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.systems import Pendulum
@@ -142,7 +142,8 @@ def test_datamodule_without_file_or_recipe(tmp_path):
         HDF5DataModule("x.h5", batch_size=0)
 
 
-def test_lightning_sets_the_epoch_so_resumed_runs_see_the_same_batches(pendulum_file):
+@pytest.mark.parametrize("batch_size", [20, None])  # a DataLoader, and the FullBatchLoader of full-batch runs
+def test_lightning_sets_the_epoch_so_resumed_runs_see_the_same_batches(pendulum_file, batch_size):
     import lightning as L
 
     class Record(L.LightningModule):
@@ -159,7 +160,7 @@ def test_lightning_sets_the_epoch_so_resumed_runs_see_the_same_batches(pendulum_
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
     def run(epochs: int) -> list[torch.Tensor]:
-        dm = HDF5DataModule(str(pendulum_file), batch_size=20, seed=5)
+        dm = HDF5DataModule(str(pendulum_file), batch_size=batch_size, seed=5)
         model = Record()
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
@@ -168,10 +169,40 @@ def test_lightning_sets_the_epoch_so_resumed_runs_see_the_same_batches(pendulum_
         return model.seen
 
     seen = run(2)
-    assert len(seen) == 6  # 60 pairs / 20 per batch x 2 epochs
-    first, second = torch.cat(seen[:3]), torch.cat(seen[3:])
+    per_epoch = 3 if batch_size else 1  # 60 pairs / 20 per batch, or all of them
+    assert len(seen) == 2 * per_epoch
+    first, second = torch.cat(seen[:per_epoch]), torch.cat(seen[per_epoch:])
     assert not torch.equal(first, second)  # epoch 1 is reshuffled, so set_epoch reached the sampler
-    sampler = EpochBatchSampler(60, 20, seed=5)
+    sampler = EpochBatchSampler(60, batch_size, seed=5)
     sampler.set_epoch(1)
     data = TrajectoryDataset(pendulum_file, "train")
     assert torch.equal(second, torch.cat([data[batch]["x"] for batch in sampler]))
+
+
+@pytest.mark.parametrize(("mode", "rank", "world_size"), [("pairs", 0, 1), ("windows", 1, 2)])
+def test_full_batch_in_memory_yields_the_dataloaders_batches_bit_for_bit(pendulum_file, mode, rank, world_size):
+    """Full batch from a file held in memory: a FullBatchLoader (the split gathered once), whose batch at every
+    epoch equals the DataLoader's over the same sampler, key by key and bit for bit, this rank's shard included;
+    a lazy file or worker processes keep the DataLoader."""
+    dm = HDF5DataModule(str(pendulum_file), mode=mode, window=2, batch_size=None, seed=5)
+    dm.trainer = SimpleNamespace(world_size=world_size, global_rank=rank)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert isinstance(loader, FullBatchLoader) and len(loader) == 1
+    dataset = dm.datasets["train"]
+    sampler = EpochBatchSampler(len(dataset), None, seed=5, rank=rank, world_size=world_size)
+    reference = DataLoader(dataset, batch_size=None, sampler=sampler)
+    seen = []
+    for epoch in range(3):
+        loader.sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        (batch,), (expected,) = list(loader), list(reference)
+        assert batch.keys() == expected.keys() and all(torch.equal(batch[k], expected[k]) for k in batch)
+        assert len(batch["t"]) == -(-len(dataset) // world_size)  # this rank's shard, padded to equal sizes
+        seen.append(batch["t"])
+    assert not torch.equal(seen[0], seen[1])  # reshuffled by epoch
+    assert isinstance(HDF5DataModule(str(pendulum_file), batch_size=None, in_memory=False).train_dataloader(),
+                      DataLoader)
+    assert isinstance(HDF5DataModule(str(pendulum_file), batch_size=None, num_workers=1).train_dataloader(),
+                      DataLoader)
+    assert isinstance(HDF5DataModule(str(pendulum_file), batch_size=6).train_dataloader(), DataLoader)

@@ -162,3 +162,41 @@ def test_rollout_callback_reads_the_declared_has_energy(model_name: str, spring:
     logged = sorted(k for k in trainer.callback_metrics if k.startswith("rollout/"))
     expected = ["rollout/energy_error", "rollout/finite", "rollout/mse", "rollout/vpt"]
     assert logged == sorted(expected + ["rollout/model_energy_error"] if model.has_energy else expected)
+
+
+@pytest.mark.parametrize(("save_last", "copied_at"), [(True, [2, 5, 7]), ("link", [2, 3, 4, 5, 6, 7])])
+def test_checkpoint_saves_what_lightnings_saves_and_copies_the_metrics_only_when_it_saves(
+    save_last: bool | str, copied_at: list[int], spring: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full batch (one step per epoch), 7 epochs, a save every 3: HnnlabCheckpoint writes the files Lightning's
+    ModelCheckpoint writes (epochs 3 and 6, plus the final last.ckpt), and copies the logged metrics
+    (``_monitor_candidates``) only for those saves and last.ckpt once training ended (epoch 7), not at the end of
+    every epoch; with ``save_last="link"`` Lightning relinks last.ckpt at every epoch end after the first save,
+    and so does it."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from hnnlab.training.callbacks import HnnlabCheckpoint
+
+    copies: list[int] = []
+    original = ModelCheckpoint._monitor_candidates
+
+    def counted(self, trainer):  # noqa: ANN001, ANN202 - Lightning's signature
+        copies.append(trainer.current_epoch)
+        return original(self, trainer)
+
+    monkeypatch.setattr(ModelCheckpoint, "_monitor_candidates", counted)
+    saved: dict[str, list[str]] = {}
+    for cls in (ModelCheckpoint, HnnlabCheckpoint):
+        copies.clear()
+        directory = tmp_path / cls.__name__
+        checkpoint = cls(dirpath=directory, every_n_epochs=3, monitor=None, save_top_k=-1, save_last=save_last,
+                         filename="{epoch}-{step}")
+        trainer = make_trainer(max_epochs=7, limit_val_batches=0, enable_checkpointing=True, callbacks=[checkpoint])
+        trainer.fit(DynamicsModule(HNN(1, hidden=(8,))), HDF5DataModule(str(spring), batch_size=None))
+        saved[cls.__name__] = sorted(p.name for p in directory.iterdir())
+        if cls is HnnlabCheckpoint:
+            assert copies == copied_at
+        else:
+            assert copies == list(range(7))  # Lightning copies them at every epoch end
+    assert saved["HnnlabCheckpoint"] == saved["ModelCheckpoint"] == ["epoch=2-step=3.ckpt", "epoch=5-step=6.ckpt",
+                                                                      "last.ckpt"]

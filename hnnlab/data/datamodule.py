@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from hnnlab.data.dataset import TrajectoryDataset
@@ -61,6 +62,11 @@ class EpochBatchSampler(Sampler[list[int]]):
         return self.n // self.world_size if self.drop_last else math.ceil(self.n / self.world_size)
 
     def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.index_batches():
+            yield batch.tolist()
+
+    def index_batches(self) -> Iterator[Tensor]:
+        """The batches of :meth:`__iter__` as index tensors ``(batch,)``."""
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.n, generator=generator)
@@ -68,7 +74,7 @@ class EpochBatchSampler(Sampler[list[int]]):
             order = torch.arange(self.n)
         total = self._shard_size() * self.world_size
         order = order[:total] if total <= self.n else torch.cat([order, order[: total - self.n]])
-        mine = order[self.rank :: self.world_size].tolist()
+        mine = order[self.rank :: self.world_size]
         size = self.batch_size or len(mine)
         for start in range(0, len(mine), size):
             batch = mine[start : start + size]
@@ -82,6 +88,29 @@ class EpochBatchSampler(Sampler[list[int]]):
         return shard // size if self.drop_last else math.ceil(shard / size)
 
 
+class FullBatchLoader:
+    """The loader of a full-batch split held in memory, for one process: what ``DataLoader(dataset,
+    batch_size=None, sampler=sampler)`` yields, bit for bit, without building a DataLoader iterator and gathering
+    the dataset at every epoch (a full-batch run has one step per epoch). The split is gathered once, on first
+    use, and each batch is those tensors indexed by the sampler's order of the epoch (``sampler.set_epoch``, as
+    for a DataLoader: Lightning sets it through ``loader.sampler``)."""
+
+    batch_sampler = None  # as a DataLoader with batch_size=None: the sampler yields the batches (Lightning reads it)
+
+    def __init__(self, dataset: TrajectoryDataset, sampler: EpochBatchSampler) -> None:
+        self.dataset, self.sampler = dataset, sampler
+        self._items: dict[str, Tensor] | None = None  # every item of the split, in order, with a batch axis
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        if self._items is None:
+            self._items = self.dataset[torch.arange(len(self.dataset))]
+        for index in self.sampler.index_batches():
+            yield {k: v[index] for k, v in self._items.items()}
+
+
 class HDF5DataModule(L.LightningDataModule):
     """Train/val/test loaders over an hnnlab dataset file.
 
@@ -92,7 +121,8 @@ class HDF5DataModule(L.LightningDataModule):
         window: steps per window (windows mode).
         with_dxdt: windows also carry the exact ``"dxdt"`` at their states (for ``DynamicsModule``'s
             ``derivative_weight``); pairs always do.
-        batch_size: global batch size (divided among ranks); ``None`` is full batch.
+        batch_size: global batch size (divided among ranks); ``None`` is full batch (from a file held in memory,
+            with ``num_workers=0``: served by :class:`FullBatchLoader`, the split gathered once).
         num_workers: DataLoader worker processes.
         seed: seed of the train order (with the epoch).
         in_memory: read the file fully into memory; ``None`` decides by size.
@@ -183,33 +213,35 @@ class HDF5DataModule(L.LightningDataModule):
             )
         return self.batch_size // world_size
 
-    def _loader(self, split: str, *, shuffle: bool) -> DataLoader | list:
+    def _loader(self, split: str, *, shuffle: bool) -> DataLoader | FullBatchLoader | list:
         if split not in self.datasets:
             if self._metadata is None:
                 self.setup()
             if split not in self.datasets:
                 return []
         rank, world_size = self._world()
+        dataset = self.datasets[split]
         sampler = EpochBatchSampler(
-            len(self.datasets[split]), self.per_rank_batch_size(), shuffle=shuffle, seed=self.seed,
-            rank=rank, world_size=world_size,
+            len(dataset), self.per_rank_batch_size(), shuffle=shuffle, seed=self.seed, rank=rank, world_size=world_size,
         )
         self._samplers[split] = sampler
+        if sampler.batch_size is None and self.num_workers == 0 and dataset.in_memory:
+            return FullBatchLoader(dataset, sampler)
         return DataLoader(
-            self.datasets[split], batch_size=None, sampler=sampler, num_workers=self.num_workers,
+            dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | FullBatchLoader:
         loader = self._loader("train", shuffle=True)
         if isinstance(loader, list):
             raise DatasetError(f"{self.path}: the dataset has no 'train' split")
         return loader
 
-    def val_dataloader(self) -> DataLoader | list:
+    def val_dataloader(self) -> DataLoader | FullBatchLoader | list:
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader | list:
+    def test_dataloader(self) -> DataLoader | FullBatchLoader | list:
         return self._loader("test", shuffle=False)
 
     # -- what the model needs -----------------------------------------------------------------------

@@ -28,7 +28,17 @@ class HnnlabCheckpoint(ModelCheckpoint):
 
     Lightning's own writes ``last.ckpt`` only beside a periodic save, and at the end only when nothing was
     saved at all: a run of 250 steps that checkpoints every 100 would keep the weights of step 200.
+
+    At the end of a training epoch that saves nothing (not an ``every_n_epochs``-th one), it returns before
+    Lightning's copy of every logged metric (``_monitor_candidates``, a deepcopy of ``callback_metrics``), which
+    a full-batch run, one step per epoch, would otherwise pay at every step.
     """
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning's method saves at this point only on an every_n_epochs-th epoch, or a "link" last checkpoint.
+        due = self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0
+        if due or (self.save_last == "link" and self._last_checkpoint_saved):
+            super().on_train_epoch_end(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A save at this step (best-k, periodic or last) has written last.ckpt beside it already.

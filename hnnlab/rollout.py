@@ -45,6 +45,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from hnnlab.compiled import check_compilable, chunk_plan, compiled_steps, default_steps, step_times
 from hnnlab.dynamics import check_state
 from hnnlab.errors import InvalidArgumentError, NonFiniteStateError
 from hnnlab.fields import bind_step, counted, declared_dof, jumps_at
@@ -109,6 +110,8 @@ def solve(
     check_every: int = 32,
     progress: bool | None = None,
     description: str = "rollout",
+    compile: bool = False,
+    compile_steps: int | None = None,
 ) -> Solution:
     """Integrate ``dx/dt = f(t, x)`` from ``x0`` for ``n_steps`` steps of size ``dt``.
 
@@ -126,23 +129,31 @@ def solve(
         check_every: steps between finiteness checks.
         progress: show a progress bar; ``None`` shows one on long runs in an interactive terminal.
         description: the progress bar's label.
+        compile: step in chunks through one ``torch.compile``d function per chunk length (:mod:`hnnlab.compiled`):
+            explicit fixed-step methods only, no gradients, finiteness checked after every chunk (``check_every``
+            is not used); the first call of a new (field, method, ``dt``, chunk length) compiles (seconds to
+            minutes).
+        compile_steps: steps per compiled call; ``None``: about 64 field evaluations per call.
 
     Returns:
         A :class:`Solution`. ``ys`` is differentiable with respect to ``x0`` and the parameters of ``f`` when
-        gradients are enabled.
+        gradients are enabled (not with ``compile``).
     """
-    return _solve(f, integrator, x0, dt, n_steps, save_every, t0, on_nonfinite, check_every, progress, description)
+    return _solve(f, integrator, x0, dt, n_steps, save_every, t0, on_nonfinite, check_every, progress, description,
+                  compile=compile, compile_steps=compile_steps)
 
 
 def _solve(
     f: VectorField, integrator: AbstractIntegrator | str, x0: Tensor, dt: float, n_steps: int, save_every: int,
     t0: float, on_nonfinite: str, check_every: int, progress: bool | None, description: str, *, count: bool = True,
+    compile: bool = False, compile_steps: int | None = None,
 ) -> Solution:
     """:func:`solve`; without ``count`` the field's evaluations are not counted (``field_evaluations`` is
     ``None``), for :func:`rollout`, which returns the states alone."""
     unbatched = isinstance(x0, Tensor) and x0.ndim == 1
     x0 = x0[None] if unbatched else x0
-    loop = _start(f, integrator, x0, dt, n_steps, save_every, t0, on_nonfinite, 1, check_every, count)
+    loop = _start(f, integrator, x0, dt, n_steps, save_every, t0, on_nonfinite, 1, check_every, count,
+                  compile, compile_steps)
     chunks = list(loop.run(chunk_size=loop.n_steps // save_every + 1, progress=progress, description=description))
     ys = torch.cat(chunks, dim=1) if len(chunks) > 1 else chunks[0]  # (batch, n_saved, 2 * dof)
     solution = loop.solution(ys)
@@ -225,17 +236,22 @@ def iter_solve(
     check_every: int = 32,
     progress: bool | None = None,
     description: str = "rollout",
+    compile: bool = False,
+    compile_steps: int | None = None,
 ) -> SolveStream:
     """:func:`solve` streamed: iterate for the saved states in chunks ``(batch, <= chunk_size, 2 * dof)`` (the
     first starts with ``x0``; a bad trajectory's states are NaN from its first bad step), then call
-    ``result()`` for the status, first bad steps and stats. Validates everything before the first step."""
-    loop = _start(f, integrator, x0, dt, n_steps, save_every, t0, on_nonfinite, chunk_size, check_every, True)
+    ``result()`` for the status, first bad steps and stats. Validates everything before the first step.
+    ``compile`` and ``compile_steps`` as in :func:`solve`."""
+    loop = _start(f, integrator, x0, dt, n_steps, save_every, t0, on_nonfinite, chunk_size, check_every, True,
+                  compile, compile_steps)
     return SolveStream(loop, chunk_size, progress, description)
 
 
 def _start(
     f: VectorField, integrator: AbstractIntegrator | str, x0: Tensor, dt: float, n_steps: int, save_every: int,
-    t0: float, on_nonfinite: str, chunk_size: int, check_every: int, count: bool,
+    t0: float, on_nonfinite: str, chunk_size: int, check_every: int, count: bool, compile: bool = False,
+    compile_steps: int | None = None,
 ) -> _Loop:
     """The loop of one solve, once every argument (and the integrator/field pair) has been checked, before any
     step runs; it runs the steps :func:`steps_to_save` allows. Every entry point (:func:`solve`, :func:`rollout`,
@@ -261,8 +277,10 @@ def _start(
             f"x0 must have last dimension 2 * dof = {2 * dof} for this vector field, got shape {tuple(x0.shape)}"
         )
     integrator.check_compatible(f)
+    compile_steps = check_compilable(compile, compile_steps, f, integrator, x0)
     n_steps = steps_to_save(n_steps, save_every)
-    return _Loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), check_every, on_nonfinite, count)
+    return _Loop(f, integrator, x0, float(dt), n_steps, save_every, float(t0), check_every, on_nonfinite, count,
+                 compile_steps)
 
 
 def check_count(name: str, value: object, *, minimum: int) -> int:
@@ -324,8 +342,10 @@ class _Loop:
     def __init__(
         self, f: VectorField, integrator: AbstractIntegrator, x0: Tensor, dt: float, n_steps: int,
         save_every: int, t0: float, check_every: int, on_nonfinite: str, count: bool = True,
+        compile_steps: int | None = None,
     ) -> None:
         self.counter = counted(f) if count else None
+        self.compile_steps = compile_steps  # None: the eager loop; 0: compiled chunks of the default length
         self.f = f if self.counter is None else self.counter
         self.integrator = integrator
         self.x0 = x0
@@ -348,6 +368,9 @@ class _Loop:
 
     def run(self, *, chunk_size: int, progress: bool | None, description: str) -> Iterator[Tensor]:
         """The saved states, ``x0`` first, in chunks ``(batch, <= chunk_size, 2 * dof)``."""
+        if self.compile_steps is not None:
+            yield from self._run_compiled(chunk_size=chunk_size, progress=progress, description=description)
+            return
         n_steps, dt, t0 = self.n_steps, self.dt, self.t0
         show = progress if progress is not None else (n_steps >= PROGRESS_MIN_STEPS and sys.stderr.isatty())
         bar = _Bar(n_steps, description) if show else nullcontext(None)
@@ -387,6 +410,85 @@ class _Loop:
             if chunk:
                 yield _stack_in_time([s for _, s in chunk])
         self._record_row_stats(state, self.live)
+
+    def _run_compiled(self, *, chunk_size: int, progress: bool | None, description: str) -> Iterator[Tensor]:
+        """:meth:`run` in compiled chunks of steps (:mod:`hnnlab.compiled`), with the same results to round-off.
+
+        Differences from the eager loop: finiteness is checked after every chunk (not every ``check_every`` steps);
+        a frozen row stays in the batch and is stepped with the others, its results discarded (NaN in the saved
+        states), so that the compiled graph keeps its shape; nothing is differentiable (the chunks run under
+        ``torch.no_grad``). A row that goes bad is replayed eagerly from the last check, as in the eager loop, so its
+        first bad step and status are the eager loop's.
+        """
+        n_steps, dt, t0, integrator = self.n_steps, self.dt, self.t0, self.integrator
+        show = progress if progress is not None else (n_steps >= PROGRESS_MIN_STEPS and sys.stderr.isatty())
+        bar = _Bar(n_steps, description) if show else nullcontext(None)
+        field = self.f if self.counter is None else self.counter.f  # compiled uncounted; counts added per chunk
+        x = self.x0
+        state = integrator.init(self.f, t0, x, dt)
+        probe = counted(field)  # one eager step of one row: the field evaluations per step, and whether it needs grad
+        probe_x, _, _ = integrator.advance(probe, t0, x[:1], dt, _take(state, torch.arange(1, device=x.device)))
+        if probe_x.requires_grad:
+            raise InvalidArgumentError(
+                "compile=True computes no gradients, but x0 or the parameters of the field require grad: solve under "
+                "torch.no_grad() (or detach them), or use compile=False"
+            )
+        state = state.detach() if isinstance(state, Tensor) else state
+        per_step = probe.evaluations
+        frozen: Tensor | None = None  # (batch,) bool: the rows frozen at their first bad step
+        good = (x, state, 0)  # the last state that passed a check, its solver state and its step
+        chunk: list[tuple[int, Tensor]] = [(0, x)]  # (step, whole-batch state), not yet yielded
+        step = 0
+        with bar as bar_task:
+            for n, saves in chunk_plan(n_steps, self.save_every, self.compile_steps or default_steps(per_step)):
+                with torch.no_grad():
+                    fn = compiled_steps(field, integrator, dt, n, saves)
+                    x, state, saved = fn(x, state, step_times(t0, dt, step, n, x.device))
+                    if self.counter is not None:
+                        self.counter.tally.evaluations += n * per_step
+                    for j, r in enumerate(saves):
+                        kept = saved[:, j]
+                        chunk.append((step + r, kept if frozen is None else torch.where(frozen[:, None], math.nan,
+                                                                                        kept)))
+                    step += n
+                    frozen, chunk = self._check_compiled(x, frozen, good, step, chunk)
+                    good = (x, state, step)
+                if bar_task is not None:
+                    bar_task.update(step)
+                while len(chunk) >= chunk_size:
+                    yield _stack_in_time([s for _, s in chunk[:chunk_size]])
+                    chunk = chunk[chunk_size:]
+            if chunk:
+                yield _stack_in_time([s for _, s in chunk])
+        self._record_row_stats(state, None)
+
+    def _check_compiled(
+        self, x: Tensor, frozen: Tensor | None, good: tuple[Tensor, SolverState, int], step: int,
+        chunk: list[tuple[int, Tensor]],
+    ) -> tuple[Tensor | None, list[tuple[int, Tensor]]]:
+        """:meth:`_check` for the compiled loop, whose states are always the whole batch: find the rows that went bad
+        since the last check, record them as the eager loop does (or raise), NaN their saved states from their first
+        bad step; they join ``frozen`` (the rows no longer checked)."""
+        finite = torch.isfinite(x).all(dim=-1)  # (batch,)
+        if frozen is not None:
+            finite |= frozen
+        if bool(finite.all()):
+            return frozen, chunk
+        if self.raise_:
+            self._raise_first_bad(good, step)
+        bad = torch.nonzero(~finite).squeeze(-1)  # (n_bad,) whole-batch indices
+        first, reason = self._replay(good, step, bad)
+        self.first_bad[bad.cpu()] = first
+        self.status[bad.cpu()] = reason
+        first_full = torch.full((x.shape[0],), self.n_steps + 1, dtype=torch.long, device=x.device)
+        first_full[bad] = first.to(x.device)
+        earliest = int(first.min())
+        for i in range(len(chunk) - 1, -1, -1):  # the saved states since the earliest bad step, newest first
+            s, v = chunk[i]
+            if s < earliest:
+                break
+            chunk[i] = (s, torch.where((first_full <= s)[:, None], math.nan, v))
+        return (~finite if frozen is None else frozen | ~finite), chunk
 
     def _advance(self, x: Tensor, state: SolverState, step: int, rows: Tensor | None) -> tuple[Tensor, SolverState,
                                                                                             Tensor | None]:

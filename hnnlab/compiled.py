@@ -101,24 +101,30 @@ def chunk_plan(n_steps: int, save_every: int, steps: int) -> Iterator[tuple[int,
     """The chunks of a solve of ``n_steps`` steps (a multiple of ``save_every``) in calls of at most ``steps`` steps:
     ``(n, saves)``, the chunk's length and the positions ``1..n`` in it of the saved steps.
 
-    Chunks never straddle a saved step in a way that changes their shape: with ``save_every <= steps`` a chunk holds
-    whole save intervals (``save_every * (steps // save_every)`` steps, saves at every ``save_every``-th), else a save
-    interval is cut into chunks of ``steps`` steps and a shorter last one that ends on the saved step. Either way at
-    most two distinct ``(n, saves)`` occur, so a solve compiles at most two functions.
+    With ``save_every <= steps`` a chunk holds whole save intervals (saves at every ``save_every``-th step), else a
+    save interval is cut into chunks that end on its saved step. Either way at most two distinct ``(n, saves)`` occur
+    (the full chunk and a shorter last one), so a solve compiles at most two functions; where a chunk length between
+    half and all of the largest one divides the work evenly, it is taken, and a solve compiles one.
     """
     step = 0
     if save_every <= steps:
-        full = save_every * (steps // save_every)
+        per_chunk = _even(n_steps // save_every, steps // save_every)  # save intervals per chunk
         while step < n_steps:
-            n = min(full, n_steps - step)
+            n = min(save_every * per_chunk, n_steps - step)
             yield n, tuple(range(save_every, n + 1, save_every))
             step += n
         return
+    full = _even(save_every, steps)
     while step < n_steps:
         to_save = save_every - step % save_every
-        n = min(steps, to_save)
+        n = min(full, to_save)
         yield n, ((n,) if n == to_save else ())
         step += n
+
+
+def _even(total: int, most: int) -> int:
+    """The largest ``k`` in ``(most / 2, most]`` that divides ``total``, else ``most``."""
+    return next((k for k in range(most, most // 2, -1) if total % k == 0), most)
 
 
 def compiled_steps(f: Any, integrator: AbstractIntegrator, dt: float, n: int, saves: tuple[int, ...]) -> ChunkFn:

@@ -33,6 +33,14 @@ def test_chunk_plan_covers_the_steps_saves_every_saved_step_and_needs_at_most_tw
     assert len(set(plan)) <= 2
 
 
+@pytest.mark.parametrize("n_steps, save_every, steps, length", [
+    (10000, 10000, 64, 50), (20, 2, 6, 4), (2000, 2000, 4, 4), (5000, 5000, 7, 5),
+])
+def test_chunk_plan_takes_one_length_where_one_divides_the_work(n_steps: int, save_every: int, steps: int,
+                                                                 length: int) -> None:
+    assert {n for n, _ in chunk_plan(n_steps, save_every, steps)} == {length}
+
+
 def test_default_chunk_holds_about_the_default_field_evaluations() -> None:
     assert default_steps(1.0) == CHUNK_EVALUATIONS  # leapfrog in a rollout: one force per step
     assert default_steps(15.0) == round(CHUNK_EVALUATIONS / 15)  # kahan_li8: 15 drifts and 15 kicks of half fields

@@ -66,7 +66,7 @@ def plot(raw: dict[str, Any], path: Path) -> Path:
                 if "failed" not in r:
                     labels.append(label)
                     data.append(torch.as_tensor(r["vpt"]).double() * res["l1"])
-            ax.boxplot([d.numpy() for d in data], vert=False)
+            ax.boxplot([d.numpy() for d in data], orientation="horizontal")
             ax.set_yticks(range(1, len(labels) + 1), labels)
             ax.set_xscale("symlog", linthresh=0.1)
             ax.set_xlabel("valid prediction time (Lyapunov times)")

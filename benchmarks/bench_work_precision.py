@@ -16,6 +16,13 @@ kept); torchdiffeq's ``dopri5``/``dopri8`` run as a torchdiffeq user runs them, 
 the whole batch, at a sweep of tolerances ``rtol = atol``; scipy's ``DOP853`` runs ``solve_ivp`` on the batch as
 one vectorised system (numpy right-hand side), at the same tolerances. Everything in float64, one thread.
 
+hnnlab's best explicit methods (:data:`COMPILED`) also run with ``solve(..., compile=True)`` (chunks of steps through
+one ``torch.compile``d function, :mod:`hnnlab.compiled`), as separate methods "<name> (compiled)" at the same step
+sizes, on the analytic problems (the learned HNN computes its forces with ``torch.autograd.grad``, which does not
+compile into one graph). A compiled point is timed after a warm-up run of the same solve (best of ``--repeats``,
+excluding the one-off compile); its ``compile_seconds`` (first run minus the best run: the compile, with the
+inductor's on-disk cache as it stands) is recorded beside it in the CSV and the Markdown.
+
 The target (issue 18): at a final relative energy error of 1e-8 over 1e4 time units on Henon-Heiles, hnnlab's
 best method takes at least 10x less wall time than the best of torchdiffeq and scipy. Each method's
 (error, time) curve is interpolated log-linearly in log-log between the two runs that bracket 1e-8 (the cost at
@@ -63,6 +70,7 @@ STEPS = {
     "gauss_legendre6": [0.4, 0.2, 0.1],
 }
 QUICK_STEPS = {"yoshida4": [0.2, 0.1], "kahan_li8": [0.5, 0.25], "gauss_legendre6": [0.4]}
+COMPILED = ("leapfrog", "yoshida6", "kahan_li8")  # also run with solve(..., compile=True), at the same step sizes
 QUICK_TOLERANCES = [1e-6, 1e-9, 1e-12]
 
 
@@ -73,6 +81,7 @@ class Problem:
     energy: Callable  # (..., dim) -> (...)
     x0: torch.Tensor  # (batch, dim) float64
     numpy_rhs: Callable | None  # (dim * batch,) -> same, for scipy; None when there is no closed form
+    compiles: bool = True  # whether solve(..., compile=True) can step the field (one graph)
 
 
 def _henon_heiles() -> Problem:
@@ -118,7 +127,7 @@ def _trained_hnn(seconds: float = 60.0) -> Problem:
     for p in model.parameters():
         p.requires_grad_(False)
     x0 = system.sample_initial_states(8, torch.Generator().manual_seed(0))
-    return Problem("hnn", model, model.energy, x0, None)
+    return Problem("hnn", model, model.energy, x0, None, compiles=False)
 
 
 PROBLEMS = {"pendulum": _pendulum, "henon_heiles": _henon_heiles, "hnn": _trained_hnn}
@@ -146,10 +155,11 @@ def _best_of(fn: Callable[[], tuple[torch.Tensor, float]], repeats: int) -> tupl
     return best
 
 
-def _run_hnnlab(problem: Problem, method: str, dt: float, horizon: float) -> tuple[torch.Tensor, float]:
+def _run_hnnlab(problem: Problem, method: str, dt: float, horizon: float,
+                compile: bool = False) -> tuple[torch.Tensor, float]:
     n = round(horizon / dt)
     with torch.no_grad():
-        sol = solve(problem.field, method, problem.x0, dt, n, n)
+        sol = solve(problem.field, method, problem.x0, dt, n, n, compile=compile)
     return sol.ys[:, -1], float(sol.stats["field_evaluations"])
 
 
@@ -190,6 +200,10 @@ def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
     for method, dts in steps.items():
         for dt in dts:
             runs.append(("hnnlab", method, dt, lambda m=method, d=dt: _run_hnnlab(problem, m, d, horizon)))
+    for method in COMPILED if problem.compiles else ():
+        for dt in steps.get(method, []):
+            runs.append(("hnnlab", f"{method} (compiled)", dt,
+                         lambda m=method, d=dt: _run_hnnlab(problem, m, d, horizon, compile=True)))
     for method in ("dopri5", "dopri8"):
         for tol in tolerances:
             runs.append(("torchdiffeq", method, tol,
@@ -201,17 +215,24 @@ def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
     for library, method, setting, fn in runs:
         if (library, method) in too_slow:
             continue
+        compile_seconds = math.nan
+        if method.endswith("(compiled)"):
+            start = time.perf_counter()
+            fn()  # compiles (or loads the compiled chunks from the on-disk cache)
+            compile_seconds = time.perf_counter() - start
         seconds, x, evals = _best_of(fn, repeats)
+        compile_seconds -= seconds  # the first run's time beyond a warm run
         if seconds > max_seconds:
             too_slow.add((library, method))
         energy_error, state_error = _errors(problem, x, reference)
         rows.append({
             "problem": problem.name, "horizon": horizon, "library": library, "method": method,
             "setting": setting, "seconds": seconds, "evaluations_per_state": evals,
-            "energy_error": energy_error, "state_error": state_error,
+            "energy_error": energy_error, "state_error": state_error, "compile_seconds": compile_seconds,
         })
-        print(f"  {problem.name} T={horizon:g} {library:11s} {method:17s} {setting:8.1e}  {seconds:8.3f} s  "
-              f"dE/E {energy_error:.2e}  |dx| {state_error:.2e}", flush=True)
+        compiled = f"  (+ {compile_seconds:.1f} s compile)" if math.isfinite(compile_seconds) else ""
+        print(f"  {problem.name} T={horizon:g} {library:11s} {method:20s} {setting:8.1e}  {seconds:8.3f} s  "
+              f"dE/E {energy_error:.2e}  |dx| {state_error:.2e}{compiled}", flush=True)
     return rows
 
 
@@ -325,6 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     if target and target[0]["ratio"]:
         verdict = "met" if target[0]["ratio"] >= TARGET_RATIO else "missed"
         lines += ["", f"Target (Henon-Heiles, T = 1e4, >= {TARGET_RATIO:g}x): {target[0]['ratio']:.1f}x, {verdict}."]
+    compiled = [r for r in rows if r["method"].endswith("(compiled)")]
+    if compiled:
+        lines += ["", "Compiled methods (`solve(..., compile=True)`): their seconds above exclude the one-off "
+                  "compile, which is the first run's time beyond a warm run (with the inductor's on-disk cache as it "
+                  "stood).", "", "| problem | T | method | dt | seconds | compile seconds | energy error |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['problem']} | {r['horizon']:g} | {r['method']} | {r['setting']:g} | {r['seconds']:.3g} | "
+                  f"{r['compile_seconds']:.3g} | {r['energy_error']:.2e} |" for r in compiled]
     write_results(out, "\n".join(lines), rows)
     print("\n".join(lines))
     return 0

@@ -130,8 +130,8 @@ def solve(
         progress: show a progress bar; ``None`` shows one on long runs in an interactive terminal.
         description: the progress bar's label.
         compile: step in chunks through one ``torch.compile``d function per chunk length (:mod:`hnnlab.compiled`):
-            explicit fixed-step methods only, no gradients, finiteness checked after every chunk (``check_every``
-            is not used); the first call of a new (field, method, ``dt``, chunk length) compiles (seconds to
+            explicit fixed-step methods only, no gradients, finiteness checked every ``check_every`` steps rounded
+            up to whole chunks; the first call of a new (field, method, ``dt``, chunk length) compiles (seconds to
             minutes).
         compile_steps: steps per compiled call; ``None``: about 64 field evaluations per call.
 
@@ -414,11 +414,12 @@ class _Loop:
     def _run_compiled(self, *, chunk_size: int, progress: bool | None, description: str) -> Iterator[Tensor]:
         """:meth:`run` in compiled chunks of steps (:mod:`hnnlab.compiled`), with the same results to round-off.
 
-        Differences from the eager loop: finiteness is checked after every chunk (not every ``check_every`` steps);
-        a frozen row stays in the batch and is stepped with the others, its results discarded (NaN in the saved
-        states), so that the compiled graph keeps its shape; nothing is differentiable (the chunks run under
-        ``torch.no_grad``). A row that goes bad is replayed eagerly from the last check, as in the eager loop, so its
-        first bad step and status are the eager loop's.
+        Differences from the eager loop: finiteness is checked at the end of the first chunk that reaches
+        ``check_every`` steps since the last check (and before states are yielded); a frozen row stays in the batch
+        and is stepped with the others, its results discarded (NaN in the saved states), so that the compiled graph
+        keeps its shape; nothing is differentiable (the chunks run under ``torch.no_grad``). A row that goes bad is
+        replayed eagerly from the last check, as in the eager loop, so its first bad step and status are the eager
+        loop's.
         """
         n_steps, dt, t0, integrator = self.n_steps, self.dt, self.t0, self.integrator
         show = progress if progress is not None else (n_steps >= PROGRESS_MIN_STEPS and sys.stderr.isatty())
@@ -451,8 +452,9 @@ class _Loop:
                         chunk.append((step + r, kept if frozen is None else torch.where(frozen[:, None], math.nan,
                                                                                         kept)))
                     step += n
-                    frozen, chunk = self._check_compiled(x, frozen, good, step, chunk)
-                    good = (x, state, step)
+                    if step - good[2] >= self.check_every or step == n_steps or len(chunk) >= chunk_size:
+                        frozen, chunk = self._check_compiled(x, frozen, good, step, chunk)
+                        good = (x, state, step)
                 if bar_task is not None:
                     bar_task.update(step)
                 while len(chunk) >= chunk_size:

@@ -102,7 +102,7 @@ def test_compiled_solve_equals_the_eager_loop_to_round_off() -> None:
 
     for method in ("leapfrog", "kahan_li8"):
         args = (HH, method, X0, 0.2, 20)
-        compiled = solve(*args, save_every=2, compile=True, compile_steps=2)
+        compiled = solve(*args, save_every=2, check_every=2, compile=True, compile_steps=2)
         eager = solve(*args, save_every=2, check_every=2)
         assert compiled.status.tolist() == eager.status.tolist() == [Status.OK] * 3 + [Status.NONFINITE]
         assert torch.equal(compiled.first_bad_step, eager.first_bad_step)

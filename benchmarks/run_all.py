@@ -11,7 +11,7 @@ rollout         analytic pendulum: hnnlab leapfrog vs torchdiffeq rk4, batch 102
 simulate        1000 x 1000-step pendulum trajectories vs a per-trajectory solve_ivp loop    >= 50x
 models          HNN step / plain MLP step (batch 1024)                                       <= 2.5x
 models          LNN step vs a per-sample Hessian loop (batch 256)                            >= 40x
-training        ``hnnlab fit`` vs the published loop, spring HNN, 2000 steps                  information
+training        ``hnnlab fit`` vs the published loop, spring HNN, 2000 steps                  >= 1x
 hnn_rollout     trained spring SeparableHNN: hnnlab leapfrog vs torchdiffeq rk4, batch 1024  information
 flops           achieved FLOP rate / torch.mm on the same products: SepHNN rollout, b. 1024  >= 0.5x
 flops           achieved FLOP rate / torch.mm on the same products: HNN training, b. 1024    >= 0.3x
@@ -20,9 +20,10 @@ work_precision  Henon-Heiles, T = 1e4, energy error 1e-8: best of torchdiffeq/sc
 
 The two equal-work targets of ``training`` (>= 3x) and ``hnn_rollout`` (>= 5x) were withdrawn (issue 18: a
 full-batch HNN step is compute-bound, and leapfrog against RK4 on the same network is bounded by 2 against 8
-half-network gradients per step); their ratios stay in the table as information. What replaces them: the
-fraction of the machine's rate that the rollout and the training step reach (``flops``) and the time to a given
-accuracy over a long horizon (``work_precision``).
+half-network gradients per step); ``hnn_rollout``'s ratio stays in the table as information, and ``training``
+has issue 18's target instead: ``hnnlab fit`` at least as fast as the published loop at the same steps. What
+replaces them: the fraction of the machine's rate that the rollout and the training step reach (``flops``) and the
+time to a given accuracy over a long horizon (``work_precision``).
 
 ``simulate`` and ``training`` run on the CPU whatever ``--device`` says (their baselines are CPU code).
 Writes ``benchmarks/results/run_all.md`` and ``.csv`` (``--out`` changes the stem). Exits 1 if a
@@ -111,8 +112,8 @@ SIMULATE = ("pendulum data generation: hnnlab batched simulate vs per-trajectory
             "(speed-up, faster loop)", Target(">=", 50.0))
 MODELS_HNN = ("HNN training step / plain MLP step (time ratio)", Target("<=", 2.5))
 MODELS_LNN = ("LNN training step vs per-sample Hessian loop (speed-up)", Target(">=", 40.0))
-TRAINING = ("spring HNN training: hnnlab fit vs published loop, same steps (speed-up; target >= 3x withdrawn)",
-            INFORMATION)
+TRAINING = ("spring HNN training: hnnlab fit vs published loop, same steps (speed-up; issue 18: at least as fast; "
+            "the >= 3x was withdrawn)", Target(">=", 1.0))
 HNN_ROLLOUT = ("trained spring SeparableHNN rollout: hnnlab leapfrog vs torchdiffeq rk4 (speed-up; target >= 5x "
                "withdrawn)", INFORMATION)
 FLOPS_ROLLOUT = ("trained SeparableHNN leapfrog rollout, batch 1024: achieved FLOP rate / torch.mm's on the same "
@@ -183,13 +184,16 @@ def run_training(quick: bool, device: torch.device) -> list[RatioRow]:
     os.environ["WANDB_MODE"] = "disabled"  # neither side logs to disk (as the script does)
     os.environ.setdefault("CI", "1")
     steps = 500 if quick else 2000
-    median, losses = bench.measure(steps, 1, verbose=False)
+    info: dict = {}
+    median, losses = bench.measure(steps, 1, verbose=False, info=info)
     loop, fit = median["published loop"], median["hnnlab fit"]
+    cpu = info["cpu_seconds"]
     return [RatioRow(
         "training", TRAINING[0], TRAINING[1], loop / fit,
         workload=f"greydanus-spring, 750 points, {steps} full-batch steps, 1 round",
-        notes=f"{loop:.1f} s vs {fit:.1f} s; final test loss {losses['published loop']:.4f} (loop) vs "
-              f"{losses['hnnlab fit']:.4f} (hnnlab)",
+        notes=f"{loop:.1f} s vs {fit:.1f} s (CPU time {cpu['published loop'] / cpu['hnnlab fit']:.2f}x); final test "
+              f"loss {losses['published loop']:.4f} (loop) vs {losses['hnnlab fit']:.4f} (hnnlab); importing "
+              f"Lightning before, once: {info['import_seconds']:.1f} s",
     )]
 
 

@@ -66,6 +66,27 @@ def test_unknown_settings_and_models_are_refused():
 
 
 @pytest.mark.slow  # ~15 s idle, 27 s on the busy 2-core machine: 8 tiny trainings
+@pytest.mark.slow  # ~14 s on the busy 2-core machine
+def test_tiny_run_through_driven_rollout_windows(tmp_path):
+    # loss="rollout": every model trained through rk4 windows (the chain's with their inputs, the NODE's and the
+    # PHNN's from their own start times); 60 steps of the NODE lower its test error against its initial weights.
+    cfg = ReproduceConfig(out=tmp_path / "work", results=tmp_path / "results", tasks=("spring_damper_chain",),
+                          wandb=False, extra={"n_traj": 3, "n_test": 2, "steps": 60, "hidden": (8,),
+                                              "models": ("node",), "loss": "rollout", "window": 3})
+    open_systems.run(cfg)
+    raw = json.loads((cfg.results / "open_systems.json").read_text())
+    trained = next(r for r in raw["rows"] if r["model"] == "node")
+    system = open_systems.CASES["spring_damper_chain"].make_system()
+    _, _, tests = open_systems.build_data(open_systems.CASES["spring_damper_chain"], "spring_damper_chain", 3, 2, 0,
+                                          tmp_path / "again")
+    torch.manual_seed(0)
+    untrained = open_systems.evaluate(open_systems.build_model("node", system, (8,)), system,
+                                      *tests["sinusoids (seen)"], open_systems.settings(cfg))
+    assert trained["rmse_t1"] < 0.9 * untrained["rmse_t1"], (trained, untrained)  # measured 0.364 vs 0.439
+    with pytest.raises(InvalidArgumentError, match="open-systems: loss must be 'derivative' or 'rollout', got 'l2'"):
+        open_systems.settings(ReproduceConfig(extra={"loss": "l2"}))
+
+
 def test_tiny_run_writes_the_page_the_table_and_the_plot(tmp_path, capsys):
     cfg = ReproduceConfig(out=tmp_path / "work", results=tmp_path / "results", seeds=(0, 1),
                           tasks=("duffing", "spring_damper_chain"), wandb=False,

@@ -12,7 +12,8 @@ Tasks (``hnnlab.systems``, the literature's parameters; noise-free data, dopri8 
   ``q'' + 0.3 q' + q = 0.5 cos(pi t / 2)`` (the Duffing form with ``alpha = 1, beta = 0``; phlearn drives it with
   ``0.5 sin(pi t / 2)``), saved every 0.1 to ``t = 10``.
 
-Models, each trained by derivative matching through :func:`hnnlab.reproduce.common.fit` (full batch, Adam with a
+Models, each trained by derivative matching (or, with the setting ``loss="rollout"``, through rk4 windows driven by
+their own inputs and started at their own times) through :func:`hnnlab.reproduce.common.fit` (full batch, Adam with a
 cosine schedule, the same steps for all, float64):
 
 - ``phnn``: :class:`hnnlab.models.PortHamiltonianNN`, separable ``H``, a constant damping ``R_p = L L^T``, a force
@@ -98,6 +99,8 @@ _CPU: dict[str, Any] = {
     "models": MODELS,
     "error_times": (1.0, 3.0, 6.0),
     "substeps": 10,  # rk4 steps per saved interval in the test rollouts
+    "loss": "derivative",  # or "rollout": rk4 windows of `window` saved steps, each driven by its own inputs
+    "window": 5,
 }
 BUDGETS: dict[str, dict[str, Any]] = {
     "cpu": _CPU,
@@ -152,7 +155,9 @@ def settings(cfg: ReproduceConfig) -> dict[str, Any]:
     bad = [m for m in merged["models"] if m not in MODELS]
     if bad:
         raise InvalidArgumentError(f"open-systems: unknown model {bad[0]!r}; available: {', '.join(MODELS)}")
-    for key in ("n_traj", "n_test", "steps", "substeps"):
+    if merged["loss"] not in ("derivative", "rollout"):
+        raise InvalidArgumentError(f"open-systems: loss must be 'derivative' or 'rollout', got {merged['loss']!r}")
+    for key in ("n_traj", "n_test", "steps", "substeps", "window"):
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgumentError(f"open-systems: {key} must be an integer >= 1, got {value!r}")
@@ -282,7 +287,8 @@ def run_task(cfg: ReproduceConfig, task: str, seed: int, sizes: dict[str, Any]) 
         needs_plain = system.n_inputs and name == "dhnn"  # the chain's trajectories without their inputs
         module, seconds = fit(
             factory, _states_only(path) if needs_plain else path, cfg, name=f"{task}-{name}-seed{seed}",
-            steps=steps, batch_size=None, seed=seed, group="open-systems",
+            steps=steps, batch_size=None, seed=seed, group="open-systems", loss=sizes["loss"], integrator="rk4",
+            mode="pairs" if sizes["loss"] == "derivative" else "windows", window=sizes["window"],
             optimizer=lambda p: torch.optim.Adam(p, lr=lr),
             scheduler=lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, steps, lr / 100),
         )

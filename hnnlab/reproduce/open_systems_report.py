@@ -194,6 +194,8 @@ def write_page(cfg: ReproduceConfig, raw: dict[str, Any]) -> dict[str, Any]:
     notes.append(NOTES("phlearn", n_traj=sizes["n_traj"]))
     notes.append(NOTES("setup", n_traj=sizes["n_traj"], n_test=sizes["n_test"], steps=sizes["steps"],
                        hidden=list(sizes["hidden"]), lr=sizes["lr"], substeps=sizes["substeps"],
+                       training="derivative matching" if sizes.get("loss", "derivative") == "derivative"
+                       else f"rk4 rollout windows of {sizes['window']} saved steps, driven by their own inputs",
                        seeds=", ".join(map(str, raw["seeds"])), minutes=raw["seconds"] / 60,
                        cpu_minutes=raw.get("cpu_seconds", math.nan) / 60, plot=f"{NAME}/{figure_path.name}"))
     md, csv_path = write_results(

@@ -123,8 +123,22 @@ class InputSignal:
         is one of ``t``), as a rollout saved every integrator step on a dataset's input grid is; between coarser
         times a zero-order hold's jumps are lost."""
         tt = torch.as_tensor(t, dtype=torch.float64).cpu().reshape(-1)  # (n_new,)
-        values = torch.stack([self.evaluate(float(s)) for s in tt], dim=1)  # (batch, n_new, n_inputs)
-        return InputSignal(tt, values, self.interpolation)
+        grid, values = self.t, self.values  # (n_times,), (batch, n_times, n_inputs)
+        n_times, device = grid.numel(), values.device
+        k = torch.searchsorted(grid, tt, right=True) - 1  # (n_new,): the piece holding each time
+        below, above = k < 0, k >= n_times - 1
+        k = k.clamp(0, max(n_times - 2, 0))
+        left = values[:, k.to(device)]  # (batch, n_new, n_inputs)
+        if n_times == 1:
+            out = left
+        elif self.interpolation == "zoh":
+            out = torch.where(above.to(device)[None, :, None], values[:, -1:], left)
+        else:
+            frac = (tt - grid[k]) / (grid[k + 1] - grid[k])  # (n_new,)
+            frac = torch.where(below, 0.0, torch.where(above, 1.0, frac))
+            right = values[:, (k + 1).to(device)]
+            out = left + frac.to(dtype=values.dtype, device=device)[None, :, None] * (right - left)
+        return InputSignal(tt, out, self.interpolation)
 
     def evaluate(self, t: Tensor | float, rows: Tensor | None = None, piece: int | None = None) -> Tensor:
         """``u(t)`` of the trajectories ``rows`` (``None``: all), ``(n_rows, n_inputs)``.

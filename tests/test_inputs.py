@@ -70,6 +70,19 @@ def test_interpolation_values_one_sided_pieces_and_held_ends():
 
 
 @pytest.mark.parametrize("interpolation", ["zoh", "linear"])
+def test_resample_equals_the_signal_at_every_new_time(interpolation):
+    # Times before, between, on and after the samples: each resampled value is the right-continuous u(t).
+    g = torch.Generator().manual_seed(2)
+    signal = InputSignal(torch.tensor([0.0, 0.5, 1.25, 2.0], dtype=torch.float64),
+                         torch.randn(3, 4, 2, generator=g, dtype=torch.float64), interpolation)
+    t = torch.tensor([-0.3, 0.0, 0.2, 0.5, 0.9, 1.25, 1.7, 2.0, 2.6], dtype=torch.float64)
+    resampled = signal.resample(t)
+    assert resampled.interpolation == interpolation and torch.equal(resampled.t, t)
+    expected = torch.stack([signal.evaluate(float(s)) for s in t], dim=1)  # (3, 9, 2)
+    torch.testing.assert_close(resampled.values, expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("interpolation", ["zoh", "linear"])
 @pytest.mark.parametrize("name", sorted(ORDERS))
 def test_fixed_step_methods_keep_their_order_across_input_pieces(name, interpolation):
     signal = _signal(interpolation)

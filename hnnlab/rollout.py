@@ -425,7 +425,7 @@ class _Loop:
         show = progress if progress is not None else (n_steps >= PROGRESS_MIN_STEPS and sys.stderr.isatty())
         bar = _Bar(n_steps, description) if show else nullcontext(None)
         field = self.f if self.counter is None else self.counter.f  # compiled uncounted; counts added per chunk
-        x = self.x0
+        x = self.x0.clone() if self.x0.is_inference() else self.x0  # a compiled model does not check (check_state)
         state = integrator.init(self.f, t0, x, dt)
         probe = counted(field)  # one eager step of one row: the field evaluations per step, and whether it needs grad
         probe_x, _, _ = integrator.advance(probe, t0, x[:1], dt, _take(state, torch.arange(1, device=x.device)))

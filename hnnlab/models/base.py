@@ -170,8 +170,8 @@ class AbstractModel(nn.Module, AbstractVectorField):
                 f"convert the model with model.to({x.dtype}) (model.double() for float64, model.float() for "
                 f"float32), or the states with x.to({parameter.dtype})"
             )
-        if not (differentiate and self.differentiates_state):
-            return x
+        if not (differentiate and self.differentiates_state) or torch.compiler.is_compiling():
+            return x  # compiled (solve(..., compile=True)): the loop hands in no inference tensor; dynamo cannot ask
         if torch.is_inference_mode_enabled():
             raise InvalidArgumentError(
                 f"{type(self).__name__} differentiates with respect to the state, which torch.inference_mode "

@@ -22,8 +22,9 @@ What cannot be compiled is refused before the first step (:func:`check_compilabl
 iteration that stops on a data-dependent test), adaptive methods (per-trajectory step sizes and step counts), fields
 that differ between trajectories (:class:`hnnlab.fields.AbstractRowField`, bound anew to every step), and a graph
 that needs gradients (compiled chunks run under ``torch.no_grad``). A field that does not trace into one graph
-(``torch.autograd.grad`` inside, as the learned HNNs compute their forces, or ``torch.is_inference_mode_enabled``)
-is refused at the first call with dynamo's reason: with graph breaks the compiled loop is slower than the eager one.
+(``torch.autograd.grad`` inside, as ``SeparableHNN`` and the ``"autograd"`` backend of the other learned models
+compute their forces) is refused at the first call with dynamo's reason: with graph breaks the compiled loop is
+slower than the eager one. Models whose gradients are taken with ``torch.func`` (``backend="func"``) compile.
 """
 
 from __future__ import annotations

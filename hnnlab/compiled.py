@@ -10,7 +10,7 @@ dispatching every operation.
 
 What is compiled, and when:
 
-- one function per (field, integrator class and options, ``dt``, chunk length, saved positions in the chunk):
+- one function per (field, integrator class and options, ``dt``, chunk length, saved positions, state shape):
   ``dt`` and the integrator's coefficients are constants of the graph (a new step size compiles anew), the step
   start times are an input ``(n,)`` float64 (computed as the eager loop computes them, ``t0 + step * dt``);
 - the loop plans its chunks (:func:`chunk_plan`) so that a solve needs at most two functions (the full chunk and a
@@ -128,11 +128,14 @@ def _even(total: int, most: int) -> int:
     return next((k for k in range(most, most // 2, -1) if total % k == 0), most)
 
 
-def compiled_steps(f: Any, integrator: AbstractIntegrator, dt: float, n: int, saves: tuple[int, ...]) -> ChunkFn:
-    """The compiled chunk ``(x, state, ts) -> (x, state, saved)`` of ``n`` steps of ``integrator`` on ``f`` (see the
-    module docstring): ``ts`` ``(n,)`` float64 the steps' start times, ``saved`` ``(batch, len(saves), 2 * dof)`` the
-    states after the steps ``saves`` (``None`` when there are none). Cached."""
-    key = (id(f), type(integrator), repr(integrator.options()), integrator.allow_nonseparable, float(dt), n, saves)
+def compiled_steps(f: Any, integrator: AbstractIntegrator, dt: float, n: int, saves: tuple[int, ...],
+                   x: Tensor) -> ChunkFn:
+    """The compiled chunk ``(x, state, ts) -> (x, state, saved)`` of ``n`` steps of ``integrator`` on ``f`` for states
+    of the shape, dtype and device of ``x`` (see the module docstring): ``ts`` ``(n,)`` float64 the steps' start times,
+    ``saved`` ``(batch, len(saves), 2 * dof)`` the states after the steps ``saves`` (``None`` when there are none).
+    Cached; one function per shape, so that no function is recompiled (``dynamic=False``)."""
+    key = (id(f), type(integrator), repr(integrator.options()), integrator.allow_nonseparable, float(dt), n, saves,
+           tuple(x.shape), x.dtype, x.device)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is f:
         _CACHE.move_to_end(key)

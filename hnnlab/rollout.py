@@ -443,7 +443,7 @@ class _Loop:
         with bar as bar_task:
             for n, saves in chunk_plan(n_steps, self.save_every, self.compile_steps or default_steps(per_step)):
                 with torch.no_grad():
-                    fn = compiled_steps(field, integrator, dt, n, saves)
+                    fn = compiled_steps(field, integrator, dt, n, saves, x)
                     x, state, saved = fn(x, state, step_times(t0, dt, step, n, x.device))
                     if self.counter is not None:
                         self.counter.tally.evaluations += n * per_step

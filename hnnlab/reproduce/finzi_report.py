@@ -236,8 +236,8 @@ LABELS = {"floor": "true system, perturbed x0 (floor)"}
 
 
 def plot_curves(curves: dict[str, dict[str, list[float]]], path: Path, dt: float = 0.03) -> Path | None:
-    """rel(t) of every model and the floor, geometric mean over the test trajectories, one panel per task
-    (log scale; t = 0, where every rollout starts on the truth, is left out)."""
+    """rel(t) of every model and the floor on angle coordinates (q, q_dot), geometric mean over the test
+    trajectories, one panel per task (log scale; t = 0, where every rollout starts on the truth, is left out)."""
     if not curves:
         return None
     with figure(path, 1, len(curves), figsize=(4.2 * len(curves), 3.4), dpi=100, squeeze=False) as (fig, axes):
@@ -250,7 +250,7 @@ def plot_curves(curves: dict[str, dict[str, list[float]]], path: Path, dt: float
             ax.set_xlabel(f"t (time units; {len(curve) - 1} steps of dt = {dt:g})", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(True, which="major", alpha=0.3)
-        axes[0][0].set_ylabel("rel(t), geometric mean over test (dimensionless)", fontsize=8)
+        axes[0][0].set_ylabel("rel(t) on (q, q_dot), geometric mean over test", fontsize=8)
         axes[0][0].legend(fontsize=7)
         fig.suptitle("Finzi et al. 2020 chain pendulum: relative error of the rollouts (lower is better)", fontsize=9)
     return path

@@ -264,15 +264,21 @@ def _plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), constrained_layout=True)
     methods = sorted({(r["library"], r["method"]) for r in rows})
+    # One colour per hnnlab method, its compiled variant in the same colour, dashed with diamonds; the baselines
+    # in black, grey and brown, which no hnnlab method uses.
     baseline_colours = {"dopri5": "black", "dopri8": "dimgrey", "DOP853": "saddlebrown"}
-    cmap = plt.get_cmap("tab10")
-    for i, (library, method) in enumerate(methods):
-        colour = baseline_colours.get(method, cmap(i % 10))
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:pink", "tab:olive", "tab:cyan",
+               "gold", "navy"]
+    bases = sorted({m.removesuffix(" (compiled)") for lib, m in methods if lib == "hnnlab"})
+    colours = {**{b: palette[i % len(palette)] for i, b in enumerate(bases)}, **baseline_colours}
+    for library, method in methods:
+        compiled = method.endswith(" (compiled)")
+        colour = colours[method.removesuffix(" (compiled)")]
         sel = sorted((r for r in rows if (r["library"], r["method"]) == (library, method)
                       and math.isfinite(r["energy_error"]) and r["energy_error"] > 0), key=lambda r: r["seconds"])
         if not sel:
             continue
-        style = "-o" if library == "hnnlab" else ("--s" if library == "torchdiffeq" else ":^")
+        style = ("--D" if compiled else "-o") if library == "hnnlab" else ("--s" if library == "torchdiffeq" else ":^")
         label = f"{method} ({library})"
         for ax, key in zip(axes, ("seconds", "evaluations_per_state"), strict=True):
             ax.loglog([r[key] for r in sel], [r["energy_error"] for r in sel], style, color=colour,
@@ -320,17 +326,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=120.0,
                         help="a method's sweep stops after a run longer than this")
     parser.add_argument("--out", default=str(HERE / "results" / "work_precision"), help="output stem")
+    parser.add_argument("--from-csv", type=Path, default=None,
+                        help="write the report and plots again from this CSV of an earlier run (nothing is timed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rows: list[dict] = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.from_csv is not None:
+        replot(args.from_csv, out)
+        return 0
     for name in args.problems:
         problem = PROBLEMS[name]()
         for horizon in args.horizons:
             part = run_problem(problem, horizon, args.repeats, args.quick, args.max_seconds)
             rows += part
             _plot(part, out.with_name(f"{out.name}_{name}_T{horizon:g}.png"))
+    report(rows, out)
+    return 0
+
+
+def _compile_cell(seconds: float) -> str:
+    """A compiled run's one-off compile time; under a second it is the timing noise of a graph that was already in
+    the inductor's cache (the difference of two runs can then even be negative)."""
+    return f"{seconds:.3g}" if seconds >= 1.0 else "< 1 (cached)"
+
+
+def report(rows: list[dict], out: Path) -> None:
+    """Write ``out``.md / .csv from a run's rows and print the Markdown."""
     lines = ["# Work-precision (`benchmarks/bench_work_precision.py`)", "",
              f"Wall time to a final relative energy error of {TARGET_ERROR:g} (log-log interpolation between the "
              "runs that bracket it), hnnlab's best method against the best of torchdiffeq and scipy, in one run.", "",
@@ -353,10 +376,23 @@ def main(argv: list[str] | None = None) -> int:
                   "stood).", "", "| problem | T | method | dt | seconds | compile seconds | energy error |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['problem']} | {r['horizon']:g} | {r['method']} | {r['setting']:g} | {r['seconds']:.3g} | "
-                  f"{r['compile_seconds']:.3g} | {r['energy_error']:.2e} |" for r in compiled]
+                  f"{_compile_cell(r['compile_seconds'])} | {r['energy_error']:.2e} |" for r in compiled]
     write_results(out, "\n".join(lines), rows)
     print("\n".join(lines))
-    return 0
+
+
+def replot(csv_path: Path, out: Path) -> None:
+    """Write the report and one PNG per problem and horizon again from the CSV of an earlier run (nothing is
+    timed): ``--from-csv``."""
+    import csv
+
+    with open(csv_path, newline="") as fh:
+        rows = [{k: (v if k in ("problem", "library", "method") else float(v)) for k, v in r.items()}
+                for r in csv.DictReader(fh)]
+    for problem, horizon in sorted({(r["problem"], r["horizon"]) for r in rows}):
+        part = [r for r in rows if (r["problem"], r["horizon"]) == (problem, horizon)]
+        _plot(part, out.with_name(f"{out.name}_{problem}_T{horizon:g}.png"))
+    report(rows, out)
 
 
 if __name__ == "__main__":

@@ -229,6 +229,34 @@ def test_work_precision_interpolates_the_time_at_the_target_error_log_log():
     assert wp.time_at_error([{"seconds": 3.0, "energy_error": float("inf")}] + rows, 1e-8) == pytest.approx(2.0)
 
 
+def test_work_precision_report_is_drawn_again_from_a_csv(tmp_path):
+    """--from-csv writes the summary, the compiled table and one plot per problem and horizon from a CSV, timing
+    nothing; a compile time under a second (a cached graph) is shown as such, not as a noise difference."""
+    import csv
+
+    from benchmarks import _common
+
+    wp = _common.load_script("bench_work_precision")
+    rows = [("hnnlab", "kahan_li8 (compiled)", 0.5, 1.0, 1e-6, 40.0), ("hnnlab", "kahan_li8 (compiled)", 0.25, 4.0,
+                                                                          1e-10, -0.2),
+            ("scipy", "DOP853", 1e-8, 10.0, 1e-6, float("nan")), ("scipy", "DOP853", 1e-10, 40.0, 1e-10, float("nan"))]
+    path = tmp_path / "run.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["problem", "horizon", "library", "method", "setting", "seconds", "evaluations_per_state",
+                    "energy_error", "state_error", "compile_seconds"])
+        for lib, method, setting, sec, err, comp in rows:
+            w.writerow(["henon_heiles", 10000.0, lib, method, setting, sec, 1e5, err, 1e-3, comp])
+    assert wp.main(["--from-csv", str(path), "--out", str(tmp_path / "out" / "wp")]) == 0
+    md = (tmp_path / "out" / "wp.md").read_text()
+    # both curves reach 1e-8 halfway between their two runs in log error: 2 s against 20 s
+    assert "| henon_heiles | 10000 | kahan_li8 (compiled) | 2 | DOP853 | 20 | 10.0x |" in md
+    assert "Target (Henon-Heiles, T = 1e4, >= 10x): 10.0x, met." in md
+    assert "| henon_heiles | 10000 | kahan_li8 (compiled) | 0.5 | 1 | 40 | 1.00e-06 |" in md
+    assert "| henon_heiles | 10000 | kahan_li8 (compiled) | 0.25 | 4 | < 1 (cached) | 1.00e-10 |" in md
+    assert (tmp_path / "out" / "wp_henon_heiles_T10000.png").stat().st_size > 10_000
+
+
 def test_flop_counts_follow_the_layer_shapes():
     from benchmarks import _common
     from hnnlab.models import HNN, SeparableHNN

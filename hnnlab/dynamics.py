@@ -75,10 +75,12 @@ def _traced(
     fn: ScalarFn, x: Tensor, create_graph: bool | None, grad_enabled_outside: bool
 ) -> tuple[Tensor, Tensor, bool]:
     """``fn`` evaluated (under ``torch.enable_grad``, by the caller) on ``x`` as a leaf that requires grad (``x``
-    itself when it already does): the input, the value, and whether the derivatives keep their graph: as asked,
-    or, for ``create_graph=None``, when gradients are enabled outside and ``x`` or the parameters of ``fn``
-    need it."""
-    x_in = x if x.requires_grad else x.detach().requires_grad_(True)
+    itself when it already does and gradients are enabled outside): the input, the value, and whether the
+    derivatives keep their graph: as asked, or, for ``create_graph=None``, when gradients are enabled outside
+    and ``x`` or the parameters of ``fn`` need it."""
+    # ``x`` itself only where gradients flow to it: under ``torch.no_grad`` a view of a leaf that requires grad
+    # still reports ``requires_grad`` but is not in any graph (differentiating with respect to it fails).
+    x_in = x if x.requires_grad and grad_enabled_outside else x.detach().requires_grad_(True)
     value = fn(x_in)
     if create_graph is None:
         create_graph = grad_enabled_outside and (x.requires_grad or _has_parameters_graph(value, x_in))

@@ -103,6 +103,18 @@ class KillAtEpoch(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class SignalAtEpoch(pl.Callback):
+    """Send ``signal_name`` (``"SIGINT"`` or ``"SIGTERM"``) to this process at the start of epoch ``epoch``, as a
+    user's Ctrl-C or ``kill`` would."""
+
+    def __init__(self, epoch: int, signal_name: str) -> None:
+        self.epoch, self.signal_name = epoch, signal_name
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), getattr(signal, self.signal_name))
+
+
 class RecordingLogger(Logger):
     """A logger that keeps what it is given, in memory."""
 

@@ -37,3 +37,16 @@ def test_closed_form_accelerations_equal_euler_lagrange_of_lagrangian(name):
         s.accelerations(x), euler_lagrange_accelerations(s.lagrangian, x), rtol=1e-10, atol=1e-10
     )
     torch.testing.assert_close(s.energy(x), lagrangian_energy(s.lagrangian, x), rtol=1e-12, atol=1e-10)
+
+
+def test_input_gradient_under_no_grad_of_a_view_of_a_leaf_that_requires_grad():
+    """Under ``torch.no_grad`` a view of a leaf that requires grad still says ``requires_grad`` but is in no graph:
+    the gradient is taken on a detached copy (it failed with "not used in the graph" before), and equals it."""
+    from hnnlab.dynamics import input_gradient
+
+    leaf = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        view = leaf.reshape(3, 2)[..., :1]
+        assert view.requires_grad and view.grad_fn is None
+        grad = input_gradient(lambda q: (q**3).sum(-1), view)
+    assert torch.equal(grad, 3 * leaf.detach()[..., :1] ** 2) and not grad.requires_grad

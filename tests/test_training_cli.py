@@ -7,6 +7,7 @@ W&B is disabled in every test except where an offline run directory is inspected
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -120,7 +121,10 @@ def test_fit_command_writes_the_final_last_checkpoint_and_equals_fit_from_python
 # -- the shipped configs ---------------------------------------------------------------------------
 
 
-CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml"))
+# The Lightning experiments; an echo state network's config (model.n_reservoir) goes to `hnnlab esn fit`
+# (tests/test_esn_io.py).
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml")
+                 if "n_reservoir" not in (load_config_with_bases(p).get("model") or {}))
 
 
 def test_every_canonical_experiment_has_a_config() -> None:
@@ -283,6 +287,28 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(small_data, tmp_pa
     a, b = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(("signal_name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_fit_stopped_by_ctrl_c_or_kill_exits_with_the_signal_and_names_its_checkpoint(small_data, tmp_path,
+                                                                                       signal_name, code) -> None:
+    """Ctrl-C (SIGINT) or kill (SIGTERM) during hnnlab fit: not a success (Lightning itself ends a SIGTERM run with
+    status 0), exit 128 + signal, one line naming the step and the last checkpoint to resume from, which exists."""
+    proc = _fit_process([
+        "--config", str(ROOT / "configs/spring_hnn.yaml"), "--data.path", str(small_data["greydanus-spring"]),
+        "--data.batch_size", "20", "--trainer.max_epochs", "6", "--trainer.accelerator", "cpu",
+        "--checkpoint.every_n_epochs", "1", "--trainer.default_root_dir", "run",
+        "--trainer.callbacks+=tests._training_helpers.SignalAtEpoch", "--trainer.callbacks.epoch", "2",
+        "--trainer.callbacks.signal_name", signal_name,
+    ], tmp_path)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == code, out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("hnnlab fit: stopped by")]
+    match = re.fullmatch(rf"hnnlab fit: stopped by {signal_name} at step (\d+); last checkpoint: (\S+) "
+                         r"\(resume with --ckpt_path (\S+)\)", line)
+    assert match is not None, line
+    assert match.group(2) == match.group(3) and (tmp_path / match.group(2)).is_file()
+    assert torch.load(tmp_path / match.group(2), weights_only=False)["epoch"] in (1, 2)
 
 
 @pytest.mark.slow

@@ -480,17 +480,25 @@ class _Loop:
             self._raise_first_bad(good, step)
         bad = torch.nonzero(~finite).squeeze(-1)  # (n_bad,) whole-batch indices
         first, reason = self._replay(good, step, bad)
-        self.first_bad[bad.cpu()] = first
-        self.status[bad.cpu()] = reason
-        first_full = torch.full((x.shape[0],), self.n_steps + 1, dtype=torch.long, device=x.device)
-        first_full[bad] = first.to(x.device)
+        chunk = self._mark_bad(bad, first, reason, chunk, x.device)
+        return (~finite if frozen is None else frozen | ~finite), chunk
+
+    def _mark_bad(self, rows: Tensor, first: Tensor, reason: Tensor, chunk: list[tuple[int, Tensor]],
+                  device: torch.device) -> list[tuple[int, Tensor]]:
+        """Record the whole-batch rows ``rows`` as bad from their first bad steps ``first`` (with ``reason``) and
+        NaN their saved states in ``chunk`` (on ``device``) from those steps on."""
+        rows_cpu = rows.cpu()
+        self.first_bad[rows_cpu] = first
+        self.status[rows_cpu] = reason
+        first_full = torch.full((self.x0.shape[0],), self.n_steps + 1, dtype=torch.long, device=device)
+        first_full[rows.to(device)] = first.to(device)
         earliest = int(first.min())
         for i in range(len(chunk) - 1, -1, -1):  # the saved states since the earliest bad step, newest first
             s, v = chunk[i]
             if s < earliest:
                 break
             chunk[i] = (s, torch.where((first_full <= s)[:, None], math.nan, v))
-        return (~finite if frozen is None else frozen | ~finite), chunk
+        return chunk
 
     def _advance(self, x: Tensor, state: SolverState, step: int, rows: Tensor | None) -> tuple[Tensor, SolverState,
                                                                                             Tensor | None]:
@@ -522,20 +530,9 @@ class _Loop:
         bad = torch.nonzero(~finite).squeeze(-1)  # (n_bad,) in live-row indices
         first, reason = self._replay(good, step, bad)
         rows = bad if self.live is None else self.live.to(bad.device)[bad]  # whole-batch indices
-        rows_cpu = rows.cpu()
-        self.first_bad[rows_cpu] = first
-        self.status[rows_cpu] = reason
-        # Saved states after a bad row's first bad step are NaN in that row.
-        first_full = torch.full((self.x0.shape[0],), self.n_steps + 1, dtype=torch.long, device=x.device)
-        first_full[rows] = first.to(x.device)
+        chunk = self._mark_bad(rows, first, reason, chunk, x.device)
         keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         keep[bad] = False
-        earliest = int(first.min())
-        for i in range(len(chunk) - 1, -1, -1):  # the saved states since the earliest bad step, newest first
-            s, v = chunk[i]
-            if s < earliest:
-                break
-            chunk[i] = (s, torch.where((first_full <= s)[:, None], math.nan, v))
         self._record_row_stats(state, rows, ~keep)
         self.live = torch.nonzero(keep).squeeze(-1) if self.live is None else self.live.to(keep.device)[keep]
         return x[keep], _take(state, keep), chunk

@@ -139,11 +139,7 @@ def predict_to_file(
     (both as :class:`~hnnlab.inputs.DrivenField`); they are stored in the rollout file.
     Returns a summary (integrators, shapes, steps run, first non-finite step or None).
     """
-    check_count("n_steps", n_steps, minimum=1)
-    check_count("save_every", save_every, minimum=1)
-    n_steps = steps_to_save(n_steps, save_every)  # warns once, here, not once per solve
-    if n_steps == 0:
-        raise InvalidArgumentError(f"n_steps is less than save_every = {save_every}: no state after x0 would be saved")
+    n_steps = _steps_to_run(n_steps, save_every)
     field = model if inputs is None else DrivenField(model, inputs)
     truth = system if inputs is None or system is None else DrivenField(system, inputs)
     integ = get_integrator(integrator or default_integrator(field))
@@ -231,11 +227,7 @@ def forecast_to_file(
     """
     from hnnlab.rollout_io import DISCRETE_MAP
 
-    check_count("n_steps", n_steps, minimum=1)
-    check_count("save_every", save_every, minimum=1)
-    n_steps = steps_to_save(n_steps, save_every)
-    if n_steps == 0:
-        raise InvalidArgumentError(f"n_steps is less than save_every = {save_every}: no state after x0 would be saved")
+    n_steps = _steps_to_run(n_steps, save_every)
     n, n_warmup, width = warmup.shape
     chunks = model.iter_forecast(warmup, n_steps, chunk_size=256 * save_every)  # checks the model and warm-up
     lines = _ProgressLines(n_steps, description) if (progress if progress is not None
@@ -269,6 +261,17 @@ def forecast_to_file(
                 lines.update(index - 1)
     return {"n_traj": n, "n_steps": n_steps, "save_every": save_every, "warmup": n_warmup,
             "reference_integrator": ref_integ.name if ref_integ is not None else None, "path": os.fspath(out)}
+
+
+def _steps_to_run(n_steps: int, save_every: int) -> int:
+    """``n_steps`` cut to the last multiple of ``save_every`` (warning once, here, not once per solve); both counts
+    must be integers >= 1 and at least one state after ``x0`` must be saved."""
+    check_count("n_steps", n_steps, minimum=1)
+    check_count("save_every", save_every, minimum=1)
+    n_steps = steps_to_save(n_steps, save_every)
+    if n_steps == 0:
+        raise InvalidArgumentError(f"n_steps is less than save_every = {save_every}: no state after x0 would be saved")
+    return n_steps
 
 
 class _ProgressLines:

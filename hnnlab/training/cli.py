@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from hnnlab.errors import HnnlabError, InvalidArgumentError
 from hnnlab.training.callbacks import HnnlabCheckpoint
 from hnnlab.training.module import DynamicsModule
-from hnnlab.training.runner import TRAINER_DEFAULTS, build_trainer, fit_trainer, last_checkpoint, quiet_warnings
+from hnnlab.training.runner import TRAINER_DEFAULTS, TrainingStopped, build_trainer, fit_trainer, quiet_warnings
 
 # Checkpoints: the best (by ``checkpoint.monitor``) and the last, written every ``checkpoint.every_n_epochs``
 # epochs and (``last.ckpt``) at the end of training. Datasets without a val split set
@@ -220,22 +220,9 @@ class HnnlabCLI(LightningCLI):
 
     def fit(self, model: pl.LightningModule, datamodule: pl.LightningDataModule | None = None,
             **kwargs: Any) -> None:
-        """``hnnlab fit``: :func:`~hnnlab.training.runner.fit_trainer` with the CLI's trainer.
-
-        Lightning ends a run stopped by SIGTERM at the next step with a ``SystemExit`` whose code is ``None``
-        (success) and one stopped by Ctrl-C with ``SystemExit(1)``; both become :class:`Stopped` (exit 143 and
-        130, with the step reached and the last checkpoint to resume from).
-        """
-        from lightning.pytorch.trainer.states import TrainerStatus
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        try:
-            result = fit_trainer(self.trainer, model, datamodule, **kwargs)
-        except SystemExit as exc:
-            if self.trainer.state.status != TrainerStatus.INTERRUPTED:
-                raise
-            signal_name = "SIGTERM" if isinstance(exc, SIGTERMException) else "SIGINT"
-            raise Stopped(signal_name, self.trainer.global_step, last_checkpoint(self.trainer)) from None
+        """``hnnlab fit``: :func:`~hnnlab.training.runner.fit_trainer` with the CLI's trainer (a run stopped by
+        Ctrl-C or SIGTERM raises :class:`~hnnlab.training.runner.TrainingStopped`)."""
+        result = fit_trainer(self.trainer, model, datamodule, **kwargs)
         if result.last_checkpoint is not None and self.trainer.is_global_zero:
             print(f"hnnlab fit: last checkpoint (step {self.trainer.global_step}): {result.last_checkpoint}",
                   flush=True)
@@ -256,18 +243,6 @@ class HnnlabCLI(LightningCLI):
 
 
 _NO_CHECKPOINT_CALLBACK = r".*callbacks used to create the checkpoint need to be provided.*"
-
-
-class Stopped(Exception):
-    """``hnnlab fit`` stopped by SIGINT (exit 130) or SIGTERM (exit 143) at ``step``; ``checkpoint`` is the last
-    one written (``None`` when none was)."""
-
-    def __init__(self, signal_name: str, step: int, checkpoint: Path | None) -> None:
-        self.signal_name, self.step, self.checkpoint = signal_name, int(step), checkpoint
-        self.exit_code = 143 if signal_name == "SIGTERM" else 130
-        resume = (f"; last checkpoint: {checkpoint} (resume with --ckpt_path {checkpoint})" if checkpoint is not None
-                  else "; no checkpoint was written")
-        super().__init__(f"stopped by {signal_name} at step {self.step}{resume}")
 
 
 class ConfigError(InvalidArgumentError):
@@ -497,7 +472,7 @@ def run_lightning_cli(argv: list[str]) -> int:
         except HnnlabError as exc:
             print(f"hnnlab {argv[0]}: error: {exc}", file=sys.stderr)
             return 2
-        except Stopped as exc:  # Ctrl-C or a kill (SIGTERM): not a success
+        except TrainingStopped as exc:  # Ctrl-C or a kill (SIGTERM): not a success
             print(f"hnnlab {argv[0]}: {exc}", file=sys.stderr)
             return exc.exit_code
         except SystemExit as exc:  # jsonargparse reports config errors (and --help) by exiting

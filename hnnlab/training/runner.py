@@ -150,6 +150,23 @@ def fit(
         return fit_trainer(trainer, module, datamodule, ckpt_path=ckpt_path)
 
 
+class TrainingStopped(KeyboardInterrupt):
+    """Training stopped by SIGINT (``exit_code`` 130) or SIGTERM (143) at ``step``; ``checkpoint`` is the last one
+    written (``None`` when none was).
+
+    Lightning ends a run stopped by SIGTERM at the next step with a ``SystemExit`` whose code is ``None``
+    (success) and one stopped by Ctrl-C with ``SystemExit(1)``; :func:`fit_trainer` turns both into this, a
+    ``KeyboardInterrupt`` that the command line reports as a stop by that signal.
+    """
+
+    def __init__(self, signal_name: str, step: int, checkpoint: Path | None) -> None:
+        self.signal_name, self.step, self.checkpoint = signal_name, int(step), checkpoint
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130
+        resume = (f"; last checkpoint: {checkpoint} (resume with --ckpt_path {checkpoint})" if checkpoint is not None
+                  else "; no checkpoint was written")
+        super().__init__(f"stopped by {signal_name} at step {self.step}{resume}")
+
+
 def fit_trainer(
     trainer: pl.Trainer,
     module: pl.LightningModule,
@@ -166,7 +183,16 @@ def fit_trainer(
     with warnings.catch_warnings():
         if ckpt_path is not None:  # a resumed run writes to its own checkpoint directory again, by design
             warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, **fit_kwargs)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, **fit_kwargs)
+        except SystemExit as exc:
+            from lightning.pytorch.trainer.states import TrainerStatus
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            if trainer.state.status != TrainerStatus.INTERRUPTED:
+                raise
+            signal_name = "SIGTERM" if isinstance(exc, SIGTERMException) else "SIGINT"
+            raise TrainingStopped(signal_name, trainer.global_step, last_checkpoint(trainer)) from None
     seconds = time.perf_counter() - start
     return FitResult(trainer=trainer, seconds=seconds, last_checkpoint=last_checkpoint(trainer))
 

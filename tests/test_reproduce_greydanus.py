@@ -204,3 +204,29 @@ def test_notes_template_refuses_a_missing_value_and_an_unknown_paragraph():
         notes("wall_time")
     with pytest.raises(InvalidArgumentError, match=r"has no paragraph 'sauce'; paragraphs: source, data, "):
         notes("sauce")
+
+
+def test_cached_results_are_reused_only_for_the_same_key_and_never_half_written(tmp_path, capsys):
+    from hnnlab.reproduce.common import cached
+
+    calls: list[int] = []
+
+    def compute() -> dict[str, object]:
+        calls.append(1)
+        return {"vpt": torch.arange(3.0)}
+
+    path = tmp_path / "results" / "task-seed0.pt"
+    first = cached(path, {"seed": 0, "steps": 10}, compute, label="task seed 0")
+    again = cached(path, {"seed": 0, "steps": 10}, compute, label="task seed 0")
+    assert len(calls) == 1 and torch.equal(first["vpt"], again["vpt"])
+    assert f"task seed 0: reusing {path}" in capsys.readouterr().out
+    cached(path, {"seed": 0, "steps": 20}, compute, label="task seed 0")  # other settings: computed again
+    assert len(calls) == 2
+    assert sorted(p.name for p in path.parent.iterdir()) == ["task-seed0.pt"]
+
+    def stopped() -> dict[str, object]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cached(tmp_path / "results" / "task-seed1.pt", {"seed": 1}, stopped, label="task seed 1")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["task-seed0.pt"]

@@ -31,7 +31,7 @@ from hnnlab.audit.metrics import valid_prediction_time
 from hnnlab.data.recipes import Recipe, TestSet
 from hnnlab.errors import HnnlabError, InvalidArgumentError
 from hnnlab.integrators import get_integrator
-from hnnlab.reproduce.common import ReproduceConfig, build_dataset, fit, merged_settings
+from hnnlab.reproduce.common import ReproduceConfig, build_dataset, cached, fit, merged_settings
 from hnnlab.rollout import solve
 
 
@@ -225,9 +225,65 @@ def _forecast(spec: ModelSpec, model: Any, x_start: Tensor, warm: Tensor, n_step
     return to_lagrangian(ys) if to_lagrangian is not None else ys
 
 
+def _model_result(cfg: ReproduceConfig, task: ChaosTask, spec: ModelSpec, label: str, seed: int,
+                  sizes: dict[str, Any], *, lag: Any, lag_path: Any, can_path: Any, test_lag: Tensor,
+                  test_can: Tensor, truth: Tensor, t: Tensor, system: Any, e0: Tensor, l1: float,
+                  to_lag: Callable[[Tensor], Tensor] | None, same: bool) -> dict[str, Any]:
+    """Train (or fit) one model on a task and evaluate its forecasts: prediction time, energy error, own l1."""
+    from hnnlab.models.esn import EchoStateNetwork
+
+    safe = task.label.replace("/", "_")
+    w = sizes["warmup"]
+    n_steps = truth.shape[1] - 1
+    name = f"chaos-{safe}-{label}-seed{seed}"
+    started = time.perf_counter()
+    try:
+        if spec.build is None:
+            esn = EchoStateNetwork(2 * task.dof, sizes["esn_units"], seed=seed)
+            esn.fit(lag.splits["train"].state.to(torch.float64), washout=sizes["esn_washout"])
+            model: Any = esn
+            train_s = time.perf_counter() - started
+        else:
+            path = can_path if spec.coordinates == "canonical" else lag_path
+            options: dict[str, Any] = ({"mode": "windows", "window": sizes["window"], "metric": "mse"}
+                                       if spec.loss == "rollout" else {})
+            module, train_s = fit(
+                lambda spec=spec: spec.build(task.dof, sizes["hidden"]), path, cfg, name=name,
+                steps=sizes["steps"], batch_size=sizes["batch_size"], seed=seed, loss=spec.loss,
+                integrator=spec.integrator if spec.integrator != "none" else "leapfrog",
+                optimizer=lambda p: torch.optim.Adam(p, lr=sizes["lr"]), group="chaos", **options)
+            model = module.model.eval()
+    except HnnlabError as exc:
+        print(f"  {name} failed: {exc}", flush=True)
+        return {"failed": str(exc)}
+    try:
+        canonical = spec.coordinates == "canonical" and not same
+        start = (test_can if canonical else test_lag)[:, w - 1]
+        started = time.perf_counter()
+        pred = _forecast(spec, model, start, test_lag[:, :w], n_steps, task.dt, to_lag if canonical else None)
+        vpt, cens = valid_prediction_time(pred, truth, t, threshold=sizes["vpt_threshold"])
+        energy = _energy_error(system, pred, e0)
+        model_l1 = None
+        if spec.build is not None:
+            k = sizes["model_lyapunov_states"]
+            m64 = copy.deepcopy(model).double().eval()
+            l1_model = lyapunov_spectrum(m64, start[:k], dt=task.dt, n_steps=sizes["model_lyapunov_steps"],
+                                         integrator=spec.integrator, n_exponents=1, renorm_every=10,
+                                         progress=False)[:, 0]
+            model_l1 = l1_model.to(torch.float64)
+    except HnnlabError as exc:  # e.g. a learned Lagrangian whose mass matrix turns singular on a test state
+        print(f"  {name} evaluation failed: {exc}", flush=True)
+        return {"failed": f"evaluation: {exc}"}
+    eval_s = time.perf_counter() - started
+    print(f"  {name}: median VPT {float(vpt.median()):.3g} (x l1 = {float(vpt.median()) * l1:.3g} Lyapunov "
+          f"times), train {train_s:.0f} s, eval {eval_s:.0f} s", flush=True)
+    return {"vpt": vpt, "censored": float(cens.double().mean()), "energy": energy, "l1_model": model_l1,
+            "train_s": train_s, "eval_s": eval_s,
+            "nonfinite": float((~torch.isfinite(pred).all(dim=(1, 2))).double().mean())}
+
+
 def _task(cfg: ReproduceConfig, task: ChaosTask, seed: int, sizes: dict[str, Any]) -> dict[str, Any]:
     from hnnlab.data.io import load_dataset, rebuild_system
-    from hnnlab.models.esn import EchoStateNetwork
 
     same = task.canonical == task.lagrangian
     safe = task.label.replace("/", "_")
@@ -274,53 +330,13 @@ def _task(cfg: ReproduceConfig, task: ChaosTask, seed: int, sizes: dict[str, Any
         spec = MODELS[label]
         if spec.needs_separable and not task.separable:
             continue
-        name = f"chaos-{safe}-{label}-seed{seed}"
-        started = time.perf_counter()
-        try:
-            if spec.build is None:
-                esn = EchoStateNetwork(2 * task.dof, sizes["esn_units"], seed=seed)
-                esn.fit(lag.splits["train"].state.to(torch.float64), washout=sizes["esn_washout"])
-                model: Any = esn
-                train_s = time.perf_counter() - started
-            else:
-                path = can_path if spec.coordinates == "canonical" else lag_path
-                options: dict[str, Any] = ({"mode": "windows", "window": sizes["window"], "metric": "mse"}
-                                           if spec.loss == "rollout" else {})
-                module, train_s = fit(
-                    lambda spec=spec: spec.build(task.dof, sizes["hidden"]), path, cfg, name=name,
-                    steps=sizes["steps"], batch_size=sizes["batch_size"], seed=seed, loss=spec.loss,
-                    integrator=spec.integrator if spec.integrator != "none" else "leapfrog",
-                    optimizer=lambda p: torch.optim.Adam(p, lr=sizes["lr"]), group="chaos", **options)
-                model = module.model.eval()
-        except HnnlabError as exc:
-            print(f"  {name} failed: {exc}", flush=True)
-            result["models"][label] = {"failed": str(exc)}
-            continue
-        try:
-            canonical = spec.coordinates == "canonical" and not same
-            start = (test_can if canonical else test_lag)[:, w - 1]
-            started = time.perf_counter()
-            pred = _forecast(spec, model, start, test_lag[:, :w], n_steps, task.dt, to_lag if canonical else None)
-            vpt, cens = valid_prediction_time(pred, truth, t, threshold=sizes["vpt_threshold"])
-            energy = _energy_error(system, pred, e0)
-            model_l1 = None
-            if spec.build is not None:
-                k = sizes["model_lyapunov_states"]
-                m64 = copy.deepcopy(model).double().eval()
-                l1_model = lyapunov_spectrum(m64, start[:k], dt=task.dt, n_steps=sizes["model_lyapunov_steps"],
-                                             integrator=spec.integrator, n_exponents=1, renorm_every=10,
-                                             progress=False)[:, 0]
-                model_l1 = l1_model.to(torch.float64)
-        except HnnlabError as exc:  # e.g. a learned Lagrangian whose mass matrix turns singular on a test state
-            print(f"  {name} evaluation failed: {exc}", flush=True)
-            result["models"][label] = {"failed": f"evaluation: {exc}"}
-            continue
-        eval_s = time.perf_counter() - started
-        result["models"][label] = {"vpt": vpt, "censored": float(cens.double().mean()), "energy": energy,
-                                   "l1_model": model_l1, "train_s": train_s, "eval_s": eval_s,
-                                   "nonfinite": float((~torch.isfinite(pred).all(dim=(1, 2))).double().mean())}
-        print(f"  {name}: median VPT {float(vpt.median()):.3g} (x l1 = {float(vpt.median()) * l1:.3g} Lyapunov "
-              f"times), train {train_s:.0f} s, eval {eval_s:.0f} s", flush=True)
+        key = {"task": task.label, "seed": seed, "model": label, "budget": cfg.budget, **sizes}
+        result["models"][label] = cached(
+            cfg.out / "results" / f"{safe}-seed{seed}-{label}.pt", key,
+            lambda spec=spec, label=label: _model_result(
+                cfg, task, spec, label, seed, sizes, lag=lag, lag_path=lag_path, can_path=can_path,
+                test_lag=test_lag, test_can=test_can, truth=truth, t=t, system=system, e0=e0, l1=l1,
+                to_lag=to_lag, same=same), label=f"{task.label} {label} seed {seed}")
     return result
 
 

@@ -295,6 +295,25 @@ def write_results(
     return md_path, csv_path
 
 
+def cached(path: Path, key: dict[str, Any], compute: Callable[[], Any], *, label: str) -> Any:
+    """``compute()``, saved to ``path`` with ``key`` (the task, seed, budget and settings that produce it) and
+    reused by a later call with the same key: a long reproduction can be run task by task or seed by seed, in
+    separate processes, and the tables written at the end; a run stopped part-way keeps what it finished. The
+    file is written to a temporary name and renamed, so a run killed while saving leaves no half-written cache."""
+    text = json.dumps(key, sort_keys=True, default=str)
+    if path.exists():
+        saved = torch.load(path, weights_only=False)
+        if saved.get("key") == text:
+            print(f"  {label}: reusing {path}", flush=True)
+            return saved["results"]
+    results = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save({"key": text, "results": results}, partial)
+    partial.replace(path)
+    return results
+
+
 def save_raw(path: Path, payload: dict[str, Any]) -> None:
     """Every per-seed number, as JSON, beside the tables (``Estimate`` as ``{mean, stderr, n}``, tensors as
     nested lists)."""

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.integrators import get_integrator
-from hnnlab.reproduce.common import Estimate, ReproduceConfig, build_dataset, fit, merged_settings
+from hnnlab.reproduce.common import Estimate, ReproduceConfig, build_dataset, cached, fit, merged_settings
 from hnnlab.reproduce.cranmer_models import ANGLE_INPUTS as ANGLE_INPUTS
 from hnnlab.reproduce.cranmer_models import MODELS, _angle_input, make_model
 from hnnlab.reproduce.cranmer_models import NetworkInput as NetworkInput
@@ -374,7 +374,8 @@ def run(cfg: ReproduceConfig) -> dict[str, Any]:
     sizes = settings(cfg)
     started = time.perf_counter()
     print(f"cranmer: double pendulum, budget {cfg.budget}, seeds {list(cfg.seeds)}", flush=True)
-    results = [run_seed(cfg, sizes, seed) for seed in cfg.seeds]
+    results = [cached(cfg.out / "results" / f"seed{seed}.pt", {"seed": seed, "budget": cfg.budget, **sizes},
+                      lambda seed=seed: run_seed(cfg, sizes, seed), label=f"seed {seed}") for seed in cfg.seeds]
     minutes = (time.perf_counter() - started) / 60
     page = write_page(cfg, sizes, results, minutes)
     print(f"cranmer: done in {minutes:.1f} min", flush=True)

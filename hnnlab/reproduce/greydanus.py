@@ -25,7 +25,6 @@ energy error, drift verdict and valid prediction time.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from hnnlab.data.io import load_dataset
 from hnnlab.errors import ConvergenceError, NonFiniteStateError
 from hnnlab.integrators import get_integrator
 from hnnlab.models import HNN, NeuralODE, SeparableHNN
-from hnnlab.reproduce.common import Estimate, ReproduceConfig, build_dataset, fit, merged_settings
+from hnnlab.reproduce.common import Estimate, ReproduceConfig, build_dataset, cached, fit, merged_settings
 from hnnlab.reproduce.greydanus_report import write_page
 from hnnlab.rollout import rollout
 
@@ -246,20 +245,12 @@ def run_task(task_name: str, cfg: ReproduceConfig, seed: int) -> dict[str, Any]:
     reused when a later run asks for the same task, seed and settings (so a long reproduction can be run
     task by task, in separate processes, and the tables written at the end)."""
     budget = _budget(cfg)
-    cache = cfg.out / "results" / f"{task_name}-seed{seed}.pt"
     settings = {k: v for k, v in budget.items() if k != "rollout_train_steps_scale"}
     if _rollout_train_scale(budget, task_name) != 1.0:
         settings["rollout_train_steps_scale"] = _rollout_train_scale(budget, task_name)
-    key = json.dumps({"task": task_name, "seed": seed, "budget": cfg.budget, **settings}, sort_keys=True, default=str)
-    if cache.exists():
-        saved = torch.load(cache, weights_only=False)
-        if saved.get("key") == key:
-            print(f"  {task_name} seed {seed}: reusing {cache}", flush=True)
-            return saved["results"]
-    results = _run_task(task_name, cfg, seed, budget)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"key": key, "results": results}, cache)
-    return results
+    key = {"task": task_name, "seed": seed, "budget": cfg.budget, **settings}
+    return cached(cfg.out / "results" / f"{task_name}-seed{seed}.pt", key,
+                  lambda: _run_task(task_name, cfg, seed, budget), label=f"{task_name} seed {seed}")
 
 
 def _run_task(task_name: str, cfg: ReproduceConfig, seed: int, budget: dict[str, Any]) -> dict[str, Any]:

@@ -155,7 +155,7 @@ def test_bad_task_model_and_setting_are_refused(tmp_path):
         finzi.run(ReproduceConfig(out=tmp_path, results=tmp_path, tasks=("4-link",), wandb=False))
     with pytest.raises(InvalidArgumentError, match=r"unknown model 'GNN'; available: NODE, HNN"):
         finzi.settings(ReproduceConfig(extra={"models": ("GNN",)}, wandb=False))
-    with pytest.raises(InvalidArgumentError, match=r"unknown setting 'epochs' in extra; settings: n_traj, steps"):
+    with pytest.raises(InvalidArgumentError, match=r"unknown setting 'epochs'; settings: n_traj, steps"):
         finzi.settings(ReproduceConfig(extra={"epochs": 3}, wandb=False))
     with pytest.raises(InvalidArgumentError, match=r"steps must be an integer >= 1, got 0"):
         finzi.settings(ReproduceConfig(extra={"steps": 0}, wandb=False))

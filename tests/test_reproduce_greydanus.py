@@ -137,7 +137,7 @@ def test_config_refuses_unknown_tasks_and_budgets():
     with pytest.raises(InvalidArgumentError, match="budget must be 'cpu' or 'published', got 'gpu'"):
         ReproduceConfig(budget="gpu")
     with pytest.raises(InvalidArgumentError,
-                       match="greydanus: unknown setting 'stepz' in extra; settings: steps_scale, 3body_n_traj"):
+                       match="greydanus: unknown setting 'stepz'; settings: steps_scale, 3body_n_traj"):
         g.run(ReproduceConfig(tasks=("spring",), wandb=False, extra={"stepz": 1}))
 
 
@@ -146,6 +146,27 @@ def test_command_refuses_an_unknown_reproduction_and_task(capsys):
     assert "unknown reproduction 'hamilton'; available: greydanus, cranmer, finzi" in capsys.readouterr().err
     assert cli_main(["reproduce", "greydanus", "--tasks", "moon", "--no-wandb"]) == 2
     assert "unknown task 'moon'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("models=[baseline, nope]", "greydanus: models must be 'all' or a list of baseline, HNN, SepHNN, SepHNN-leapfrog; "
+                                "got ['baseline', 'nope']"),
+    ("stepz=3", "greydanus: unknown setting 'stepz'; settings: steps_scale, 3body_n_traj"),
+    ("stepz", "--set takes KEY=VALUE, got 'stepz'"),
+    ("n_long=[1", "--set n_long: VALUE is not valid YAML ('[1')"),
+])
+def test_command_set_overrides_a_setting_and_refuses_bad_ones_before_any_work(tmp_path, capsys, item, message):
+    argv = ["reproduce", "greydanus", "--tasks", "3body", "--no-wandb", "--out", str(tmp_path), "--set", item]
+    assert cli_main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_command_set_reads_values_as_yaml():
+    from hnnlab.commands.reproduce import parse_settings
+
+    assert parse_settings(["models=[baseline, HNN]", "steps_scale=0.5", "n_long = 4"]) == {
+        "models": ["baseline", "HNN"], "steps_scale": 0.5, "n_long": 4}
 
 
 def test_tiny_end_to_end_run_writes_the_tables(tmp_path):

@@ -59,7 +59,7 @@ def test_the_driven_node_sees_the_time_and_the_inputs():
 
 
 def test_unknown_settings_and_models_are_refused():
-    with pytest.raises(InvalidArgumentError, match="open-systems: unknown setting 'epochs' in extra; settings: n_traj"):
+    with pytest.raises(InvalidArgumentError, match="open-systems: unknown setting 'epochs'; settings: n_traj"):
         open_systems.settings(ReproduceConfig(extra={"epochs": 3}))
     with pytest.raises(InvalidArgumentError, match="open-systems: unknown model 'hnn'; available: phnn, node, dhnn"):
         open_systems.settings(ReproduceConfig(extra={"models": ("hnn",)}))

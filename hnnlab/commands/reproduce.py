@@ -47,6 +47,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="torch intra-op threads unless OMP_NUM_THREADS is set (default: 1)")
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator for training (default: cpu)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="override one setting of the budget, VALUE in YAML (--set steps=500 --set "
+                             "'models=[baseline, HNN]'); an unknown KEY is refused with the list of settings; "
+                             "the results page records every setting")
+
+
+def parse_settings(items: list[str]) -> dict[str, object]:
+    """``--set KEY=VALUE`` items as a dict, each VALUE read as YAML (numbers, lists, strings)."""
+    import yaml
+
+    settings: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgumentError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            settings[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidArgumentError(f"--set {key.strip()}: VALUE is not valid YAML ({text!r}): "
+                                       f"{str(exc).splitlines()[0]}") from exc
+    return settings
 
 
 def load(name: str):  # noqa: ANN201 - a module
@@ -76,6 +97,7 @@ def main(args: argparse.Namespace) -> int:
         wandb=not args.no_wandb,
         threads=args.threads,
         accelerator=args.accelerator,
+        extra=parse_settings(args.settings),
     )
     cfg.select(module.TASKS)  # refuse an unknown task before any work
     set_threads(cfg.threads)

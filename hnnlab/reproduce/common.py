@@ -120,7 +120,7 @@ def merged_settings(name: str, budgets: dict[str, dict[str, Any]], cfg: Reproduc
     merged = dict(budgets[cfg.budget])
     unknown = [k for k in cfg.extra if k not in merged]
     if unknown:
-        raise InvalidArgumentError(f"{name}: unknown setting {unknown[0]!r} in extra; settings: {', '.join(merged)}")
+        raise InvalidArgumentError(f"{name}: unknown setting {unknown[0]!r}; settings: {', '.join(merged)}")
     merged.update(cfg.extra)
     return merged
 

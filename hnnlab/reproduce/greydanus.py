@@ -36,7 +36,7 @@ from torch import Tensor
 
 from hnnlab.audit import audit_trajectories
 from hnnlab.data.io import load_dataset
-from hnnlab.errors import ConvergenceError, NonFiniteStateError
+from hnnlab.errors import ConvergenceError, InvalidArgumentError, NonFiniteStateError
 from hnnlab.integrators import get_integrator
 from hnnlab.models import HNN, NeuralODE, SeparableHNN
 from hnnlab.reproduce.common import Estimate, ReproduceConfig, build_dataset, cached, fit, merged_settings
@@ -103,7 +103,13 @@ MODELS: dict[str, tuple[Callable[[int], torch.nn.Module], str, str]] = {
 
 
 def _budget(cfg: ReproduceConfig) -> dict[str, Any]:
-    return merged_settings("greydanus", BUDGETS, cfg)
+    budget = merged_settings("greydanus", BUDGETS, cfg)
+    models = budget["models"]
+    if models != "all" and (not isinstance(models, list | tuple) or not models
+                            or any(m not in MODELS for m in models)):
+        raise InvalidArgumentError(f"greydanus: models must be 'all' or a list of {', '.join(MODELS)}; "
+                                   f"got {models!r}")
+    return budget
 
 
 def _rollout_train_scale(budget: dict[str, Any], task_name: str) -> float:

@@ -11,22 +11,22 @@ import torch
 
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.reproduce import chaos
-from hnnlab.reproduce.common import ReproduceConfig
+from hnnlab.reproduce.common import ReproduceConfig, median_interval
 
 
 def test_median_interval_is_the_sample_median_with_the_asymptotic_width():
     x = torch.randn(2000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    med, lo, hi = chaos.median_interval(x, n_boot=2000, generator=torch.Generator().manual_seed(1))
+    med, lo, hi = median_interval(x, n_boot=2000, generator=torch.Generator().manual_seed(1))
     assert med == float(x.median()) or med == pytest.approx(float(x.quantile(0.5)), abs=1e-15)
     assert lo < med < hi
     # the median of N(0, 1) has standard error sqrt(pi / 2) / sqrt(n): the 95 % interval is ~ 2 x 1.96 x that
     expected = 2 * 1.96 * math.sqrt(math.pi / 2) / math.sqrt(x.numel())
     assert hi - lo == pytest.approx(expected, rel=0.3)
     # the same generator seed gives the same interval; NaNs are ignored by the median
-    again = chaos.median_interval(torch.cat([x, torch.tensor([math.nan])]), n_boot=2000,
+    again = median_interval(torch.cat([x, torch.tensor([math.nan])]), n_boot=2000,
                                   generator=torch.Generator().manual_seed(1))
     assert math.isfinite(again[0]) and abs(again[0] - med) < 2e-3
-    assert all(math.isnan(v) for v in chaos.median_interval(torch.empty(0), n_boot=10,
+    assert all(math.isnan(v) for v in median_interval(torch.empty(0), n_boot=10,
                                                             generator=torch.Generator()))
 
 

@@ -251,3 +251,23 @@ def test_cached_results_are_reused_only_for_the_same_key_and_never_half_written(
     with pytest.raises(KeyboardInterrupt):
         cached(tmp_path / "results" / "task-seed1.pt", {"seed": 1}, stopped, label="task seed 1")
     assert sorted(p.name for p in path.parent.iterdir()) == ["task-seed0.pt"]
+
+
+def test_seed_rows_give_the_median_over_seeds_and_trajectories_and_the_largest_trajectorys_share():
+    from hnnlab.reproduce.greydanus_report import seed_rows
+
+    def entry(per_traj: list[float], loss: float) -> dict:
+        return {"energy_published": {"per_traj": per_traj}, "test_loss": {"estimate": Estimate(loss)}}
+
+    raw = {"3body": {0: {"HNN": entry([1.0, 1.0, 8.0], 0.2)},  # mean 10 / 3, the largest carries 80 %
+                     1: {"HNN": entry([2.0, 2.0, 2.0], 0.3)},  # mean 2, a third
+                     2: {"HNN": entry([3.0, 3.0, 94.0], 0.1)}}}  # mean 100 / 3, 94 %
+    (row,) = seed_rows(raw, n_boot=200)
+    assert row["published"] == 4.1926e-02
+    assert row["per_seed"] == "3.33, 2, 33.3"
+    assert math.isclose(row["seed_median"], 10 / 3)
+    assert row["traj_median"] == 2.0  # of 1 1 2 2 2 3 3 8 94
+    lo, hi = (float(v) for v in row["traj_interval"].split(" - "))
+    assert 1.0 <= lo <= 2.0 <= hi <= 8.0  # order statistics of the nine values, never the 94
+    assert math.isclose(row["top_share"], 0.8)
+    assert math.isclose(row["test_loss"], 0.2)

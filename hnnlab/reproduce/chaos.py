@@ -173,21 +173,6 @@ def settings(cfg: ReproduceConfig) -> dict[str, Any]:
     return merged
 
 
-# -- statistics ---------------------------------------------------------------------------------------------
-
-
-def median_interval(values: Tensor, *, n_boot: int, generator: torch.Generator, level: float = 0.95
-                    ) -> tuple[float, float, float]:
-    """The median of ``values`` and its percentile-bootstrap ``level`` interval over ``n_boot`` resamples."""
-    x = values.detach().to(torch.float64).reshape(-1)
-    if x.numel() == 0:
-        return math.nan, math.nan, math.nan
-    idx = torch.randint(0, x.numel(), (n_boot, x.numel()), generator=generator)
-    medians = x[idx].nanquantile(0.5, dim=1)
-    lo, hi = torch.quantile(medians, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
-    return float(x.nanquantile(0.5)), float(lo), float(hi)
-
-
 # -- data -----------------------------------------------------------------------------------------------------
 
 

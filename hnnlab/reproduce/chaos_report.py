@@ -8,8 +8,7 @@ from typing import Any
 
 import torch
 
-from hnnlab.reproduce.chaos import median_interval
-from hnnlab.reproduce.common import Column, ReproduceConfig, figure, publish
+from hnnlab.reproduce.common import Column, ReproduceConfig, figure, median_interval, publish
 
 TITLE = "Chaos benchmark: valid prediction time in Lyapunov times (issue 14)"
 

@@ -295,6 +295,18 @@ def write_results(
     return md_path, csv_path
 
 
+def median_interval(values: torch.Tensor, *, n_boot: int, generator: torch.Generator, level: float = 0.95
+                    ) -> tuple[float, float, float]:
+    """The median of ``values`` and its percentile-bootstrap ``level`` interval over ``n_boot`` resamples."""
+    x = values.detach().to(torch.float64).reshape(-1)
+    if x.numel() == 0:
+        return math.nan, math.nan, math.nan
+    idx = torch.randint(0, x.numel(), (n_boot, x.numel()), generator=generator)
+    medians = x[idx].nanquantile(0.5, dim=1)
+    lo, hi = torch.quantile(medians, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(x.nanquantile(0.5)), float(lo), float(hi)
+
+
 def cached(path: Path, key: dict[str, Any], compute: Callable[[], Any], *, label: str) -> Any:
     """``compute()``, saved to ``path`` with ``key`` (the task, seed, budget and settings that produce it) and
     reused by a later call with the same key: a long reproduction can be run task by task or seed by seed, in

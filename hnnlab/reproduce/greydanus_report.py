@@ -126,7 +126,7 @@ def seed_rows(raw: dict[str, dict[int, Any]], *, n_boot: int = 2000) -> list[dic
             means = torch.stack([v.mean() for v in per_traj])
             med, lo, hi = median_interval(torch.cat(per_traj), n_boot=n_boot,
                                           generator=torch.Generator().manual_seed(0))
-            losses = torch.tensor([by_seed[s][name]["test_loss"]["estimate"].mean for s in seeds])
+            losses = torch.tensor([by_seed[s][name]["test_loss"]["estimate"].mean for s in seeds], dtype=torch.float64)
             pub = PUBLISHED.get(task_name, {}).get(name)
             out.append({
                 "task": task_name, "model": name, "published": None if pub is None else pub["energy_mse"][0],

@@ -8,6 +8,13 @@ eager loop, so the states agree to round-off), and returns the last state, the s
 the saved steps inside the chunk ``(batch, n_saved, 2 * dof)``. The loop calls it once per chunk instead of
 dispatching every operation.
 
+On CPU the chunk is compiled with inductor's C++ wrapper (``cpp_wrapper``, :func:`inductor_options`). Inductor fuses
+a chunk into one kernel, but the kernel's intermediate states and forces stay separate buffers (several per stage of a
+step) that the wrapper allocates and passes on every call; on a small batch that per-buffer work, not arithmetic, is
+what a compiled call costs, and the default Python wrapper does it one Python call per buffer. The C++ wrapper does
+the same allocations in C++: the same kernel and the same states, for a compile of about the same time
+(docs/rollout.md has the measurements). Other devices keep inductor's defaults.
+
 What is compiled, and when:
 
 - one function per (field, integrator class and options, ``dt``, chunk length, saved positions, state shape):
@@ -151,11 +158,18 @@ def compiled_steps(f: Any, integrator: AbstractIntegrator, dt: float, n: int, sa
 
     own_code = types.FunctionType(chunk.__code__.replace(), chunk.__globals__, f"chunk_{n}_steps", None,
                                   chunk.__closure__)  # its own dynamo cache (see the module docstring)
-    fn = _wrap_errors(torch.compile(own_code, dynamic=False, fullgraph=True), f, integrator)
+    fn = _wrap_errors(torch.compile(own_code, dynamic=False, fullgraph=True, options=inductor_options(x.device)), f,
+                      integrator)
     _CACHE[key] = (f, fn)
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
     return fn
+
+
+def inductor_options(device: torch.device) -> dict[str, Any]:
+    """Inductor settings for a chunk on ``device``: the C++ wrapper on CPU (see the module docstring), whose
+    per-call cost on a small batch is a fraction of the Python wrapper's; inductor's defaults elsewhere."""
+    return {"cpp_wrapper": True} if device.type == "cpu" else {}
 
 
 def _wrap_errors(fn: Callable, f: Any, integrator: AbstractIntegrator) -> ChunkFn:
@@ -181,4 +195,4 @@ def step_times(t0: float, dt: float, start: int, n: int, device: torch.device) -
 
 
 __all__ = ["CACHE_SIZE", "CHUNK_EVALUATIONS", "check_compilable", "chunk_plan", "compile_unavailable",
-           "compiled_steps", "default_steps", "step_times"]
+           "compiled_steps", "default_steps", "inductor_options", "step_times"]

@@ -29,7 +29,7 @@ best method takes at least 10x less wall time than the best of torchdiffeq and s
 exactly 1e-8); a method whose runs do not bracket it is "not bracketed".
 
 Usage: ``python benchmarks/bench_work_precision.py [--problems pendulum henon_heiles hnn] [--horizons 1000 10000]
-[--quick]``; writes ``benchmarks/results/work_precision.{md,csv}`` and one PNG per problem and horizon
+[--quick] [--methods "kahan_li8 (compiled)" DOP853]``; writes ``benchmarks/results/work_precision.{md,csv}`` and one PNG per problem and horizon
 (``--out`` changes the stem).
 """
 
@@ -186,10 +186,16 @@ def _errors(problem: Problem, x: torch.Tensor, reference: torch.Tensor | None) -
     return energy_error, state_error
 
 
+def method_names() -> list[str]:
+    """Every method the script runs, as named in its rows (``--methods`` picks among them)."""
+    return [*STEPS, *(f"{m} (compiled)" for m in COMPILED), "dopri5", "dopri8", "DOP853"]
+
+
 def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
-                max_seconds: float = 120.0) -> list[dict]:
-    """Every method's sweep on ``problem`` over ``horizon``; a method's sweep (loose to tight) stops after a run
-    that took more than ``max_seconds`` (its tighter settings would take longer still)."""
+                max_seconds: float = 120.0, methods: set[str] | None = None) -> list[dict]:
+    """Every method's sweep on ``problem`` over ``horizon`` (only ``methods`` where given, to time a few again side
+    by side); a method's sweep (loose to tight) stops after a run that took more than ``max_seconds`` (its tighter
+    settings would take longer still)."""
     reference = None
     if problem.numpy_rhs is not None:
         reference = _run_scipy(problem, 1e-13, horizon)[0]
@@ -211,6 +217,8 @@ def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
     if problem.numpy_rhs is not None:
         for tol in tolerances:
             runs.append(("scipy", "DOP853", tol, lambda tl=tol: _run_scipy(problem, tl, horizon)))
+    if methods is not None:
+        runs = [run for run in runs if run[1] in methods]
     too_slow: set[tuple[str, str]] = set()
     for library, method, setting, fn in runs:
         if (library, method) in too_slow:
@@ -325,10 +333,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few points per method (a smoke run)")
     parser.add_argument("--max-seconds", type=float, default=120.0,
                         help="a method's sweep stops after a run longer than this")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                        help="run only these methods, named as in the results (quote a compiled one: "
+                        "\"kahan_li8 (compiled)\"); default: all")
     parser.add_argument("--out", default=str(HERE / "results" / "work_precision"), help="output stem")
     parser.add_argument("--from-csv", type=Path, default=None,
                         help="write the report and plots again from this CSV of an earlier run (nothing is timed)")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.methods or ()) - set(method_names()))
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(map(repr, unknown))}; the methods are "
+                     f"{', '.join(map(repr, method_names()))}")
     torch.set_num_threads(1)
     rows: list[dict] = []
     out = Path(args.out)
@@ -339,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.problems:
         problem = PROBLEMS[name]()
         for horizon in args.horizons:
-            part = run_problem(problem, horizon, args.repeats, args.quick, args.max_seconds)
+            part = run_problem(problem, horizon, args.repeats, args.quick, args.max_seconds,
+                               None if args.methods is None else set(args.methods))
             rows += part
             _plot(part, out.with_name(f"{out.name}_{name}_T{horizon:g}.png"))
     report(rows, out)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from hnnlab.audit.lyapunov import CHAOS_E_FOLDINGS
 from hnnlab.reproduce.common import Column, ReproduceConfig, figure, median_interval, publish
 
 TITLE = "Chaos benchmark: valid prediction time in Lyapunov times (issue 14)"
@@ -18,6 +19,13 @@ def _cell(values: Any, scale: float, sizes: dict[str, Any], seed: int) -> tuple[
     return median_interval(x, n_boot=sizes["bootstrap"], generator=torch.Generator().manual_seed(seed))
 
 
+def chaotic_states(res: dict[str, Any]) -> torch.Tensor:
+    """Which test states are chaotic: the true finite-time ``l1`` over the averaging time ``T`` gives more than
+    :data:`~hnnlab.audit.lyapunov.CHAOS_E_FOLDINGS` e-foldings (the task's Lyapunov time is taken over these)."""
+    l1 = torch.as_tensor(res["l1_true"], dtype=torch.float64)
+    return torch.isfinite(l1) & (l1 * res["averaging_time"] > CHAOS_E_FOLDINGS)
+
+
 def rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per task, seed and model (and the perturbed floor), from the raw numbers."""
     sizes = raw["settings"]
@@ -25,6 +33,7 @@ def rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
     for task, per_seed in raw["tasks"].items():
         for seed, res in zip(raw["seeds"], per_seed, strict=True):
             l1 = res["l1"]
+            chaotic = chaotic_states(res)
             entries = [("floor (true system, perturbed x0)", res["floor"], None)]
             entries += [(label, r, r.get("l1_model")) for label, r in res["models"].items()]
             for label, r, l1_model in entries:
@@ -36,6 +45,8 @@ def rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
                     continue
                 med, lo, hi = _cell(r["vpt"], l1, sizes, seed)
                 row.update({"vpt_lyap": med, "vpt_lo": lo, "vpt_hi": hi, "censored": r["censored"]})
+                if bool(chaotic.any()) and not bool(chaotic.all()):
+                    row["vpt_chaotic"] = float(torch.as_tensor(r["vpt"], dtype=torch.float64)[chaotic].median()) * l1
                 emed, elo, ehi = _cell(r["energy"], 1.0, sizes, seed)
                 row.update({"energy": emed, "energy_lo": elo, "energy_hi": ehi})
                 if l1_model is not None:
@@ -48,10 +59,35 @@ COLUMNS = [
     Column("task", "task"), Column("seed", "seed"), Column("model", "model"),
     Column("l1_true", "true l1", ".3g"), Column("chaotic_fraction", "chaotic states", ".2f"),
     Column("vpt_lyap", "VPT (Lyapunov times, median)", ".3g"), Column("vpt_lo", "95% lo", ".3g"),
-    Column("vpt_hi", "95% hi", ".3g"), Column("censored", "censored", ".2f"),
+    Column("vpt_hi", "95% hi", ".3g"), Column("vpt_chaotic", "VPT on the chaotic states (median)", ".3g"),
+    Column("censored", "censored", ".2f"),
     Column("energy", "mean abs energy error (median)", ".2e"), Column("energy_lo", "95% lo", ".2e"),
     Column("energy_hi", "95% hi", ".2e"), Column("l1_model", "model l1 (median)", ".3g"), Column("note", "note"),
 ]
+
+
+def headline(table: list[dict[str, Any]]) -> tuple[list[Column], list[dict[str, Any]]]:
+    """Median VPT in Lyapunov times with its 95 % interval, one row per model, one column per task (first seed)."""
+    tasks = list(dict.fromkeys(r["task"] for r in table))
+    first = {task: next(r["seed"] for r in table if r["task"] == task) for task in tasks}
+    models = list(dict.fromkeys(r["model"] for r in table))
+    columns = [Column("model", "model"), *[Column(task, task) for task in tasks]]
+    out = []
+    for model in models:
+        row: dict[str, Any] = {"model": model}
+        for task in tasks:
+            r = next((r for r in table if r["task"] == task and r["seed"] == first[task] and r["model"] == model), None)
+            if r is None:
+                row[task] = "n/a"
+            elif "vpt_lyap" not in r:
+                row[task] = r.get("note", "–")
+            else:
+                row[task] = f"{r['vpt_lyap']:.2f} ({r['vpt_lo']:.2f}-{r['vpt_hi']:.2f})"
+        out.append(row)
+    out.append({"model": "true l1 (chaotic states)",
+                **{task: next(f"{r['l1_true']:.3g} ({r['chaotic_fraction']:.0%})" for r in table if r["task"] == task)
+                   for task in tasks}})
+    return columns, out
 
 
 def plot(raw: dict[str, Any], path: Path) -> Path:
@@ -93,7 +129,8 @@ def write_page(cfg: ReproduceConfig, raw: dict[str, Any], elapsed: float) -> dic
     ]
     md, csv_path, json_path = publish(
         "chaos", cfg, raw={**raw, "rows": table, "seconds": elapsed}, title=TITLE,
-        sections=[("Every row", COLUMNS, table)], notes=notes,
+        sections=[("Valid prediction time in Lyapunov times: median (95 % interval)", *headline(table)),
+                  ("Every row", COLUMNS, table)], notes=notes,
         config={"budget": cfg.budget, "seeds": list(cfg.seeds), **sizes},
     )
     return {"markdown": md, "csv": csv_path, "json": json_path, "rows": table, "plot": figure_path}

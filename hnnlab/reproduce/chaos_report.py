@@ -91,21 +91,28 @@ def headline(table: list[dict[str, Any]]) -> tuple[list[Column], list[dict[str, 
 
 
 def plot(raw: dict[str, Any], path: Path) -> Path:
-    """Box plots of the prediction time in Lyapunov times, one panel per task (first seed)."""
+    """Box plots of the prediction time in Lyapunov times, one panel per task (first seed), log axis from one step
+    to past the horizon (a forecast that never left the threshold is drawn at the horizon, dashed line)."""
     tasks = list(raw["tasks"])
-    with figure(path, 1, len(tasks), figsize=(4.2 * len(tasks), 4.2), squeeze=False) as (_, axes):
+    with figure(path, 1, len(tasks), figsize=(4.3 * len(tasks), 4.6), squeeze=False) as (fig, axes):
         for ax, task in zip(axes[0], tasks, strict=True):
             res = raw["tasks"][task][0]
-            labels, data = ["floor"], [torch.as_tensor(res["floor"]["vpt"]).double() * res["l1"]]
+            l1, step = res["l1"], res["dt"] * res["l1"]
+            labels, data = ["floor (perturbed x0)"], [torch.as_tensor(res["floor"]["vpt"]).double() * l1]
             for label, r in res["models"].items():
                 if "failed" not in r:
                     labels.append(label)
-                    data.append(torch.as_tensor(r["vpt"]).double() * res["l1"])
-            ax.boxplot([d.numpy() for d in data], orientation="horizontal")
-            ax.set_yticks(range(1, len(labels) + 1), labels)
-            ax.set_xscale("symlog", linthresh=0.1)
-            ax.set_xlabel("valid prediction time (Lyapunov times)")
-            ax.set_title(f"{task} (l1 = {res['l1']:.3g})")
+                    data.append(torch.as_tensor(r["vpt"]).double() * l1)
+            ax.boxplot([d.clamp(min=step).numpy() for d in data], orientation="horizontal", widths=0.6)
+            ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
+            horizon = res["horizon"] * l1
+            ax.axvline(horizon, color="gray", linestyle="--", linewidth=1)
+            ax.set_xscale("log")
+            ax.set_xlim(step / 1.5, horizon * 1.5)
+            ax.set_xlabel("valid prediction time (Lyapunov times)", fontsize=8)
+            ax.set_title(f"{task}: l1 = {l1:.3g}, {res['chaotic_fraction']:.0%} of states chaotic", fontsize=9)
+        fig.suptitle("Valid prediction time over the test states (box: quartiles and median; whiskers: 1.5 IQR; "
+                     "dashed: the horizon; left edge: one step)", fontsize=9)
     return path
 
 

@@ -128,6 +128,16 @@ def test_regular_henon_heiles_orbit_has_l1_tending_to_zero():
     assert l1[0] > l1[1] > 0 and l1[1] < 0.6 * l1[0] and l1[1] < 0.015
 
 
+def test_a_user_defined_system_by_class_path_gets_its_spectrum_with_no_other_change():
+    system = get_system("tests.custom_system:Quartic", a=0.5)  # not registered: found by its class path
+    x0 = torch.tensor([[0.8, 0.0], [0.3, 0.5]], dtype=torch.float64)
+    short, long = (lyapunov_spectrum(system, x0, dt=0.2, n_steps=n, renorm_every=10) for n in (100, 1000))
+    assert short.shape == (2, 2) and short.dtype == torch.float64
+    # One degree of freedom is integrable: both exponents decay to zero like log(T) / T, and they pair to zero sum.
+    assert torch.all(long[:, 0] > 0) and torch.all(long[:, 0] < 0.5 * short[:, 0])
+    assert torch.allclose(long.sum(dim=1), torch.zeros(2, dtype=torch.float64), atol=1e-10)
+
+
 def test_learned_models_get_their_own_spectrum():
     torch.manual_seed(0)
     x0 = get_system("mass_spring").sample_initial_states(3, torch.Generator().manual_seed(0))

@@ -40,7 +40,7 @@ def rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
                 row: dict[str, Any] = {"task": task, "seed": seed, "model": label, "l1_true": l1,
                                        "chaotic_fraction": res["chaotic_fraction"]}
                 if "failed" in r:
-                    row["note"] = "failed: " + r["failed"][:60]
+                    row["note"] = "failed: " + r["failed"].split(";")[0]
                     out.append(row)
                     continue
                 med, lo, hi = _cell(r["vpt"], l1, sizes, seed)
@@ -80,7 +80,9 @@ def headline(table: list[dict[str, Any]]) -> tuple[list[Column], list[dict[str, 
             if r is None:
                 row[task] = "n/a"
             elif "vpt_lyap" not in r:
-                row[task] = r.get("note", "–")
+                row[task] = "failed (see every row)" if "note" in r else "–"
+            elif r["censored"] >= 0.5:  # the median is the horizon: the forecast outlasted the test trajectories
+                row[task] = f">= {r['vpt_lyap']:.2f} (the horizon; {r['censored']:.0%} censored)"
             else:
                 row[task] = f"{r['vpt_lyap']:.2f} ({r['vpt_lo']:.2f}-{r['vpt_hi']:.2f})"
         out.append(row)
@@ -116,14 +118,20 @@ def plot(raw: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _model_minutes(raw: dict[str, Any]) -> float:
+    return sum(r.get("train_s", 0.0) + r.get("eval_s", 0.0) for per_seed in raw["tasks"].values()
+               for res in per_seed for r in res["models"].values()) / 60
+
+
 def write_page(cfg: ReproduceConfig, raw: dict[str, Any], elapsed: float) -> dict[str, Any]:
     """Write ``chaos.md``, ``.csv``, ``.json`` and ``chaos/prediction_time.png`` to ``cfg.results``."""
     sizes = raw["settings"]
     table = rows(raw)
     figure_path = plot(raw, cfg.results / "chaos" / "prediction_time.png")
     notes = [
-        f"Budget {cfg.budget!r} with settings as listed; {elapsed:.0f} s wall, "
-        f"{raw.get('cpu_seconds', math.nan):.0f} s CPU.",
+        f"Budget {cfg.budget!r} with settings as listed. Training and evaluation of the models, summed (a model "
+        f"saved by an earlier run counts with its own time): {_model_minutes(raw):.0f} min; the run that wrote this "
+        f"page: {elapsed:.0f} s wall, {raw.get('cpu_seconds', math.nan):.0f} s CPU.",
         "VPT: first time the normalised squared error exceeds the threshold, times the task's l1 (median finite-time "
         "l1 of the true system over the chaotic test states); the interval is a 95 % percentile bootstrap of the "
         "median over the test states. Censored: fraction that never crossed within the horizon.",

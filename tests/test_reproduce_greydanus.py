@@ -169,6 +169,22 @@ def test_command_set_reads_values_as_yaml():
         "models": ["baseline", "HNN"], "steps_scale": 0.5, "n_long": 4}
 
 
+def test_a_page_names_the_command_that_regenerates_it_with_its_settings():
+    import shlex
+    from pathlib import Path
+
+    from hnnlab.commands.reproduce import parse_settings
+    from hnnlab.reproduce.common import command_line
+
+    cfg = ReproduceConfig(tasks=("3body",), seeds=(0, 1, 2), results=Path("benchmarks/results/3body-seeds"),
+                          extra={"models": ["baseline", "HNN"], "n_long": 4})
+    line = command_line("greydanus", cfg)
+    assert line == ("hnnlab reproduce greydanus --tasks 3body --seeds 0 1 2 --results benchmarks/results/3body-seeds "
+                    "--set 'models=[baseline, HNN]' --set n_long=4")
+    words = shlex.split(line)
+    assert parse_settings([words[i + 1] for i, w in enumerate(words) if w == "--set"]) == cfg.extra
+
+
 def test_tiny_end_to_end_run_writes_the_tables(tmp_path):
     cfg = ReproduceConfig(
         out=tmp_path / "work", results=tmp_path / "results", tasks=("spring",), wandb=False,
@@ -197,7 +213,7 @@ def _page_without_machine_line(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("Machine: "))
 
 
-def test_committed_results_page_is_rendered_again_byte_for_byte_from_its_json(tmp_path):
+def test_committed_results_page_is_rendered_again_byte_for_byte_from_its_json(tmp_path, monkeypatch):
     """The notes come from templates/greydanus.md and the tables from the raw numbers: the page, CSV and JSON
     written from the committed greydanus.json are the committed files (but for the machine line)."""
     from pathlib import Path
@@ -208,11 +224,12 @@ def test_committed_results_page_is_rendered_again_byte_for_byte_from_its_json(tm
     committed = (results / "greydanus.md").read_text()
     minutes = float(committed.split("Wall time of this run: ")[1].split(" min.")[0])
     raw = {t: {int(s): v for s, v in by.items()} for t, by in load_raw(results / "greydanus.json")["results"].items()}
-    cfg = ReproduceConfig(out=tmp_path / "work", results=tmp_path, seeds=(0,))
+    monkeypatch.chdir(tmp_path)  # the page's command names the default results folder
+    cfg = ReproduceConfig(out=tmp_path / "work", results=Path("benchmarks/results"), seeds=(0,))
     page = g.write_page(raw, cfg, g._budget(cfg), minutes * 60)
     assert _page_without_machine_line(page["markdown"].read_text()) == _page_without_machine_line(committed)
     assert page["csv"].read_bytes() == (results / "greydanus.csv").read_bytes()
-    assert (tmp_path / "greydanus.json").read_bytes() == (results / "greydanus.json").read_bytes()
+    assert (tmp_path / cfg.results / "greydanus.json").read_bytes() == (results / "greydanus.json").read_bytes()
     assert page["plot"].stat().st_size > 1000
 
 

@@ -369,6 +369,11 @@ def command_line(name: str, cfg: ReproduceConfig) -> str:
         parts.append("--seeds " + " ".join(map(str, cfg.seeds)))
     if cfg.budget != "cpu":
         parts.append(f"--budget {cfg.budget}")
+    if cfg.results != RESULTS_DIR:
+        parts.append(f"--results {cfg.results}")
+    for key, value in cfg.extra.items():
+        text = json.dumps(value).replace('"', "")
+        parts.append(f"--set '{key}={text}'" if any(c in text for c in " [],{}") else f"--set {key}={text}")
     return " ".join(parts)
 
 

@@ -299,15 +299,28 @@ def _plot(rows: list[dict], path: Path) -> None:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("final relative energy error |E(T) - E(0)| / |E(0)|")
         ax.grid(True, which="major", alpha=0.3)
-        # Where a panel spans about a decade matplotlib labels the minor ticks too, in 2x10^1 notation that
-        # overlaps; plain numbers (20, 30, ...) fit.
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False,
-                                                                    minor_thresholds=(1, 0.4)))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_label(ax)))
     axes[0].set_title(f"{first['problem']}, T = {first['horizon']:g}: energy error against wall time")
     axes[1].set_title("energy error against field evaluations")
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _minor_label(ax) -> Callable[[float, int], str]:
+    """A label for a minor tick of ``ax``'s log x axis: where the panel spans under two decades (few major ticks)
+    the ticks at 2 and 5 times a power of ten, written short (``20``, ``5e5``); none elsewhere. Matplotlib's own
+    labels there (``2x10^1``, ``3x10^1``, ...) overlap."""
+
+    def label(value: float, _pos: int) -> str:
+        low, high = ax.get_xlim()
+        exponent = math.floor(math.log10(value))
+        mantissa = round(value / 10.0**exponent)
+        if math.log10(high / low) >= 2 or mantissa not in (2, 5):
+            return ""
+        return f"{value:g}" if -3 <= exponent < 4 else f"{mantissa}e{exponent}"
+
+    return label
 
 
 def summarise(rows: list[dict]) -> list[dict]:

@@ -237,7 +237,9 @@ def test_notes_template_refuses_a_missing_value_and_an_unknown_paragraph():
     from hnnlab.reproduce.common import Notes
 
     notes = Notes("greydanus")
-    assert notes("wall_time", minutes=1.26) == "Wall time of this run: 1.3 min."
+    assert notes("wall_time", minutes=1.26, train_minutes=2.0) == (
+        "Wall time of this run: 1.3 min. Training of the models, summed over tasks and seeds (a seed saved by an "
+        "earlier run counts with its own time): 2.0 min.")
     with pytest.raises(InvalidArgumentError, match=r"paragraph 'wall_time': no value for \{minutes\}"):
         notes("wall_time")
     with pytest.raises(InvalidArgumentError, match=r"has no paragraph 'sauce'; paragraphs: source, data, "):

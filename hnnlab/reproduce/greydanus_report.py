@@ -69,7 +69,8 @@ def write_page(raw: dict[str, dict[int, Any]], cfg: ReproduceConfig, budget: dic
             ("Beyond the paper: long float64 rollouts, symplectic integrators, separable models", LONG_COLUMNS,
              long_rows),
         ],
-        notes=notes(cfg, budget, seconds),
+        notes=notes(cfg, budget, seconds, sum(e["train_seconds"] for by_seed in raw.values()
+                                              for models in by_seed.values() for e in models.values())),
         raw={"source": SOURCE, "config": {"budget": cfg.budget, "seeds": cfg.seeds}, "results": raw},
     )
     plot = plot_table(table, cfg.results / "greydanus" / "energy_mse.png")
@@ -139,7 +140,7 @@ def seed_rows(raw: dict[str, dict[int, Any]], *, n_boot: int = 2000) -> list[dic
     return out
 
 
-def notes(cfg: ReproduceConfig, budget: dict[str, Any], seconds: float) -> list[str]:
+def notes(cfg: ReproduceConfig, budget: dict[str, Any], seconds: float, train_seconds: float = 0.0) -> list[str]:
     """The page's notes (``templates/greydanus.md``) for these settings and run time."""
     lines = [NOTES("source", source=SOURCE)]
     lines += [NOTES(key) for key in ("data", "published_protocol", "corrected_protocol", "long_rollouts",
@@ -147,7 +148,7 @@ def notes(cfg: ReproduceConfig, budget: dict[str, Any], seconds: float) -> list[
     if cfg.budget == "cpu":
         lines.append(NOTES("cpu_budget", steps_scale=budget["steps_scale"], n_traj_3body=budget["3body_n_traj"],
                            rollout_steps_scale=budget["rollout_steps_scale"], n_long=budget["n_long"]))
-    lines.append(NOTES("wall_time", minutes=seconds / 60))
+    lines.append(NOTES("wall_time", minutes=seconds / 60, train_minutes=train_seconds / 60))
     return lines
 
 

@@ -93,7 +93,9 @@ def test_tiny_run_writes_the_page_the_table_and_the_plot(tmp_path, capsys):
                           extra={"n_traj": 3, "n_test": 2, "steps": 4, "hidden": (8,), "models": ("phnn", "dhnn")})
     summary = open_systems.run(cfg)
     md = summary["markdown"].read_text()
-    assert "Regenerate with: `hnnlab reproduce open-systems --tasks duffing spring_damper_chain --seeds 0 1`" in md
+    assert (f"Regenerate with: `hnnlab reproduce open-systems --tasks duffing spring_damper_chain --seeds 0 1 "
+            f"--results {tmp_path / 'results'} --set n_traj=3 --set n_test=2 --set steps=4 --set 'hidden=[8]' "
+            "--set 'models=[phnn, dhnn]'`") in md
     assert summary["plot"].exists() and summary["plot"].stat().st_size > 10_000
     rows = list(csv.DictReader(summary["csv"].open()))
     per_seed = [r for r in rows if r["section"] == "Every seed"]

@@ -155,11 +155,16 @@ def _best_of(fn: Callable[[], tuple[torch.Tensor, float]], repeats: int) -> tupl
     return best
 
 
+COMPILE_STEPS: int | None = None  # steps per compiled call (--compile-steps); None: solve's default (~64 evaluations)
+DTS: set[float] | None = None  # --dts: the fixed-step methods run at these step sizes of their sweeps only
+
+
 def _run_hnnlab(problem: Problem, method: str, dt: float, horizon: float,
                 compile: bool = False) -> tuple[torch.Tensor, float]:
     n = round(horizon / dt)
     with torch.no_grad():
-        sol = solve(problem.field, method, problem.x0, dt, n, n, compile=compile)
+        sol = solve(problem.field, method, problem.x0, dt, n, n, compile=compile,
+                    compile_steps=COMPILE_STEPS if compile else None)
     return sol.ys[:, -1], float(sol.stats["field_evaluations"])
 
 
@@ -203,6 +208,7 @@ def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
     steps = QUICK_STEPS if quick else STEPS
     tolerances = QUICK_TOLERANCES if quick else TOLERANCES
     runs: list[tuple[str, str, float, Callable]] = []
+    steps = {m: [dt for dt in dts if DTS is None or dt in DTS] for m, dts in steps.items()}
     for method, dts in steps.items():
         for dt in dts:
             runs.append(("hnnlab", method, dt, lambda m=method, d=dt: _run_hnnlab(problem, m, d, horizon)))
@@ -354,6 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                         help="run only these methods, named as in the results (quote a compiled one: "
                         "\"kahan_li8 (compiled)\"); default: all")
+    parser.add_argument("--compile-steps", type=int, default=None, metavar="N",
+                        help="steps per compiled call of the compiled methods (longer chunks run faster and compile "
+                        "longer); default: solve's, about 64 field evaluations per call")
+    parser.add_argument("--dts", nargs="+", type=float, default=None, metavar="DT",
+                        help="run the fixed-step methods only at these step sizes of their sweeps (to time the two "
+                        "that bracket the target again); default: every step size")
     parser.add_argument("--out", default=str(HERE / "results" / "work_precision"), help="output stem")
     parser.add_argument("--from-csv", type=Path, default=None,
                         help="write the report and plots again from this CSV of an earlier run (nothing is timed)")
@@ -362,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--methods: unknown {', '.join(map(repr, unknown))}; the methods are "
                      f"{', '.join(map(repr, method_names()))}")
+    if args.compile_steps is not None and args.compile_steps < 1:
+        parser.error(f"--compile-steps must be an integer >= 1, got {args.compile_steps}")
+    global COMPILE_STEPS, DTS
+    COMPILE_STEPS = args.compile_steps
+    DTS = None if args.dts is None else set(args.dts)
     torch.set_num_threads(1)
     rows: list[dict] = []
     out = Path(args.out)
@@ -407,7 +424,9 @@ def report(rows: list[dict], out: Path) -> None:
     if compiled:
         lines += ["", "Compiled methods (`solve(..., compile=True)`): their seconds above exclude the one-off "
                   "compile, which is the first run's time beyond a warm run (with the inductor's on-disk cache as it "
-                  "stood).", "", "| problem | T | method | dt | seconds | compile seconds | energy error |",
+                  f"stood).{f' Steps per compiled call: {COMPILE_STEPS} (--compile-steps).' if COMPILE_STEPS else ''}",
+                  "",
+                  "| problem | T | method | dt | seconds | compile seconds | energy error |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['problem']} | {r['horizon']:g} | {r['method']} | {r['setting']:g} | {r['seconds']:.3g} | "
                   f"{_compile_cell(r['compile_seconds'])} | {r['energy_error']:.2e} |" for r in compiled]

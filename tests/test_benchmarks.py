@@ -257,6 +257,18 @@ def test_work_precision_report_is_drawn_again_from_a_csv(tmp_path):
     assert (tmp_path / "out" / "wp_henon_heiles_T10000.png").stat().st_size > 10_000
 
 
+def test_work_precision_refuses_bad_compile_steps_and_methods(capsys):
+    from benchmarks import _common
+
+    wp = _common.load_script("bench_work_precision")
+    with pytest.raises(SystemExit) as stop:
+        wp.main(["--compile-steps", "0"])
+    assert stop.value.code == 2 and "--compile-steps must be an integer >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        wp.main(["--methods", "rk45"])
+    assert "--methods: unknown 'rk45'; the methods are 'leapfrog'" in capsys.readouterr().err
+
+
 def test_flop_counts_follow_the_layer_shapes():
     from benchmarks import _common
     from hnnlab.models import HNN, SeparableHNN

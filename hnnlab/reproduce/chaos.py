@@ -275,6 +275,13 @@ def _model_result(cfg: ReproduceConfig, task: ChaosTask, spec: ModelSpec, label:
             "nonfinite": float((~torch.isfinite(pred).all(dim=(1, 2))).double().mean())}
 
 
+def chaotic_states(l1_true: Tensor, averaging_time: float) -> Tensor:
+    """Which states are chaotic: their finite-time ``l1`` over the averaging time gives more than
+    :data:`~hnnlab.audit.lyapunov.CHAOS_E_FOLDINGS` e-foldings (a task's Lyapunov time is taken over these)."""
+    l1 = torch.as_tensor(l1_true, dtype=torch.float64)
+    return torch.isfinite(l1) & (l1 * averaging_time > CHAOS_E_FOLDINGS)
+
+
 def _truth(task: ChaosTask, sizes: dict[str, Any], can_system: Any, system: Any, start: Tensor, truth: Tensor,
            t: Tensor, e0: Tensor, seed: int) -> dict[str, Any]:
     """The true system on the test states: its finite-time ``l1`` (its own symplectic discrete flow at
@@ -285,7 +292,7 @@ def _truth(task: ChaosTask, sizes: dict[str, Any], can_system: Any, system: Any,
     l1_true = lyapunov_spectrum(can_system, start, dt=sdt, n_steps=n_steps, integrator=spectrum_integrator(can_system),
                                 n_exponents=1, renorm_every=10, progress=False)[:, 0].to(torch.float64)
     averaging = n_steps * sdt
-    chaotic = torch.isfinite(l1_true) & (l1_true * averaging > CHAOS_E_FOLDINGS)
+    chaotic = chaotic_states(l1_true, averaging)
     l1 = float(l1_true[chaotic].median()) if bool(chaotic.any()) else math.nan
     print(f"  {task.label}: true l1 {l1:.4g} ({float(chaotic.double().mean()):.0%} chaotic, averaged over "
           f"T = {averaging:g}), {time.perf_counter() - started:.0f} s", flush=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from hnnlab.audit.lyapunov import CHAOS_E_FOLDINGS
-from hnnlab.reproduce.common import Column, ReproduceConfig, figure, median_interval, publish
+from hnnlab.reproduce.chaos import chaotic_states
+from hnnlab.reproduce.common import Column, ReproduceConfig, figure, median_interval, publish, summed_seconds
 
 TITLE = "Chaos benchmark: valid prediction time in Lyapunov times (issue 14)"
 
@@ -19,13 +19,6 @@ def _cell(values: Any, scale: float, sizes: dict[str, Any], seed: int) -> tuple[
     return median_interval(x, n_boot=sizes["bootstrap"], generator=torch.Generator().manual_seed(seed))
 
 
-def chaotic_states(res: dict[str, Any]) -> torch.Tensor:
-    """Which test states are chaotic: the true finite-time ``l1`` over the averaging time ``T`` gives more than
-    :data:`~hnnlab.audit.lyapunov.CHAOS_E_FOLDINGS` e-foldings (the task's Lyapunov time is taken over these)."""
-    l1 = torch.as_tensor(res["l1_true"], dtype=torch.float64)
-    return torch.isfinite(l1) & (l1 * res["averaging_time"] > CHAOS_E_FOLDINGS)
-
-
 def rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per task, seed and model (and the perturbed floor), from the raw numbers."""
     sizes = raw["settings"]
@@ -33,7 +26,7 @@ def rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
     for task, per_seed in raw["tasks"].items():
         for seed, res in zip(raw["seeds"], per_seed, strict=True):
             l1 = res["l1"]
-            chaotic = chaotic_states(res)
+            chaotic = chaotic_states(res["l1_true"], res["averaging_time"])
             entries = [("floor (true system, perturbed x0)", res["floor"], None)]
             entries += [(label, r, r.get("l1_model")) for label, r in res["models"].items()]
             for label, r, l1_model in entries:
@@ -118,19 +111,16 @@ def plot(raw: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _model_minutes(raw: dict[str, Any]) -> float:
-    return sum(r.get("train_s", 0.0) + r.get("eval_s", 0.0) for per_seed in raw["tasks"].values()
-               for res in per_seed for r in res["models"].values()) / 60
-
-
 def write_page(cfg: ReproduceConfig, raw: dict[str, Any], elapsed: float) -> dict[str, Any]:
     """Write ``chaos.md``, ``.csv``, ``.json`` and ``chaos/prediction_time.png`` to ``cfg.results``."""
     sizes = raw["settings"]
     table = rows(raw)
     figure_path = plot(raw, cfg.results / "chaos" / "prediction_time.png")
+    model_minutes = summed_seconds([res["models"] for per_seed in raw["tasks"].values() for res in per_seed],
+                                   ("train_s", "eval_s")) / 60
     notes = [
         f"Budget {cfg.budget!r} with settings as listed. Training and evaluation of the models, summed (a model "
-        f"saved by an earlier run counts with its own time): {_model_minutes(raw):.0f} min; the run that wrote this "
+        f"saved by an earlier run counts with its own time): {model_minutes:.0f} min; the run that wrote this "
         f"page: {elapsed:.0f} s wall, {raw.get('cpu_seconds', math.nan):.0f} s CPU.",
         "VPT: first time the normalised squared error exceeds the threshold, times the task's l1 (median finite-time "
         "l1 of the true system over the chaotic test states); the interval is a 95 % percentile bootstrap of the "

@@ -310,6 +310,15 @@ def median_interval(values: torch.Tensor, *, n_boot: int, generator: torch.Gener
     return float(x.nanquantile(0.5)), float(lo), float(hi)
 
 
+def summed_seconds(value: Any, keys: Sequence[str]) -> float:
+    """Every number under one of ``keys`` anywhere in ``value`` (nested dicts and lists: per-seed, per-model results),
+    summed: a run's cost from its saved results, whether each part was computed now or by an earlier process."""
+    if isinstance(value, dict):
+        return sum(float(v) if k in keys and isinstance(v, int | float) else summed_seconds(v, keys)
+                   for k, v in value.items())
+    return sum(summed_seconds(v, keys) for v in value) if isinstance(value, list) else 0.0
+
+
 def cached(path: Path, key: dict[str, Any], compute: Callable[[], Any], *, label: str) -> Any:
     """``compute()``, saved to ``path`` with ``key`` (the task, seed, budget and settings that produce it) and
     reused by a later call with the same key: a long reproduction can be run task by task or seed by seed, in

@@ -30,7 +30,15 @@ from torch import Tensor, nn
 
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.integrators import get_integrator
-from hnnlab.reproduce.common import Estimate, ReproduceConfig, build_dataset, cached, fit, merged_settings
+from hnnlab.reproduce.common import (
+    Estimate,
+    ReproduceConfig,
+    build_dataset,
+    cached,
+    fit,
+    merged_settings,
+    summed_seconds,
+)
 from hnnlab.reproduce.cranmer_models import ANGLE_INPUTS as ANGLE_INPUTS
 from hnnlab.reproduce.cranmer_models import MODELS, _angle_input, make_model
 from hnnlab.reproduce.cranmer_models import NetworkInput as NetworkInput
@@ -371,14 +379,7 @@ def run_seed(cfg: ReproduceConfig, sizes: dict[str, Any], seed: int) -> dict[str
 def model_seconds(results: list[dict[str, Any]]) -> float:
     """The models' training and evaluation seconds (every ``train_seconds`` and ``seconds``), summed over the seeds:
     the run's cost whether each seed was computed now or saved by an earlier process."""
-
-    def walk(value: Any) -> float:
-        if isinstance(value, dict):
-            return sum(float(v) if k in ("train_seconds", "seconds") and isinstance(v, int | float) else walk(v)
-                       for k, v in value.items())
-        return sum(walk(v) for v in value) if isinstance(value, list) else 0.0
-
-    return sum(walk(r["models"]) for r in results)
+    return summed_seconds([r["models"] for r in results], ("train_seconds", "seconds"))
 
 
 def run(cfg: ReproduceConfig) -> dict[str, Any]:

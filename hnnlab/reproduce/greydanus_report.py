@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hnnlab.reproduce.common import Column, Estimate, Notes, ReproduceConfig, figure, pooled, publish
+from hnnlab.reproduce.common import Column, Estimate, Notes, ReproduceConfig, figure, pooled, publish, summed_seconds
 
 SOURCE = "Greydanus, Dzamba, Yosinski 2019, Hamiltonian Neural Networks, Table (github.com/greydanus/hamiltonian-nn)"
 TITLE = "Greydanus et al. 2019: Hamiltonian Neural Networks, reproduced"
@@ -69,8 +69,7 @@ def write_page(raw: dict[str, dict[int, Any]], cfg: ReproduceConfig, budget: dic
             ("Beyond the paper: long float64 rollouts, symplectic integrators, separable models", LONG_COLUMNS,
              long_rows),
         ],
-        notes=notes(cfg, budget, seconds, sum(e["train_seconds"] for by_seed in raw.values()
-                                              for models in by_seed.values() for e in models.values())),
+        notes=notes(cfg, budget, seconds, summed_seconds(raw, ("train_seconds",))),
         raw={"source": SOURCE, "config": {"budget": cfg.budget, "seeds": cfg.seeds}, "results": raw},
     )
     plot = plot_table(table, cfg.results / "greydanus" / "energy_mse.png")

@@ -155,16 +155,14 @@ def _best_of(fn: Callable[[], tuple[torch.Tensor, float]], repeats: int) -> tupl
     return best
 
 
-COMPILE_STEPS: int | None = None  # steps per compiled call (--compile-steps); None: solve's default (~64 evaluations)
-DTS: set[float] | None = None  # --dts: the fixed-step methods run at these step sizes of their sweeps only
-
-
 def _run_hnnlab(problem: Problem, method: str, dt: float, horizon: float,
-                compile: bool = False) -> tuple[torch.Tensor, float]:
+                compile_steps: int | None = None) -> tuple[torch.Tensor, float]:
+    """``compile_steps``: ``None`` for the eager loop, else ``solve(..., compile=True)`` with that many steps per
+    compiled call (``0``: solve's default, about :data:`hnnlab.compiled.CHUNK_EVALUATIONS` evaluations per call)."""
     n = round(horizon / dt)
     with torch.no_grad():
-        sol = solve(problem.field, method, problem.x0, dt, n, n, compile=compile,
-                    compile_steps=COMPILE_STEPS if compile else None)
+        sol = solve(problem.field, method, problem.x0, dt, n, n, compile=compile_steps is not None,
+                    compile_steps=compile_steps or None)
     return sol.ys[:, -1], float(sol.stats["field_evaluations"])
 
 
@@ -197,10 +195,12 @@ def method_names() -> list[str]:
 
 
 def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
-                max_seconds: float = 120.0, methods: set[str] | None = None) -> list[dict]:
+                max_seconds: float = 120.0, methods: set[str] | None = None, compile_steps: int = 0,
+                dts: set[float] | None = None) -> list[dict]:
     """Every method's sweep on ``problem`` over ``horizon`` (only ``methods`` where given, to time a few again side
-    by side); a method's sweep (loose to tight) stops after a run that took more than ``max_seconds`` (its tighter
-    settings would take longer still)."""
+    by side; the fixed-step methods only at the step sizes ``dts`` of their sweeps where given); a method's sweep
+    (loose to tight) stops after a run that took more than ``max_seconds`` (its tighter settings would take longer
+    still). ``compile_steps``: steps per compiled call of the compiled methods (``0``: solve's default)."""
     reference = None
     if problem.numpy_rhs is not None:
         reference = _run_scipy(problem, 1e-13, horizon)[0]
@@ -208,14 +208,14 @@ def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
     steps = QUICK_STEPS if quick else STEPS
     tolerances = QUICK_TOLERANCES if quick else TOLERANCES
     runs: list[tuple[str, str, float, Callable]] = []
-    steps = {m: [dt for dt in dts if DTS is None or dt in DTS] for m, dts in steps.items()}
+    steps = {m: [dt for dt in sweep if dts is None or dt in dts] for m, sweep in steps.items()}
     for method, dts in steps.items():
         for dt in dts:
             runs.append(("hnnlab", method, dt, lambda m=method, d=dt: _run_hnnlab(problem, m, d, horizon)))
     for method in COMPILED if problem.compiles else ():
         for dt in steps.get(method, []):
             runs.append(("hnnlab", f"{method} (compiled)", dt,
-                         lambda m=method, d=dt: _run_hnnlab(problem, m, d, horizon, compile=True)))
+                         lambda m=method, d=dt: _run_hnnlab(problem, m, d, horizon, compile_steps)))
     for method in ("dopri5", "dopri8"):
         for tol in tolerances:
             runs.append(("torchdiffeq", method, tol,
@@ -243,6 +243,7 @@ def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
             "problem": problem.name, "horizon": horizon, "library": library, "method": method,
             "setting": setting, "seconds": seconds, "evaluations_per_state": evals,
             "energy_error": energy_error, "state_error": state_error, "compile_seconds": compile_seconds,
+            "compile_steps": compile_steps if method.endswith("(compiled)") else "",
         })
         compiled = f"  (+ {compile_seconds:.1f} s compile)" if math.isfinite(compile_seconds) else ""
         print(f"  {problem.name} T={horizon:g} {library:11s} {method:20s} {setting:8.1e}  {seconds:8.3f} s  "
@@ -376,9 +377,6 @@ def main(argv: list[str] | None = None) -> int:
                      f"{', '.join(map(repr, method_names()))}")
     if args.compile_steps is not None and args.compile_steps < 1:
         parser.error(f"--compile-steps must be an integer >= 1, got {args.compile_steps}")
-    global COMPILE_STEPS, DTS
-    COMPILE_STEPS = args.compile_steps
-    DTS = None if args.dts is None else set(args.dts)
     torch.set_num_threads(1)
     rows: list[dict] = []
     out = Path(args.out)
@@ -390,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         problem = PROBLEMS[name]()
         for horizon in args.horizons:
             part = run_problem(problem, horizon, args.repeats, args.quick, args.max_seconds,
-                               None if args.methods is None else set(args.methods))
+                               None if args.methods is None else set(args.methods), args.compile_steps or 0,
+                               None if args.dts is None else set(args.dts))
             rows += part
             _plot(part, out.with_name(f"{out.name}_{name}_T{horizon:g}.png"))
     report(rows, out)
@@ -401,6 +400,13 @@ def _compile_cell(seconds: float) -> str:
     """A compiled run's one-off compile time; under a second it is the timing noise of a graph that was already in
     the inductor's cache (the difference of two runs can then even be negative)."""
     return f"{seconds:.3g}" if seconds >= 1.0 else "< 1 (cached)"
+
+
+def _steps_per_call(compiled: list[dict]) -> str:
+    """The compiled runs' steps per call, as a sentence (nothing for solve's default, or a CSV that predates the
+    column)."""
+    steps = sorted({int(float(r["compile_steps"])) for r in compiled if str(r.get("compile_steps", "")) not in ("", "0")})
+    return f" Steps per compiled call: {', '.join(map(str, steps))} (--compile-steps)." if steps else ""
 
 
 def report(rows: list[dict], out: Path) -> None:
@@ -424,7 +430,7 @@ def report(rows: list[dict], out: Path) -> None:
     if compiled:
         lines += ["", "Compiled methods (`solve(..., compile=True)`): their seconds above exclude the one-off "
                   "compile, which is the first run's time beyond a warm run (with the inductor's on-disk cache as it "
-                  f"stood).{f' Steps per compiled call: {COMPILE_STEPS} (--compile-steps).' if COMPILE_STEPS else ''}",
+                  f"stood).{_steps_per_call(compiled)}",
                   "",
                   "| problem | T | method | dt | seconds | compile seconds | energy error |",
                   "|---|---|---|---|---|---|---|"]
@@ -440,7 +446,7 @@ def replot(csv_path: Path, out: Path) -> None:
     import csv
 
     with open(csv_path, newline="") as fh:
-        rows = [{k: (v if k in ("problem", "library", "method") else float(v)) for k, v in r.items()}
+        rows = [{k: (v if k in ("problem", "library", "method", "compile_steps") else float(v)) for k, v in r.items()}
                 for r in csv.DictReader(fh)]
     for problem, horizon in sorted({(r["problem"], r["horizon"]) for r in rows}):
         part = [r for r in rows if (r["problem"], r["horizon"]) == (problem, horizon)]

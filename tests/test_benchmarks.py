@@ -244,17 +244,30 @@ def test_work_precision_report_is_drawn_again_from_a_csv(tmp_path):
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["problem", "horizon", "library", "method", "setting", "seconds", "evaluations_per_state",
-                    "energy_error", "state_error", "compile_seconds"])
+                    "energy_error", "state_error", "compile_seconds", "compile_steps"])
         for lib, method, setting, sec, err, comp in rows:
-            w.writerow(["henon_heiles", 10000.0, lib, method, setting, sec, 1e5, err, 1e-3, comp])
+            w.writerow(["henon_heiles", 10000.0, lib, method, setting, sec, 1e5, err, 1e-3, comp,
+                        16 if lib == "hnnlab" else ""])
     assert wp.main(["--from-csv", str(path), "--out", str(tmp_path / "out" / "wp")]) == 0
     md = (tmp_path / "out" / "wp.md").read_text()
     # both curves reach 1e-8 halfway between their two runs in log error: 2 s against 20 s
     assert "| henon_heiles | 10000 | kahan_li8 (compiled) | 2 | DOP853 | 20 | 10.0x |" in md
     assert "Target (Henon-Heiles, T = 1e4, >= 10x): 10.0x, met." in md
     assert "| henon_heiles | 10000 | kahan_li8 (compiled) | 0.5 | 1 | 40 | 1.00e-06 |" in md
+    assert "Steps per compiled call: 16 (--compile-steps)." in md
     assert "| henon_heiles | 10000 | kahan_li8 (compiled) | 0.25 | 4 | < 1 (cached) | 1.00e-10 |" in md
     assert (tmp_path / "out" / "wp_henon_heiles_T10000.png").stat().st_size > 10_000
+
+
+def test_run_all_times_the_work_precision_target_with_methods_and_step_sizes_of_the_sweep():
+    """run_all's work-precision row runs the full sweep's best hnnlab method at two of its sweep's step sizes, and
+    every baseline: names that the script knows (a typo would silently time nothing)."""
+    from benchmarks import _common
+
+    wp = _common.load_script("bench_work_precision")
+    assert {run_all.WP_HNNLAB, *run_all.WP_BASELINES} <= set(wp.method_names())
+    assert run_all.WP_BASELINES == {m for m in wp.method_names() if m in ("dopri5", "dopri8", "DOP853")}
+    assert run_all.WP_DTS <= set(wp.STEPS[run_all.WP_HNNLAB.removesuffix(" (compiled)")])
 
 
 def test_work_precision_refuses_bad_compile_steps_and_methods(capsys):

@@ -173,11 +173,14 @@ def rollout(
     t0: float = 0.0,
     check_every: int = 32,
     progress: bool | None = None,
+    compile: bool = False,
+    compile_steps: int | None = None,
 ) -> Tensor:
     """The states of :func:`solve` with ``on_nonfinite="raise"``: ``(batch, n_steps // save_every + 1, 2 * dof)``
-    (no batch axis for an unbatched ``x0``), in ``x0``'s dtype and device."""
+    (no batch axis for an unbatched ``x0``), in ``x0``'s dtype and device. ``compile`` and ``compile_steps`` as in
+    :func:`solve`."""
     return _solve(f, integrator, x0, dt, n_steps, save_every, t0, "raise", check_every, progress, "rollout",
-                  count=False).ys
+                  count=False, compile=compile, compile_steps=compile_steps).ys
 
 
 def iter_rollout(
@@ -193,13 +196,17 @@ def iter_rollout(
     check_every: int = 32,
     progress: bool | None = None,
     description: str = "rollout",
+    compile: bool = False,
+    compile_steps: int | None = None,
 ) -> Iterator[Tensor]:
     """Like :func:`rollout`, but yields the saved states in chunks ``(batch, <= chunk_size, 2 * dof)``.
 
     The first chunk starts with ``x0``. All arguments are validated before the first step runs; a chunk is
-    yielded only once all its states have passed the finiteness check.
+    yielded only once all its states have passed the finiteness check. ``compile`` and ``compile_steps`` as in
+    :func:`solve`.
     """
-    loop = _start(f, integrator, x0, dt, n_steps, save_every, t0, "raise", chunk_size, check_every, False)
+    loop = _start(f, integrator, x0, dt, n_steps, save_every, t0, "raise", chunk_size, check_every, False,
+                  compile, compile_steps)
     return iter(SolveStream(loop, chunk_size, progress, description))
 
 

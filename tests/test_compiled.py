@@ -10,7 +10,7 @@ from torch import nn
 from hnnlab.compiled import CHUNK_EVALUATIONS, chunk_plan, compile_unavailable, default_steps
 from hnnlab.errors import InvalidArgumentError
 from hnnlab.inputs import DrivenField, InputSignal
-from hnnlab.rollout import Status, iter_solve, solve
+from hnnlab.rollout import Status, iter_rollout, iter_solve, rollout, solve
 from hnnlab.systems import get_system
 
 HH = get_system("henon_heiles", energy_range=(0.05, 0.1))
@@ -70,8 +70,9 @@ def test_what_cannot_be_compiled_is_refused_before_the_first_step() -> None:
     ({"compile_steps": 4}, "compile_steps is used only with compile=True"),
 ])
 def test_compile_arguments_are_checked(kwargs: dict, message: str) -> None:
-    with pytest.raises(InvalidArgumentError, match=f"^{message}$"):
-        solve(HH, "leapfrog", X0, 0.1, 4, **kwargs)
+    for run in (solve, rollout, iter_rollout, iter_solve):  # every entry point of the loop takes them
+        with pytest.raises(InvalidArgumentError, match=f"^{message}$"):
+            run(HH, "leapfrog", X0, 0.1, 4, **kwargs)
 
 
 def test_compiled_solve_with_gradients_is_refused() -> None:
@@ -122,3 +123,11 @@ def test_compiled_solve_equals_the_eager_loop_to_round_off() -> None:
         assert torch.equal(again.ys.nan_to_num(), compiled.ys.nan_to_num())
         assert torch.equal(torch.cat(chunks, dim=1).nan_to_num(), compiled.ys.nan_to_num())
         assert stream.result().first_bad_step.tolist() == compiled.first_bad_step.tolist()
+
+    # rollout and iter_rollout (on_nonfinite="raise") compile too: the finite rows, the same states
+    finite = X0[:3]
+    states = rollout(HH, "leapfrog", finite, 0.2, 20, 2, compile=True, compile_steps=2)
+    streamed = torch.cat(list(iter_rollout(HH, "leapfrog", finite, 0.2, 20, 2, chunk_size=4, compile=True,
+                                           compile_steps=2)), dim=1)
+    torch.testing.assert_close(states, rollout(HH, "leapfrog", finite, 0.2, 20, 2), rtol=0, atol=1e-14)
+    assert torch.equal(streamed, states)

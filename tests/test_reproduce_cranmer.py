@@ -335,7 +335,8 @@ def test_committed_results_page_is_rendered_again_byte_for_byte_from_its_json(tm
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     raw = load_raw(results / "cranmer.json")
     monkeypatch.chdir(tmp_path)  # the JSON names its plot by the relative path benchmarks/results/cranmer/...
-    cfg = ReproduceConfig(out=tmp_path / "work", results=Path("benchmarks/results"), seeds=(0,))
+    cfg = ReproduceConfig(out=tmp_path / "work", results=Path("benchmarks/results"),
+                          seeds=tuple(r["seed"] for r in raw["seeds"]))
     page = cranmer.write_page(cfg, raw["settings"], raw["seeds"], raw["minutes"])
 
     def without_machine_line(text: str) -> str:
@@ -364,3 +365,20 @@ def test_notes_name_the_evaluation_the_numbers_came_from():
     # the published budget's training samples are the ones the note quotes
     published = cranmer.BUDGETS["published"]
     assert published["steps"] * published["batch_size"] == cranmer_report.PUBLISHED_SAMPLES
+
+
+def test_per_seed_rows_give_each_seed_its_median_and_range():
+    from hnnlab.reproduce.common import Estimate
+    from hnnlab.reproduce.cranmer_report import seed_rows
+
+    def seed(s: int, lnn: float, mlp: float) -> dict:
+        return {"seed": s, "models": {"LNN": {"float64": {"final": Estimate(lnn)}, "val_l1": 10.0 + s},
+                                      "MLP baseline": {"float64": {"final": Estimate(mlp)}, "val_l1": 0.3}}}
+
+    rows = seed_rows([seed(0, 0.627, 0.2), seed(1, 0.233, 0.4), seed(2, 0.557, 0.3), seed(3, 0.1, 0.3)])
+    assert [r["model"] for r in rows] == ["LNN", "MLP baseline"]
+    assert rows[0]["per_seed"] == "0.627, 0.233, 0.557, 0.1"  # in seed order
+    assert rows[0]["median"] == pytest.approx((0.233 + 0.557) / 2)  # an even count: the middle two
+    assert rows[0]["range"] == "0.1 - 0.627"
+    assert rows[0]["val_l1"] == "10, 11, 12, 13"
+    assert seed_rows([seed(0, 0.627, 0.2), seed(1, 0.233, 0.4), seed(2, 0.557, 0.3)])[1]["median"] == 0.3

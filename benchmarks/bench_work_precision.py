@@ -155,14 +155,11 @@ def _best_of(fn: Callable[[], tuple[torch.Tensor, float]], repeats: int) -> tupl
     return best
 
 
-def _run_hnnlab(problem: Problem, method: str, dt: float, horizon: float,
+def _run_hnnlab(problem: Problem, method: str, dt: float, horizon: float, compile: bool = False,
                 compile_steps: int | None = None) -> tuple[torch.Tensor, float]:
-    """``compile_steps``: ``None`` for the eager loop, else ``solve(..., compile=True)`` with that many steps per
-    compiled call (``0``: solve's default, about :data:`hnnlab.compiled.CHUNK_EVALUATIONS` evaluations per call)."""
     n = round(horizon / dt)
     with torch.no_grad():
-        sol = solve(problem.field, method, problem.x0, dt, n, n, compile=compile_steps is not None,
-                    compile_steps=compile_steps or None)
+        sol = solve(problem.field, method, problem.x0, dt, n, n, compile=compile, compile_steps=compile_steps)
     return sol.ys[:, -1], float(sol.stats["field_evaluations"])
 
 
@@ -195,27 +192,27 @@ def method_names() -> list[str]:
 
 
 def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
-                max_seconds: float = 120.0, methods: set[str] | None = None, compile_steps: int = 0,
+                max_seconds: float = 120.0, methods: set[str] | None = None, compile_steps: int | None = None,
                 dts: set[float] | None = None) -> list[dict]:
     """Every method's sweep on ``problem`` over ``horizon`` (only ``methods`` where given, to time a few again side
     by side; the fixed-step methods only at the step sizes ``dts`` of their sweeps where given); a method's sweep
     (loose to tight) stops after a run that took more than ``max_seconds`` (its tighter settings would take longer
-    still). ``compile_steps``: steps per compiled call of the compiled methods (``0``: solve's default)."""
+    still). ``compile_steps``: steps per compiled call of the compiled methods (``None``: solve's default)."""
     reference = None
     if problem.numpy_rhs is not None:
         reference = _run_scipy(problem, 1e-13, horizon)[0]
     rows = []
-    steps = QUICK_STEPS if quick else STEPS
+    steps = {m: [dt for dt in sweep if dts is None or dt in dts]
+             for m, sweep in (QUICK_STEPS if quick else STEPS).items()}
     tolerances = QUICK_TOLERANCES if quick else TOLERANCES
     runs: list[tuple[str, str, float, Callable]] = []
-    steps = {m: [dt for dt in sweep if dts is None or dt in dts] for m, sweep in steps.items()}
-    for method, dts in steps.items():
-        for dt in dts:
+    for method, sweep in steps.items():
+        for dt in sweep:
             runs.append(("hnnlab", method, dt, lambda m=method, d=dt: _run_hnnlab(problem, m, d, horizon)))
     for method in COMPILED if problem.compiles else ():
         for dt in steps.get(method, []):
             runs.append(("hnnlab", f"{method} (compiled)", dt,
-                         lambda m=method, d=dt: _run_hnnlab(problem, m, d, horizon, compile_steps)))
+                         lambda m=method, d=dt: _run_hnnlab(problem, m, d, horizon, True, compile_steps)))
     for method in ("dopri5", "dopri8"):
         for tol in tolerances:
             runs.append(("torchdiffeq", method, tol,
@@ -243,7 +240,7 @@ def run_problem(problem: Problem, horizon: float, repeats: int, quick: bool,
             "problem": problem.name, "horizon": horizon, "library": library, "method": method,
             "setting": setting, "seconds": seconds, "evaluations_per_state": evals,
             "energy_error": energy_error, "state_error": state_error, "compile_seconds": compile_seconds,
-            "compile_steps": compile_steps if method.endswith("(compiled)") else "",
+            "compile_steps": compile_steps if method.endswith("(compiled)") and compile_steps else "",
         })
         compiled = f"  (+ {compile_seconds:.1f} s compile)" if math.isfinite(compile_seconds) else ""
         print(f"  {problem.name} T={horizon:g} {library:11s} {method:20s} {setting:8.1e}  {seconds:8.3f} s  "
@@ -388,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = PROBLEMS[name]()
         for horizon in args.horizons:
             part = run_problem(problem, horizon, args.repeats, args.quick, args.max_seconds,
-                               None if args.methods is None else set(args.methods), args.compile_steps or 0,
+                               None if args.methods is None else set(args.methods), args.compile_steps,
                                None if args.dts is None else set(args.dts))
             rows += part
             _plot(part, out.with_name(f"{out.name}_{name}_T{horizon:g}.png"))
@@ -405,7 +402,7 @@ def _compile_cell(seconds: float) -> str:
 def _steps_per_call(compiled: list[dict]) -> str:
     """The compiled runs' steps per call, as a sentence (nothing for solve's default, or a CSV that predates the
     column)."""
-    steps = sorted({int(float(r["compile_steps"])) for r in compiled if str(r.get("compile_steps", "")) not in ("", "0")})
+    steps = sorted({int(float(r["compile_steps"])) for r in compiled if r.get("compile_steps", "") != ""})
     return f" Steps per compiled call: {', '.join(map(str, steps))} (--compile-steps)." if steps else ""
 
 
